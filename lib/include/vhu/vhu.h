@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * \file
+ * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
+ * fd passing, endpoint and listener. The io_uring engine is <vhu/uring.h>.
+ */
+#ifndef VHU_VHU_H
+#define VHU_VHU_H
+
+#include <vhu/endpoint.h>
+#include <vhu/error.h>
+#include <vhu/fds.h>
+#include <vhu/iov.h>
+#include <vhu/listener.h>
+#include <vhu/wire.h>
+
+#endif

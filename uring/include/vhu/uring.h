@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * \file
+ * The vhu io_uring engine: vhost-user connections on an io_uring.
+ *
+ * A struct vhu_ring drives any number of connections from one thread
+ * (single issuer). Sends and receives are IORING_OP_SENDMSG/RECVMSG
+ * operations whose control buffers carry the fds; completion handlers
+ * advance the scatter-gather cursors and resubmit short transfers; the
+ * framing layer above them hands whole, validated messages to on_message.
+ *
+ * Threading: every function here must be called on the thread that created
+ * the ring (SPDK-style: one ring per core, no hidden threads). Callbacks run
+ * inside vhu_ring_poll() / vhu_ring_wait() on that thread, and may call any
+ * function here, including vhu_conn_close() and vhu_conn_send().
+ *
+ * Memory: all per-connection memory is allocated when the connection is
+ * attached; the steady-state message path does not allocate.
+ */
+#ifndef VHU_URING_H
+#define VHU_URING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vhu/error.h>
+#include <vhu/fds.h>
+#include <vhu/wire.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct io_uring;
+struct io_uring_cqe;
+struct vhu_ring;
+struct vhu_conn;
+struct vhu_ulistener;
+
+/* ------------------------------------------------------------------ */
+/* Ring                                                                */
+
+struct vhu_ring_opts {
+	/** SQ entries; 0 means 256. The CQ is sized from max_conns. */
+	unsigned int sq_entries;
+	/** Most connections attached at once; 0 means 1024. */
+	unsigned int max_conns;
+	/**
+	 * Tune for a caller that spins on vhu_ring_poll() (a reactor core):
+	 * the ring is set up without DEFER_TASKRUN/COOP_TASKRUN, so the kernel
+	 * posts completions while user space spins and an idle poll() is a
+	 * memory read with no system call. Without it (the default) the ring
+	 * uses SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, which is
+	 * cheapest for vhu_ring_wait() but makes every poll() enter the kernel.
+	 */
+	bool busy_poll;
+	/**
+	 * Use the application's ring instead of creating one. vhu marks its
+	 * own user_data with bit 0 set: the application's user_data values
+	 * must have bit 0 clear (pointers to aligned objects do). CQEs that
+	 * are not vhu's go to foreign_cqe.
+	 */
+	struct io_uring *borrow;
+	/** Called from poll()/wait() for CQEs of a borrowed ring that are not vhu's. */
+	void (*foreign_cqe)(struct io_uring_cqe *cqe, void *ctx);
+	void *foreign_ctx;
+};
+
+/** Counters, for benchmarks and tests. */
+struct vhu_ring_stats {
+	uint64_t enters;	/**< io_uring_enter calls made */
+	uint64_t sqes;		/**< SQEs submitted */
+	uint64_t cqes;		/**< vhu CQEs handled */
+	uint64_t msgs_in;	/**< messages delivered to on_message */
+	uint64_t msgs_out;	/**< messages fully sent */
+	uint64_t short_sends;	/**< sends resubmitted after a short transfer */
+	uint64_t rearms;	/**< multishot receives re-armed */
+	uint64_t enobufs;	/**< provided-buffer exhaustions recovered */
+};
+
+/**
+ * Create a ring.
+ * \return 0, -ENOSYS if the kernel has no io_uring, -EPERM if io_uring is
+ *         disabled (kernel.io_uring_disabled) or forbidden by a seccomp
+ *         filter, -EOPNOTSUPP if the kernel lacks a required operation
+ *         (SENDMSG/RECVMSG with fds, provided buffer rings), -ENOMEM.
+ *         vhu_ring_error_hint() explains the code in words.
+ */
+int vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out);
+
+/** \return a sentence naming the likely cause of a vhu_ring_create() error. */
+const char *vhu_ring_error_hint(int err);
+
+/**
+ * Close every connection and listener (each on_close fires with reason 0),
+ * wait for all of vhu's outstanding completions, then free the ring (and
+ * the io_uring, unless it was borrowed). Must not be called from a callback.
+ */
+void vhu_ring_destroy(struct vhu_ring *ring);
+
+/**
+ * Non-blocking: reap completions, run handlers, submit what they queued.
+ * \return the number of completions handled (0 when idle), or -errno.
+ */
+int vhu_ring_poll(struct vhu_ring *ring);
+
+/**
+ * Block until at least one completion arrives or timeout_ms passes (< 0:
+ * no timeout), then do what vhu_ring_poll() does. Stalled-message deadlines
+ * shorten the wait as needed.
+ * \return completions handled (0 on timeout), or -errno.
+ */
+int vhu_ring_wait(struct vhu_ring *ring, int timeout_ms);
+
+/**
+ * For applications that reap a borrowed ring themselves: hand one CQE to
+ * vhu (do not mark it seen before calling).
+ * \return 1 if it was vhu's and has been handled, 0 if it is not vhu's.
+ */
+int vhu_ring_handle_cqe(struct vhu_ring *ring, struct io_uring_cqe *cqe);
+
+/** \return the number of attached connections. */
+unsigned int vhu_ring_conn_count(const struct vhu_ring *ring);
+
+/** Copy out the ring's counters. */
+void vhu_ring_get_stats(const struct vhu_ring *ring, struct vhu_ring_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+
+/** A delivered message. Valid only during on_message. */
+struct vhu_msg {
+	struct vhu_hdr hdr;
+	/** hdr.size body bytes; points into engine memory. */
+	void *body;
+	/**
+	 * The fds that came with the message; the handler owns them. Move one
+	 * out with vhu_fds_take() to keep it: whatever is left in the set
+	 * when on_message returns is closed by the engine.
+	 */
+	struct vhu_fds fds;
+};
+
+/** Receive modes. */
+enum vhu_recv_mode {
+	/**
+	 * recvmsg of exactly the 12-byte header (with a control buffer), then
+	 * of exactly size bytes; fds on a body read are rejected. Correct with
+	 * every peer; two operations per message.
+	 */
+	VHU_RECV_EXACT = 0,
+	/**
+	 * Multishot recvmsg into a ring of provided buffers; a framer splits
+	 * the byte stream into messages, several per completion. fds are
+	 * attributed to the last message that begins in the read that brought
+	 * them, which is exact for every peer that sends each fd-carrying
+	 * message in its own sendmsg (QEMU, libvhost-user, DPDK, crosvm,
+	 * rust-vmm, vhu).
+	 */
+	VHU_RECV_STREAM = 1,
+};
+
+struct vhu_conn_ops {
+	/**
+	 * A whole message arrived and passed validation (header, body, fd
+	 * count). Return 0 to go on, or a negative error to close the
+	 * connection with that reason.
+	 */
+	int (*on_message)(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx);
+	/**
+	 * The connection is gone; called exactly once, after every operation
+	 * of the connection completed and its socket was closed. The conn
+	 * pointer must not be used after this returns.
+	 *
+	 * reason: 0 after vhu_conn_close() or vhu_ring_destroy();
+	 * -VHU_EDISCONNECT when the peer closed between messages;
+	 * -VHU_EPARTIAL when it closed inside a message; -ETIMEDOUT when a
+	 * message stalled past msg_timeout_ms; a validation error
+	 * (-VHU_EOVERSIZED, -VHU_EVERSION, -VHU_EFDS, ...); a socket error
+	 * (-ECONNRESET, -EPIPE, ...); or on_message's return value.
+	 */
+	void (*on_close)(struct vhu_conn *conn, int reason, void *ctx);
+};
+
+struct vhu_conn_opts {
+	uint8_t recv_mode;		/**< enum vhu_recv_mode */
+	struct vhu_rules rules;		/**< what this side receives (channel, expect, max size) */
+	uint32_t sendq_msgs;		/**< queued messages at most; 0 means 256 */
+	uint32_t sendq_bytes;		/**< queued bytes at most; 0 means 64 KiB */
+	uint32_t msg_timeout_ms;	/**< close a message stalled this long; 0: never */
+};
+
+/**
+ * Attach a connected AF_UNIX stream socket to the ring and start receiving.
+ * The connection takes ownership of fd (also on failure: it is closed).
+ * \return 0 with *out set, -EMFILE past max_conns, -EINVAL for bad options,
+ *         -ENOTSOCK, -ENOMEM.
+ */
+int vhu_conn_attach(struct vhu_ring *ring, int fd, const struct vhu_conn_opts *opts,
+		    const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out);
+
+/**
+ * Connect to a listening path (the front-end side) and attach.
+ * \return 0, or -errno from socket()/connect(), or an attach error.
+ */
+int vhu_conn_connect(struct vhu_ring *ring, const char *path, const struct vhu_conn_opts *opts,
+		     const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out);
+
+/**
+ * Queue one message. Header, body and payload are copied into the
+ * connection's preallocated send queue, so the caller's buffers are free
+ * on return. hdr->size must equal body_len + payload_len.
+ *
+ * fds: on success the connection owns them and closes them once the
+ * sendmsg that carries them has completed (so the kernel has its own
+ * references); on failure the caller still owns them. A message with fds
+ * always goes alone in its sendmsg; fd-less messages are coalesced.
+ *
+ * \return 0; -VHU_EQFULL if the queue lacks room (nothing was queued, and
+ *         nothing already queued is lost); -VHU_EFDS for > VHU_MAX_FDS fds;
+ *         -VHU_EOVERSIZED for a message larger than the queue;
+ *         -EINVAL on a size mismatch; -ENOTCONN if the connection is closing.
+ */
+int vhu_conn_send(struct vhu_conn *conn, const struct vhu_hdr *hdr,
+		  const void *body, size_t body_len, const void *payload, size_t payload_len,
+		  const int *fds, unsigned int nfds);
+
+/**
+ * Close: cancel the connection's operations, wait for their completions,
+ * close the socket, then call on_close(conn, 0). Messages still queued are
+ * dropped (their fds closed). Safe inside callbacks, and more than once.
+ */
+void vhu_conn_close(struct vhu_conn *conn);
+
+/** Close with a reason, which on_close will see (e.g. a handler's error). */
+void vhu_conn_close_reason(struct vhu_conn *conn, int reason);
+
+/** \return the connection's socket fd (owned by the connection). */
+int vhu_conn_fd(const struct vhu_conn *conn);
+
+/** \return the ctx given at attach, or the last vhu_conn_set_ctx(). */
+void *vhu_conn_ctx(const struct vhu_conn *conn);
+void vhu_conn_set_ctx(struct vhu_conn *conn, void *ctx);
+
+/** \return the ring the connection is attached to. */
+struct vhu_ring *vhu_conn_ring(const struct vhu_conn *conn);
+
+/** \return messages waiting in the send queue (not yet fully sent). */
+unsigned int vhu_conn_sendq_len(const struct vhu_conn *conn);
+
+/* ------------------------------------------------------------------ */
+/* Listener                                                            */
+
+struct vhu_ulistener_opts {
+	const char *path;		/**< socket path */
+	bool unlink_stale;		/**< remove a stale socket file first */
+	unsigned int max_conns;		/**< accepted connections alive at once; 0: ring limit */
+	struct vhu_conn_opts conn;	/**< options of each accepted connection */
+	struct vhu_conn_ops ops;	/**< callbacks of each accepted connection */
+	void *ctx;			/**< ctx of each accepted connection */
+	/** Optional: a connection was accepted and attached (set its ctx here). */
+	void (*on_accept)(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx);
+};
+
+/**
+ * Listen on a path with multishot accept (re-armed whenever it ends). A
+ * connection beyond max_conns is accepted and closed at once.
+ * \return 0, or -errno (bind/listen), -EADDRINUSE if path exists and
+ *         unlink_stale is false.
+ */
+int vhu_ring_listen(struct vhu_ring *ring, const struct vhu_ulistener_opts *opts,
+		    struct vhu_ulistener **out);
+
+/** Stop listening, remove the path, free. Accepted connections stay. */
+void vhu_ulistener_close(struct vhu_ulistener *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
