@@ -166,6 +166,7 @@ enum vhu_protocol_feature {
 #define VHU_F_ORDER_PLATFORM		36
 #define VHU_F_SR_IOV			37
 #define VHU_F_NOTIFICATION_DATA		38
+#define VHU_F_NOTIF_CONFIG_DATA		39
 #define VHU_F_RING_RESET		40
 
 /** SET_VRING_KICK/CALL/ERR and vring-area u64: queue index and no-fd flag. */
