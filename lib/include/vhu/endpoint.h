@@ -15,7 +15,11 @@
  *
  * Error rule: when a receive helper fails, every fd of that message has
  * been closed and the struct vhu_fds it was given is empty. On success the
- * caller owns the fds in it.
+ * caller owns the fds in it. The helpers that start a message (recv_header,
+ * recv_body, recv_body_into_buf, recv_payload_into_buf, call) initialise
+ * the set first, so it needs no vhu_fds_init() but must not hold fds the
+ * caller still owns; a NULL set forbids fds (any that arrive are closed,
+ * -VHU_EINVALID).
  *
  * Thread context: an endpoint is not thread-safe; use it from one thread
  * at a time.
@@ -50,7 +54,8 @@ int vhu_endpoint_connect(const char *path, const struct vhu_rules *rules,
  * Wrap a connected stream socket; the endpoint takes ownership of fd (also
  * on failure, when it is closed). Use this for an accepted socket or for
  * the back-end channel socket received with SET_BACKEND_REQ_FD (rules:
- * channel VHU_CHAN_BACKEND, expect VHU_EXPECT_REPLY).
+ * channel VHU_CHAN_BACKEND, expect VHU_EXPECT_REPLY). NULL rules: front-end
+ * channel, expecting requests (the accepted, back-end side).
  * \return 0, -ENOTSOCK if fd is not a stream socket, -ENOMEM.
  */
 int vhu_endpoint_from_fd(int fd, const struct vhu_rules *rules, struct vhu_endpoint **out);
@@ -65,7 +70,8 @@ int vhu_endpoint_from_fd(int fd, const struct vhu_rules *rules, struct vhu_endpo
 int vhu_endpoint_from_backend_req_fd(struct vhu_fds *fds, struct vhu_endpoint **out);
 
 /**
- * A connected pair (socketpair), for tests and in-process peers.
+ * A connected pair (socketpair), for tests and in-process peers. NULL rules:
+ * a is a front-end (expects replies), b a back-end (expects requests).
  * \return 0 or -errno.
  */
 int vhu_endpoint_pair(const struct vhu_rules *rules_a, const struct vhu_rules *rules_b,
@@ -99,7 +105,8 @@ ssize_t vhu_endpoint_send_iov(struct vhu_endpoint *ep, const struct iovec *iov, 
  *             allowed here: any that arrive are closed and -VHU_EINVALID
  *             is returned.
  * \return bytes received (> 0), -VHU_EDISCONNECT when the peer has closed,
- *         -VHU_ERETRY, -VHU_ECTRUNC, -VHU_EFDS, or -errno.
+ *         -VHU_ERETRY, -VHU_ECTRUNC, -VHU_EFDS, -EINVAL for a zero-length
+ *         iovec array, or -errno. On failure nothing is appended to fds.
  */
 ssize_t vhu_endpoint_recv_iov(struct vhu_endpoint *ep, struct iovec *iov, unsigned int cnt,
 			      struct vhu_fds *fds);
@@ -117,9 +124,13 @@ int vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsi
 /**
  * Fill all of the iovecs. fds are taken from the first recvmsg only (into
  * fds, which may be NULL to forbid them); fds on a later recvmsg are closed
- * and the call fails with -VHU_EINVALID.
+ * and the call fails with -VHU_EINVALID. On a non-blocking socket with
+ * nothing pending it returns -VHU_ERETRY at once (nothing consumed, fds
+ * untouched); once a byte has arrived it waits with poll() for the rest.
+ * On any other failure the fds in fds are closed and it is left empty.
  * \return 0, -VHU_EDISCONNECT if the peer closed before the first byte,
- *         -VHU_EPARTIAL if it closed after some, or another negative error.
+ *         -VHU_EPARTIAL if it closed after some, -VHU_ERETRY, or another
+ *         negative error.
  */
 int vhu_endpoint_recv_all(struct vhu_endpoint *ep, struct iovec *iov, unsigned int cnt,
 			  struct vhu_fds *fds);
@@ -157,7 +168,8 @@ int vhu_endpoint_send_message_with_payload(struct vhu_endpoint *ep, const struct
  * Receive a header: exactly 12 bytes (a split header is completed), fds
  * allowed, then vhu_hdr_check(). For a message with no body the fd count is
  * checked too. The body, if any, is still on the socket: read it with
- * vhu_endpoint_recv_body_bytes().
+ * vhu_endpoint_recv_body_bytes(), which waits for it even on a
+ * non-blocking socket (only a header that has not begun gives -VHU_ERETRY).
  * \return 0, -VHU_EDISCONNECT, -VHU_EPARTIAL, any vhu_hdr_check error,
  *         -VHU_EFDS, -VHU_ECTRUNC, -errno.
  */
@@ -194,7 +206,11 @@ ssize_t vhu_endpoint_recv_body_into_buf(struct vhu_endpoint *ep, struct vhu_hdr 
 /**
  * Receive a message made of a fixed body followed by a payload: header,
  * then body_len bytes into body and the rest into payload. Unlike crosvm,
- * hdr.size < body_len is rejected (-VHU_EBODYSIZE).
+ * hdr.size < body_len is rejected (-VHU_EBODYSIZE). The whole message is
+ * validated with vhu_msg_check() as one contiguous body: directly when
+ * payload follows body in memory, otherwise from a copy in a stack buffer
+ * of VHU_DEFAULT_MAX_SIZE bytes; a larger message into non-adjacent
+ * buffers is refused with -VHU_EOVERSIZED.
  * \return the payload length (>= 0), -VHU_EOVERSIZED if the payload does
  *         not fit in payload_len, or any error of the steps.
  */
@@ -205,7 +221,9 @@ ssize_t vhu_endpoint_recv_payload_into_buf(struct vhu_endpoint *ep, struct vhu_h
 /**
  * Send a request and wait for its reply (front-end convenience): sends
  * hdr+body+fds, then receives one message into reply_buf and checks it
- * answers the request (same code, flags exactly VERSION|REPLY).
+ * answers the request (same code, flags exactly VERSION|REPLY; checked
+ * before the rest of the header). It waits for the reply even on a
+ * non-blocking socket; the request must be one the peer answers.
  * \return the reply body length, -VHU_EREPLY if it does not answer the
  *         request, or any send/receive error. Fds in the reply go to
  *         reply_fds (may be NULL to forbid them).

@@ -27,7 +27,8 @@ int vhu_listener_create(const char *path, bool unlink_stale, struct vhu_listener
 
 /**
  * Wrap an already bound and listening socket (e.g. from systemd socket
- * activation); takes ownership of fd. The path is never unlinked.
+ * activation); takes ownership of fd, also on failure (it is then closed).
+ * The path is never unlinked.
  * \return 0, -ENOTSOCK, -EINVAL if it is not a listening stream socket.
  */
 int vhu_listener_from_fd(int fd, struct vhu_listener **out);

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build with -Dwerror=true,
+# run the Criterion suite, then build and run it again under ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/setup-deps.sh test
+
+setup() { # dir, options...
+	local dir=$1; shift
+	if [ -d "$dir/meson-private" ]; then
+		meson configure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+}
+
+status=0
+setup build -Dwerror=true
+setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+for dir in build build-asan; do
+	echo "== $dir: build" >&2
+	ninja -C "$dir" >/dev/null
+	echo "== $dir: test" >&2
+	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
+done
+
+python3 tests/summary.py build build-asan || status=1
+exit $status

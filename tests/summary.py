@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Add up the Criterion results of every test binary in the given meson
+build directories and print one closing line: 'tests: N passed, N failed'."""
+import json
+import re
+import sys
+
+synth = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
+plain = re.compile(r"^\w+: (\d+) passed, (\d+) failed$", re.M)
+passed = failed = 0
+for build in sys.argv[1:]:
+    with open(f"{build}/meson-logs/testlog.json") as f:
+        for line in f:
+            t = json.loads(line)
+            out = (t.get("stdout") or "") + (t.get("stderr") or "")
+            m = synth.search(out)
+            bad_here = 0
+            p = plain.search(out)
+            if p and not m:
+                passed += int(p.group(1))
+                bad_here = int(p.group(2))
+                failed += bad_here
+            if m:
+                tested, ok, bad, crash = map(int, m.groups())
+                passed += ok
+                bad_here = bad + crash
+                failed += bad_here
+            if t.get("result") != "OK" and bad_here == 0:
+                # A binary that failed outside its tests (a leak caught in
+                # teardown, a crash, a timeout) counts as one failure more.
+                failed += 1
+                print(f"{build}: {t['name']}: {t.get('result')}", file=sys.stderr)
+print(f"tests: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
