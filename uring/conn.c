@@ -1,1 +1,376 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Connections: attach (all memory allocated here), operation accounting,
+ * close (cancel, then wait for every CQE), finish (socket and fds closed,
+ * on_close, free), stalled-message deadlines and message delivery.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_SENDQ_MSGS	256u
+#define DEFAULT_SENDQ_BYTES	(64u * 1024u)
+
+/* ------------------------------------------------------------------ */
+/* Operation accounting                                                */
+
+void
+vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | 1u);
+	s->busy = 1;
+	c->ops++;
+	c->ring->ops++;
+}
+
+void
+vhu__conn_op_end(struct vhu_conn *c, struct slot *s)
+{
+	s->busy = 0;
+	c->ops--;
+	c->ring->ops--;
+}
+
+/* After each of its CQEs: a closing connection with nothing in flight is done. */
+void
+vhu__conn_settle(struct vhu_conn *c)
+{
+	if (c->state == CONN_CLOSING && c->ops == 0 && vlist_empty(&c->reap_link)) {
+		vlist_add_tail(&c->ring->reap, &c->reap_link);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadlines                                                           */
+
+void
+vhu__conn_deadline_arm(struct vhu_conn *c)
+{
+	if (c->msg_timeout_ms == 0 || c->state != CONN_OPEN) {
+		return;
+	}
+	c->deadline_ns = vhu__now_ns() + (uint64_t)c->msg_timeout_ms * 1000000ull;
+	if (vlist_empty(&c->dl_link)) {
+		vlist_add_tail(&c->ring->deadlines, &c->dl_link);
+	}
+}
+
+void
+vhu__conn_deadline_disarm(struct vhu_conn *c)
+{
+	if (!vlist_empty(&c->dl_link)) {
+		vlist_del(&c->dl_link);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Delivery                                                            */
+
+int
+vhu__conn_deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body, struct vhu_fds *fds)
+{
+	struct vhu_msg m;
+	int r = 0;
+
+	m.hdr = *hdr;
+	m.body = body;
+	m.fds = *fds;
+	fds->n = 0;
+	c->ring->st.msgs_in++;
+	if (c->cb.on_message) {
+		r = c->cb.on_message(c, &m, c->ctx);
+	}
+	vhu_fds_close(&m.fds);
+	if (r < 0) {
+		return r;
+	}
+	/* Closed inside on_message: nothing more of this connection is delivered. */
+	return c->state == CONN_OPEN ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Attach                                                              */
+
+static int
+check_opts(const struct vhu_conn_opts *o)
+{
+	if (o->recv_mode != VHU_RECV_EXACT && o->recv_mode != VHU_RECV_STREAM) {
+		return -EINVAL;
+	}
+	if (o->rules.channel > VHU_CHAN_BACKEND || o->rules.expect > VHU_EXPECT_EITHER) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+check_socket(int fd)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+		int err = errno;
+
+		return err == ENOTSOCK ? -ENOTSOCK : -err;
+	}
+	return type == SOCK_STREAM ? 0 : -EINVAL;
+}
+
+static void
+conn_free(struct vhu_conn *c)
+{
+	vhu__framer_fini(&c->fr);
+	free(c->rx_body);
+	vhu__sendq_fini(&c->q);
+	free(c);
+}
+
+int
+vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
+		const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out)
+{
+	struct vhu_conn_opts o;
+	struct vhu_conn *c;
+	int ret;
+
+	if (out) {
+		*out = NULL;
+	}
+	if (fd < 0) {
+		return -EBADF;
+	}
+	memset(&o, 0, sizeof(o));
+	if (opts) {
+		o = *opts;
+	}
+	if (!r || r->destroying) {
+		ret = -EINVAL;
+		goto fail_fd;
+	}
+	if (r->nconns >= r->max_conns) {
+		ret = -EMFILE;
+		goto fail_fd;
+	}
+	ret = check_opts(&o);
+	if (ret < 0) {
+		goto fail_fd;
+	}
+	ret = check_socket(fd);
+	if (ret < 0) {
+		goto fail_fd;
+	}
+	if (o.recv_mode == VHU_RECV_STREAM) {
+		ret = vhu__ring_bufs_setup(r);
+		if (ret < 0) {
+			goto fail_fd;
+		}
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		ret = -ENOMEM;
+		goto fail_fd;
+	}
+	c->ring = r;
+	c->fd = fd;
+	c->mode = o.recv_mode;
+	c->rules = o.rules;
+	if (c->rules.max_size == 0) {
+		c->rules.max_size = VHU_DEFAULT_MAX_SIZE;
+	}
+	if (ops) {
+		c->cb = *ops;
+	}
+	c->ctx = ctx;
+	c->msg_timeout_ms = o.msg_timeout_ms;
+	vlist_init(&c->link);
+	vlist_init(&c->reap_link);
+	vlist_init(&c->rearm_link);
+	vlist_init(&c->dl_link);
+	c->rx.s.kind = SLOT_RECV;
+	c->tx.s.kind = SLOT_SEND;
+	c->cancel.kind = SLOT_CANCEL;
+	vhu_fds_init(&c->rx_fds);
+	vhu_fds_init(&c->fr.fds);
+	ret = vhu__sendq_init(&c->q, o.sendq_bytes ? o.sendq_bytes : DEFAULT_SENDQ_BYTES,
+			      o.sendq_msgs ? o.sendq_msgs : DEFAULT_SENDQ_MSGS);
+	if (ret == 0 && c->mode == VHU_RECV_EXACT) {
+		c->rx_body = malloc(c->rules.max_size);
+		ret = c->rx_body ? 0 : -ENOMEM;
+	} else if (ret == 0) {
+		ret = vhu__framer_init(&c->fr, &c->rules);
+	}
+	if (ret < 0) {
+		conn_free(c);
+		goto fail_fd;
+	}
+	vlist_add_tail(&r->conns, &c->link);
+	r->nconns++;
+	vhu__recv_arm(c);
+	if (out) {
+		*out = c;
+	}
+	return 0;
+fail_fd:
+	close(fd);
+	return ret;
+}
+
+int
+vhu_conn_connect(struct vhu_ring *r, const char *path, const struct vhu_conn_opts *opts,
+		 const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len;
+	int fd;
+
+	if (out) {
+		*out = NULL;
+	}
+	if (!r || !path) {
+		return -EINVAL;
+	}
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path)) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, len + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return -errno;
+	}
+	/* An AF_UNIX connect completes (or fails) at once: no need to go through the ring. */
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
+	return vhu_conn_attach(r, fd, opts, ops, ctx, out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Close                                                               */
+
+static void
+submit_cancel(struct vhu_conn *c)
+{
+	struct io_uring_sqe *sqe = vhu__ring_sqe(c->ring);
+
+	if (!sqe) {
+		/* The ops still complete on their own when the peer goes; nothing to free early. */
+		return;
+	}
+	/* One cancel for all of the socket's operations; the socket is still open. */
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	vhu__conn_track(c, &c->cancel, sqe);
+}
+
+void
+vhu_conn_close_reason(struct vhu_conn *c, int reason)
+{
+	if (!c || c->state != CONN_OPEN) {
+		return;
+	}
+	c->state = CONN_CLOSING;
+	c->reason = reason;
+	vhu__conn_deadline_disarm(c);
+	if (!vlist_empty(&c->rearm_link)) {
+		vlist_del(&c->rearm_link);
+	}
+	if (c->ops > 0) {
+		submit_cancel(c);
+	} else {
+		vhu__conn_settle(c);
+	}
+}
+
+void
+vhu_conn_close(struct vhu_conn *c)
+{
+	vhu_conn_close_reason(c, 0);
+}
+
+void
+vhu__conn_cancel_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
+{
+	vhu__conn_op_end(c, &c->cancel);
+	/* -EALREADY: an operation was running and could not be stopped; ask again. */
+	if (cqe->res == -EALREADY && c->ops > 0) {
+		submit_cancel(c);
+	}
+}
+
+void
+vhu__conn_finish(struct vhu_conn *c)
+{
+	struct vhu_ring *r = c->ring;
+	struct vhu_ulistener *l = c->listener;
+	uint32_t i;
+
+	close(c->fd);
+	c->fd = -1;
+	for (i = 0; i < c->q.dn; i++) {
+		struct sq_desc *d = &c->q.d[(c->q.dhead + i) % c->q.dcap];
+		uint32_t k;
+
+		for (k = 0; k < d->nfds; k++) {
+			int fd;
+
+			memcpy(&fd, c->q.buf + d->off + d->len + k * sizeof(int), sizeof(int));
+			close(fd);
+		}
+		d->nfds = 0;
+	}
+	vhu_fds_close(&c->rx_fds);
+	vhu_fds_close(&c->fr.fds);
+	vhu__conn_deadline_disarm(c);
+	vlist_del(&c->link);
+	r->nconns--;
+	if (c->cb.on_close) {
+		c->cb.on_close(c, c->reason, c->ctx);
+	}
+	conn_free(c);
+	if (l) {
+		vhu__ulistener_conn_gone(l);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Accessors                                                           */
+
+int
+vhu_conn_fd(const struct vhu_conn *c)
+{
+	return c->fd;
+}
+
+void *
+vhu_conn_ctx(const struct vhu_conn *c)
+{
+	return c->ctx;
+}
+
+void
+vhu_conn_set_ctx(struct vhu_conn *c, void *ctx)
+{
+	c->ctx = ctx;
+}
+
+struct vhu_ring *
+vhu_conn_ring(const struct vhu_conn *c)
+{
+	return c->ring;
+}
+
+unsigned int
+vhu_conn_sendq_len(const struct vhu_conn *c)
+{
+	return c->q.dn;
+}

@@ -1,1 +1,210 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Stream framing. A message that lies entirely inside a chunk is delivered
+ * from the chunk itself when its body is 8-byte aligned there; otherwise,
+ * and for a message that straddles chunks, it is copied into the
+ * reassembly buffer. The header is checked as soon as its 12 bytes are
+ * known, so an oversized size is refused before any body byte is held.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vhu/error.h>
+
+#include "framer.h"
+
+#define HDR_OFF		4u
+#define BODY_OFF	(HDR_OFF + VHU_HDR_SIZE)
+
+_Static_assert(BODY_OFF % 8 == 0, "reassembled bodies are 8-byte aligned");
+
+int
+vhu__framer_init(struct vhu_framer *f, const struct vhu_rules *rules)
+{
+	memset(f, 0, sizeof(*f));
+	f->rules = *rules;
+	if (f->rules.max_size == 0) {
+		f->rules.max_size = VHU_DEFAULT_MAX_SIZE;
+	}
+	vhu_fds_init(&f->fds);
+	/* malloc returns 16-byte aligned memory, so buf + BODY_OFF is 8-aligned. */
+	f->buf = malloc((size_t)BODY_OFF + f->rules.max_size);
+	if (!f->buf) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+vhu__framer_fini(struct vhu_framer *f)
+{
+	vhu_fds_close(&f->fds);
+	free(f->buf);
+	f->buf = NULL;
+	f->have = 0;
+	f->need = 0;
+}
+
+static int
+check_hdr(const struct vhu_framer *f, const struct vhu_hdr *hdr)
+{
+	int r = vhu_hdr_check(&f->rules, hdr);
+
+	if (r < 0) {
+		return r;
+	}
+	/* The reassembly buffer holds max_size body bytes, whatever the rules say. */
+	if (hdr->size > f->rules.max_size) {
+		return -VHU_EOVERSIZED;
+	}
+	return 0;
+}
+
+/* Validate the whole message, then hand it over; fds are consumed either way. */
+static int
+emit(struct vhu_framer *f, const struct vhu_hdr *hdr, void *body, struct vhu_fds *fds,
+     vhu_framer_deliver_fn deliver, void *arg)
+{
+	int r = vhu_msg_check(&f->rules, hdr, body, fds->n);
+
+	if (r < 0) {
+		vhu_fds_close(fds);
+		return r;
+	}
+	r = deliver(arg, hdr, body, fds);
+	/* A well-behaved deliver leaves the set empty; make sure nothing leaks. */
+	vhu_fds_close(fds);
+	return r;
+}
+
+/* Finish the message held from earlier chunks. *p advances over what it used. */
+static int
+feed_held(struct vhu_framer *f, const uint8_t *data, size_t len, size_t *p,
+	  struct vhu_fds *chunk_fds, vhu_framer_deliver_fn deliver, void *arg)
+{
+	struct vhu_hdr hdr;
+	size_t take;
+	int r;
+
+	if (f->have < VHU_HDR_SIZE) {
+		take = VHU_HDR_SIZE - f->have;
+		if (take > len) {
+			take = len;
+		}
+		memcpy(f->buf + HDR_OFF + f->have, data, take);
+		f->have += (uint32_t)take;
+		*p += take;
+		if (f->have < VHU_HDR_SIZE) {
+			return 0;
+		}
+		memcpy(&hdr, f->buf + HDR_OFF, sizeof(hdr));
+		r = check_hdr(f, &hdr);
+		if (r < 0) {
+			return r;
+		}
+		f->need = VHU_HDR_SIZE + hdr.size;
+	}
+	/*
+	 * fds in a chunk where this message goes on to (or past) the end: no
+	 * message begins in the chunk, so they came with body bytes.
+	 */
+	if (chunk_fds->n > 0 && (size_t)(f->need - f->have) >= len - *p) {
+		return -VHU_EINVALID;
+	}
+	take = f->need - f->have;
+	if (take > len - *p) {
+		take = len - *p;
+	}
+	memcpy(f->buf + HDR_OFF + f->have, data + *p, take);
+	f->have += (uint32_t)take;
+	*p += take;
+	if (f->have < f->need) {
+		return 0;
+	}
+	memcpy(&hdr, f->buf + HDR_OFF, sizeof(hdr));
+	f->have = 0;
+	f->need = 0;
+	return emit(f, &hdr, f->buf + BODY_OFF, &f->fds, deliver, arg);
+}
+
+int
+vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct vhu_fds *fds,
+		 vhu_framer_deliver_fn deliver, void *arg)
+{
+	struct vhu_fds none = { .n = 0 };
+	struct vhu_fds *cf = fds ? fds : &none;
+	size_t p = 0;
+	int r;
+
+	f->began = false;
+	if (f->have > 0) {
+		r = feed_held(f, data, len, &p, cf, deliver, arg);
+		if (r != 0) {
+			goto fail;
+		}
+	}
+	while (p < len) {
+		size_t rem = len - p;
+		struct vhu_fds mfds = { .n = 0 };
+		struct vhu_hdr hdr;
+		size_t total;
+		uint8_t *body;
+
+		if (rem < VHU_HDR_SIZE) {
+			/* The header straddles: the last message that begins in this chunk. */
+			memcpy(f->buf + HDR_OFF, data + p, rem);
+			f->have = (uint32_t)rem;
+			f->need = 0;
+			f->began = true;
+			f->fds = *cf;
+			cf->n = 0;
+			return 0;
+		}
+		memcpy(&hdr, data + p, sizeof(hdr));
+		r = check_hdr(f, &hdr);
+		if (r < 0) {
+			goto fail;
+		}
+		total = VHU_HDR_SIZE + (size_t)hdr.size;
+		if (total >= rem) {
+			/* Nothing begins after it in this chunk: the chunk's fds are its own. */
+			mfds = *cf;
+			cf->n = 0;
+		}
+		if (total > rem) {
+			memcpy(f->buf + HDR_OFF, data + p, rem);
+			f->have = (uint32_t)rem;
+			f->need = (uint32_t)total;
+			f->began = true;
+			f->fds = mfds;
+			return 0;
+		}
+		body = (uint8_t *)data + p + VHU_HDR_SIZE;
+		if (hdr.size == 0) {
+			body = f->buf + BODY_OFF;
+		} else if ((uintptr_t)body & 7u) {
+			memcpy(f->buf + BODY_OFF, body, hdr.size);
+			body = f->buf + BODY_OFF;
+		}
+		p += total;
+		r = emit(f, &hdr, body, &mfds, deliver, arg);
+		if (r != 0) {
+			goto fail;
+		}
+	}
+	if (cf->n > 0) {
+		/* No message began in this chunk, yet fds came with it. */
+		r = -VHU_EINVALID;
+		goto fail;
+	}
+	return 0;
+fail:
+	vhu_fds_close(cf);
+	if (r < 0) {
+		vhu_fds_close(&f->fds);
+		f->have = 0;
+		f->need = 0;
+	}
+	return r;
+}

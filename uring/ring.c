@@ -1,1 +1,628 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The ring: setup, the poll/wait loop, dispatch of completions to their
+ * slots, work deferred to the end of a reaping pass (re-arms after
+ * -ENOBUFS, freeing closed connections and listeners), and the provided
+ * buffer ring of stream receives.
+ *
+ * One io_uring_enter per poll()/wait() carries the SQEs queued since the
+ * last one and fetches completions; SQEs that callbacks queue go out with
+ * the next poll()/wait(), so the application calls one of them in its loop.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_SQ	256u
+#define DEFAULT_CONNS	1024u
+#define CQ_SLACK	64u	/* listeners and cancels of listeners */
+#define SQE_TRIES	64
+
+uint64_t
+vhu__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned int
+pow2_at_least(uint64_t n)
+{
+	uint64_t v = 1;
+
+	while (v < n && v < (1u << 30)) {
+		v <<= 1;
+	}
+	return (unsigned int)v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Creation                                                            */
+
+static int
+setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
+{
+	/*
+	 * Flags tried in order; -EINVAL means "this kernel lacks one", so the
+	 * next, older set is tried. COOP_TASKRUN comes with TASKRUN_FLAG so that
+	 * an idle poll() can tell from IORING_SQ_TASKRUN whether to enter.
+	 */
+	static const unsigned int normal[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		0,
+	};
+	/* Spinning: no deferred task work, so completions post while user space runs. */
+	static const unsigned int spin[] = {
+		IORING_SETUP_SINGLE_ISSUER,
+		0,
+	};
+	const unsigned int *tries = o->busy_poll ? spin : normal;
+	size_t ntries = o->busy_poll ? sizeof(spin) / sizeof(spin[0])
+				     : sizeof(normal) / sizeof(normal[0]);
+	unsigned int sq = o->sq_entries ? o->sq_entries : DEFAULT_SQ;
+	/*
+	 * Per connection at most one receive (whose multishot CQEs are bounded
+	 * by the provided buffers), one send and one cancel are in flight.
+	 */
+	unsigned int cq = pow2_at_least(4ull * r->max_conns + VHU_NBUFS + CQ_SLACK);
+	int ret = -EINVAL;
+	size_t i;
+
+	for (i = 0; i < ntries; i++) {
+		struct io_uring_params p;
+
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+			  IORING_SETUP_SUBMIT_ALL;
+		p.cq_entries = cq;
+		ret = io_uring_queue_init_params(sq, &r->own, &p);
+		if (ret != -EINVAL) {
+			break;
+		}
+	}
+	if (ret == -EINVAL) {
+		struct io_uring_params p;
+
+		/* A kernel too old for SUBMIT_ALL also lacks buffer rings; the probe says so. */
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(sq, &r->own, &p);
+		i = ntries - 1;
+	}
+	if (ret < 0) {
+		return ret;
+	}
+	r->uring = &r->own;
+	r->setup_flags = r->own.flags;
+	r->defer_taskrun = (r->own.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+	return 0;
+}
+
+/* A buffer-ring registration that is undone at once: proves the kernel has them. */
+static int
+trial_buf_ring(struct io_uring *u)
+{
+	struct io_uring_buf_reg reg;
+	size_t sz = (size_t)sysconf(_SC_PAGESIZE);
+	void *mem;
+	int ret;
+
+	mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		return -ENOMEM;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)mem;
+	reg.ring_entries = 8;
+	reg.bgid = VHU_BGID;
+	ret = io_uring_register_buf_ring(u, &reg, 0);
+	if (ret == 0) {
+		io_uring_unregister_buf_ring(u, VHU_BGID);
+	}
+	munmap(mem, sz);
+	if (ret == -EINVAL || ret == -EOPNOTSUPP || ret == -ENOSYS) {
+		return -EOPNOTSUPP;
+	}
+	return ret;
+}
+
+static int
+probe(struct io_uring *u)
+{
+	static const int needed[] = {
+		IORING_OP_SENDMSG, IORING_OP_RECVMSG, IORING_OP_ASYNC_CANCEL, IORING_OP_ACCEPT,
+	};
+	struct io_uring_probe *p = io_uring_get_probe_ring(u);
+	size_t i;
+
+	if (!p) {
+		return -EOPNOTSUPP;
+	}
+	for (i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		if (!io_uring_opcode_supported(p, needed[i])) {
+			io_uring_free_probe(p);
+			return -EOPNOTSUPP;
+		}
+	}
+	io_uring_free_probe(p);
+	/* Buffer rings (5.19) postdate cmsg over io_uring (5.12): this covers fds too. */
+	return trial_buf_ring(u);
+}
+
+int
+vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
+{
+	struct vhu_ring_opts o;
+	struct vhu_ring *r;
+	int ret;
+
+	if (!out) {
+		return -EINVAL;
+	}
+	*out = NULL;
+	memset(&o, 0, sizeof(o));
+	if (opts) {
+		o = *opts;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		return -ENOMEM;
+	}
+	r->max_conns = o.max_conns ? o.max_conns : DEFAULT_CONNS;
+	r->foreign_cqe = o.foreign_cqe;
+	r->foreign_ctx = o.foreign_ctx;
+	vlist_init(&r->conns);
+	vlist_init(&r->listeners);
+	vlist_init(&r->reap);
+	vlist_init(&r->lreap);
+	vlist_init(&r->rearm);
+	vlist_init(&r->deadlines);
+	if (o.borrow) {
+		r->uring = o.borrow;
+		r->borrowed = true;
+		r->setup_flags = o.borrow->flags;
+		r->defer_taskrun = (o.borrow->flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+	} else {
+		ret = setup_own(r, &o);
+		if (ret < 0) {
+			free(r);
+			return ret;
+		}
+	}
+	ret = probe(r->uring);
+	if (ret < 0) {
+		if (!r->borrowed) {
+			io_uring_queue_exit(&r->own);
+		}
+		free(r);
+		return ret;
+	}
+	*out = r;
+	return 0;
+}
+
+const char *
+vhu_ring_error_hint(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case ENOSYS:
+		return "the kernel has no io_uring (built without CONFIG_IO_URING, older than 5.1, "
+		       "or a seccomp filter answers ENOSYS); use the blocking endpoint instead";
+	case EPERM:
+		return "io_uring is disabled: sysctl kernel.io_uring_disabled is set, or a seccomp "
+		       "filter (e.g. a container runtime's default profile) forbids io_uring_setup";
+	case EOPNOTSUPP:
+		return "the kernel's io_uring lacks what vhu needs: SENDMSG/RECVMSG with fds "
+		       "(5.12) and provided buffer rings (5.19); upgrade the kernel";
+	case ENOMEM:
+		return "not enough memory for the ring: lower max_conns or sq_entries, or raise "
+		       "RLIMIT_MEMLOCK (kernels before 5.12 charge io_uring memory to it)";
+	case EMFILE:
+	case ENFILE:
+		return "out of file descriptors: raise RLIMIT_NOFILE";
+	case EINVAL:
+		return "invalid ring options, or a borrowed ring set up with incompatible flags";
+	case EEXIST:
+		return "the borrowed ring already uses vhu's provided-buffer group id";
+	default:
+		return "unexpected error from io_uring_setup; see vhu_strerror()";
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Submission                                                          */
+
+/* Never drops: a full SQ is submitted, then the SQE is taken again. */
+struct io_uring_sqe *
+vhu__ring_sqe(struct vhu_ring *r)
+{
+	int i;
+
+	for (i = 0; i < SQE_TRIES; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(r->uring);
+		int n;
+
+		if (sqe) {
+			return sqe;
+		}
+		n = io_uring_submit(r->uring);
+		r->st.enters++;
+		if (n > 0) {
+			r->st.sqes += (uint64_t)n;
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Provided buffers                                                    */
+
+static size_t
+br_bytes(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t sz = VHU_NBUFS * sizeof(struct io_uring_buf);
+
+	return (sz + page - 1) / page * page;
+}
+
+int
+vhu__ring_bufs_setup(struct vhu_ring *r)
+{
+	struct io_uring_buf_reg reg;
+	size_t bsz = (size_t)VHU_NBUFS * VHU_BUF_STRIDE;
+	void *ring_mem, *bufs;
+	unsigned int i;
+	int ret;
+
+	if (r->br) {
+		return 0;
+	}
+	/* liburing 2.3 has no io_uring_setup_buf_ring: map page-aligned memory ourselves. */
+	ring_mem = mmap(NULL, br_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+	if (ring_mem == MAP_FAILED) {
+		return -ENOMEM;
+	}
+	bufs = mmap(NULL, bsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (bufs == MAP_FAILED) {
+		munmap(ring_mem, br_bytes());
+		return -ENOMEM;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)ring_mem;
+	reg.ring_entries = VHU_NBUFS;
+	reg.bgid = VHU_BGID;
+	ret = io_uring_register_buf_ring(r->uring, &reg, 0);
+	if (ret < 0) {
+		munmap(bufs, bsz);
+		munmap(ring_mem, br_bytes());
+		return ret;
+	}
+	r->br = ring_mem;
+	r->bufs = bufs;
+	io_uring_buf_ring_init(r->br);
+	for (i = 0; i < VHU_NBUFS; i++) {
+		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * VHU_BUF_STRIDE, VHU_BUF_STRIDE,
+				      (unsigned short)i, io_uring_buf_ring_mask(VHU_NBUFS), (int)i);
+	}
+	io_uring_buf_ring_advance(r->br, VHU_NBUFS);
+	return 0;
+}
+
+static void
+bufs_teardown(struct vhu_ring *r)
+{
+	if (!r->br) {
+		return;
+	}
+	io_uring_unregister_buf_ring(r->uring, VHU_BGID);
+	munmap(r->bufs, (size_t)VHU_NBUFS * VHU_BUF_STRIDE);
+	munmap(r->br, br_bytes());
+	r->br = NULL;
+	r->bufs = NULL;
+}
+
+uint8_t *
+vhu__ring_buf(struct vhu_ring *r, unsigned int bid)
+{
+	if (!r->bufs || bid >= VHU_NBUFS) {
+		return NULL;
+	}
+	return r->bufs + (size_t)bid * VHU_BUF_STRIDE;
+}
+
+void
+vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid)
+{
+	io_uring_buf_ring_add(r->br, vhu__ring_buf(r, bid), VHU_BUF_STRIDE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(VHU_NBUFS), 0);
+	io_uring_buf_ring_advance(r->br, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Completions                                                         */
+
+static void
+dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
+{
+	struct slot *s = (struct slot *)(uintptr_t)(cqe->user_data & ~(uint64_t)1);
+	struct vhu_conn *c = NULL;
+
+	r->st.cqes++;
+	switch (s->kind) {
+	case SLOT_RECV:
+		c = vhu_container_of(s, struct vhu_conn, rx.s);
+		vhu__recv_complete(c, cqe);
+		break;
+	case SLOT_SEND:
+		c = vhu_container_of(s, struct vhu_conn, tx.s);
+		vhu__send_complete(c, cqe);
+		break;
+	case SLOT_CANCEL:
+		c = vhu_container_of(s, struct vhu_conn, cancel);
+		vhu__conn_cancel_complete(c, cqe);
+		break;
+	case SLOT_ACCEPT:
+		vhu__ulistener_accept_complete(vhu_container_of(s, struct vhu_ulistener, accept),
+					       cqe);
+		break;
+	case SLOT_ACCEPT_CANCEL:
+		vhu__ulistener_cancel_complete(vhu_container_of(s, struct vhu_ulistener, cancel),
+					       cqe);
+		break;
+	default:
+		break;
+	}
+	if (c) {
+		vhu__conn_settle(c);
+	}
+}
+
+static void
+check_deadlines(struct vhu_ring *r)
+{
+	struct vlist *n, *next;
+	uint64_t now;
+
+	if (vlist_empty(&r->deadlines)) {
+		return;
+	}
+	now = vhu__now_ns();
+	for (n = r->deadlines.next; n != &r->deadlines; n = next) {
+		struct vhu_conn *c = vhu_container_of(n, struct vhu_conn, dl_link);
+
+		next = n->next;
+		if (c->deadline_ns <= now) {
+			vhu_conn_close_reason(c, -ETIMEDOUT);
+		}
+	}
+}
+
+void
+vhu__ring_deferred(struct vhu_ring *r)
+{
+	while (!vlist_empty(&r->rearm) || !vlist_empty(&r->reap) || !vlist_empty(&r->lreap)) {
+		while (!vlist_empty(&r->rearm)) {
+			struct vhu_conn *c = vhu_container_of(r->rearm.next, struct vhu_conn,
+							      rearm_link);
+
+			vlist_del(&c->rearm_link);
+			if (c->state == CONN_OPEN) {
+				vhu__recv_rearm(c);
+			}
+		}
+		while (!vlist_empty(&r->reap)) {
+			struct vhu_conn *c = vhu_container_of(r->reap.next, struct vhu_conn,
+							      reap_link);
+
+			vlist_del(&c->reap_link);
+			vhu__conn_finish(c);
+		}
+		while (!vlist_empty(&r->lreap)) {
+			struct vhu_ulistener *l = vhu_container_of(r->lreap.next,
+								   struct vhu_ulistener,
+								   reap_link);
+
+			vlist_del(&l->reap_link);
+			vhu__ulistener_free(l);
+		}
+	}
+}
+
+static int
+reap(struct vhu_ring *r)
+{
+	struct io_uring *u = r->uring;
+	struct io_uring_cqe *cqe;
+	unsigned int head, seen = 0, mine = 0;
+	/* Handlers may cause inline completions; bound one pass to one CQ's worth. */
+	unsigned int limit = u->cq.ring_entries;
+
+	r->depth++;
+	io_uring_for_each_cqe(u, head, cqe) {
+		if (cqe->user_data & 1) {
+			dispatch(r, cqe);
+			mine++;
+		} else if (r->foreign_cqe) {
+			r->foreign_cqe(cqe, r->foreign_ctx);
+		}
+		if (++seen == limit) {
+			break;
+		}
+	}
+	io_uring_cq_advance(u, seen);
+	r->depth--;
+	check_deadlines(r);
+	if (r->depth == 0) {
+		vhu__ring_deferred(r);
+	}
+	return (int)mine;
+}
+
+static bool
+transient(int ret)
+{
+	return ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME;
+}
+
+int
+vhu_ring_poll(struct vhu_ring *r)
+{
+	struct io_uring *u = r->uring;
+	unsigned int pending = io_uring_sq_ready(u);
+	unsigned int kflags = IO_URING_READ_ONCE(*u->sq.kflags);
+
+	/*
+	 * With DEFER_TASKRUN completions are only posted when we enter; otherwise
+	 * an idle poll is a read of the CQ tail, and we enter only to submit or
+	 * when the kernel flags pending task work or an overflowed CQ.
+	 */
+	if (r->defer_taskrun || pending ||
+	    (kflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
+		int ret = io_uring_submit_and_get_events(u);
+
+		r->st.enters++;
+		if (ret > 0) {
+			r->st.sqes += (uint64_t)ret;
+		} else if (ret < 0 && !transient(ret)) {
+			return ret;
+		}
+	}
+	return reap(r);
+}
+
+/* Milliseconds until the nearest stalled-message deadline, or -1. */
+static long long
+deadline_ms(struct vhu_ring *r)
+{
+	struct vlist *n;
+	uint64_t now, first = UINT64_MAX;
+
+	if (vlist_empty(&r->deadlines)) {
+		return -1;
+	}
+	for (n = r->deadlines.next; n != &r->deadlines; n = n->next) {
+		struct vhu_conn *c = vhu_container_of(n, struct vhu_conn, dl_link);
+
+		if (c->deadline_ns < first) {
+			first = c->deadline_ns;
+		}
+	}
+	now = vhu__now_ns();
+	if (first <= now) {
+		return 0;
+	}
+	return (long long)((first - now + 999999u) / 1000000u);
+}
+
+int
+vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
+{
+	struct io_uring *u = r->uring;
+	struct __kernel_timespec ts, *tsp = NULL;
+	struct io_uring_cqe *cqe;
+	long long ms = timeout_ms;
+	long long dl = deadline_ms(r);
+	unsigned int pending = io_uring_sq_ready(u);
+	int ret;
+
+	if (dl >= 0 && (ms < 0 || dl < ms)) {
+		ms = dl;
+	}
+	if (ms >= 0) {
+		ts.tv_sec = ms / 1000;
+		ts.tv_nsec = (ms % 1000) * 1000000;
+		tsp = &ts;
+	}
+	ret = io_uring_submit_and_wait_timeout(u, &cqe, 1, tsp, NULL);
+	r->st.enters++;
+	r->st.sqes += pending;
+	if (ret < 0 && !transient(ret)) {
+		return ret;
+	}
+	return reap(r);
+}
+
+int
+vhu_ring_handle_cqe(struct vhu_ring *r, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->user_data & 1)) {
+		return 0;
+	}
+	r->depth++;
+	dispatch(r, cqe);
+	r->depth--;
+	if (r->depth == 0) {
+		vhu__ring_deferred(r);
+	}
+	return 1;
+}
+
+unsigned int
+vhu_ring_conn_count(const struct vhu_ring *r)
+{
+	return r->nconns;
+}
+
+void
+vhu_ring_get_stats(const struct vhu_ring *r, struct vhu_ring_stats *st)
+{
+	*st = r->st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Teardown                                                            */
+
+void
+vhu_ring_destroy(struct vhu_ring *r)
+{
+	struct io_uring *u;
+
+	if (!r) {
+		return;
+	}
+	u = r->uring;
+	r->destroying = true;
+	while (!vlist_empty(&r->listeners)) {
+		struct vhu_ulistener *l = vhu_container_of(r->listeners.next,
+							   struct vhu_ulistener, link);
+
+		/* Take it off the list first: close may free it at once. */
+		vlist_del(&l->link);
+		vhu_ulistener_close(l);
+	}
+	{
+		struct vlist *n;
+
+		for (n = r->conns.next; n != &r->conns; n = n->next) {
+			vhu_conn_close(vhu_container_of(n, struct vhu_conn, link));
+		}
+	}
+	vhu__ring_deferred(r);
+	/* Every slot points into memory we are about to free: wait for all of them. */
+	while (r->ops > 0) {
+		int ret = io_uring_submit_and_wait(u, 1);
+
+		r->st.enters++;
+		if (ret < 0 && !transient(ret)) {
+			break;
+		}
+		reap(r);
+	}
+	vhu__ring_deferred(r);
+	bufs_teardown(r);
+	if (!r->borrowed) {
+		io_uring_queue_exit(&r->own);
+	}
+	free(r);
+}

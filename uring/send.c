@@ -1,1 +1,282 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The send path. Each connection has a preallocated queue: a byte ring
+ * holding whole messages contiguously (an entry that does not fit before
+ * the end starts again at offset 0) and a ring of descriptors. One sendmsg
+ * is in flight per connection: either every consecutive fd-less message
+ * queued (one iovec per contiguous run), or exactly one message with fds,
+ * which ride in the control buffer of its first chunk only.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int
+vhu__sendq_init(struct sendq *q, uint32_t bytes, uint32_t msgs)
+{
+	memset(q, 0, sizeof(*q));
+	q->buf = malloc(bytes);
+	q->d = calloc(msgs, sizeof(*q->d));
+	if (!q->buf || !q->d) {
+		vhu__sendq_fini(q);
+		return -ENOMEM;
+	}
+	q->cap = bytes;
+	q->dcap = msgs;
+	return 0;
+}
+
+void
+vhu__sendq_fini(struct sendq *q)
+{
+	free(q->buf);
+	free(q->d);
+	q->buf = NULL;
+	q->d = NULL;
+}
+
+static struct sq_desc *
+desc(struct sendq *q, uint32_t i)
+{
+	return &q->d[(q->dhead + i) % q->dcap];
+}
+
+/*
+ * Room for n contiguous bytes. Live bytes are [head, tail) when tail > head,
+ * else [head, end of the last entry) plus [0, tail) (wrapped; tail == head
+ * with entries queued means full).
+ */
+static int
+sq_alloc(struct sendq *q, uint32_t n, uint32_t *off)
+{
+	if (q->dn == q->dcap) {
+		return -VHU_EQFULL;
+	}
+	if (q->dn == 0) {
+		q->head = 0;
+		q->tail = 0;
+	}
+	if (q->dn == 0 || q->tail > q->head) {
+		if (q->cap - q->tail >= n) {
+			*off = q->tail;
+		} else if (q->head >= n) {
+			*off = 0;
+		} else {
+			return -VHU_EQFULL;
+		}
+	} else if (q->head - q->tail >= n) {
+		*off = q->tail;
+	} else {
+		return -VHU_EQFULL;
+	}
+	q->tail = *off + n;
+	return 0;
+}
+
+static void
+sq_pop(struct sendq *q, uint32_t k)
+{
+	q->dhead = (q->dhead + k) % q->dcap;
+	q->dn -= k;
+	if (q->dn == 0) {
+		q->head = 0;
+		q->tail = 0;
+	} else {
+		q->head = q->d[q->dhead].off;
+	}
+}
+
+static void
+close_entry_fds(struct sendq *q, struct sq_desc *d)
+{
+	uint32_t k;
+
+	for (k = 0; k < d->nfds; k++) {
+		int fd;
+
+		memcpy(&fd, q->buf + d->off + d->len + k * sizeof(int), sizeof(int));
+		close(fd);
+	}
+	d->nfds = 0;
+}
+
+static void
+submit(struct vhu_conn *c)
+{
+	struct send_op *tx = &c->tx;
+	struct io_uring_sqe *sqe = vhu__ring_sqe(c->ring);
+
+	if (!sqe) {
+		vhu_conn_close_reason(c, -EBUSY);
+		return;
+	}
+	tx->mh.msg_iov = tx->cur.iov;
+	tx->mh.msg_iovlen = tx->cur.cnt;
+	io_uring_prep_sendmsg(sqe, c->fd, &tx->mh, MSG_NOSIGNAL);
+	vhu__conn_track(c, &tx->s, sqe);
+}
+
+/* Build the next sendmsg from the head of the queue. */
+static void
+send_next(struct vhu_conn *c)
+{
+	struct send_op *tx = &c->tx;
+	struct sendq *q = &c->q;
+	struct sq_desc *d = desc(q, 0);
+	unsigned int cnt = 0;
+	uint32_t i;
+
+	memset(&tx->mh, 0, sizeof(tx->mh));
+	tx->nfds = 0;
+	if (d->nfds > 0) {
+		int fds[VHU_MAX_FDS];
+
+		memcpy(fds, q->buf + d->off + d->len, d->nfds * sizeof(int));
+		/* Cannot fail: the count was checked when the message was queued. */
+		vhu_cmsg_build(&tx->mh, &tx->cbuf, fds, d->nfds);
+		tx->nfds = d->nfds;
+		tx->iov[0].iov_base = q->buf + d->off;
+		tx->iov[0].iov_len = d->len;
+		cnt = 1;
+		i = 1;
+	} else {
+		for (i = 0; i < q->dn; i++) {
+			uint8_t *p;
+
+			d = desc(q, i);
+			if (d->nfds > 0) {
+				break;
+			}
+			p = q->buf + d->off;
+			if (cnt > 0 && (uint8_t *)tx->iov[cnt - 1].iov_base +
+					       tx->iov[cnt - 1].iov_len == p) {
+				tx->iov[cnt - 1].iov_len += d->len;
+				continue;
+			}
+			if (cnt == VHU_SEND_IOVS) {
+				break;
+			}
+			tx->iov[cnt].iov_base = p;
+			tx->iov[cnt].iov_len = d->len;
+			cnt++;
+		}
+	}
+	tx->nmsgs = i;
+	vhu_iovc_init(&tx->cur, tx->iov, cnt);
+	submit(c);
+}
+
+int
+vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, size_t body_len,
+	      const void *payload, size_t payload_len, const int *fds, unsigned int nfds)
+{
+	struct sendq *q;
+	struct sq_desc *d;
+	uint64_t need;
+	uint32_t off, len;
+	uint8_t *p;
+	unsigned int i;
+	int ret;
+
+	if (!c || !hdr) {
+		return -EINVAL;
+	}
+	if (c->state != CONN_OPEN) {
+		return -ENOTCONN;
+	}
+	if (nfds > VHU_MAX_FDS) {
+		return -VHU_EFDS;
+	}
+	if ((nfds > 0 && !fds) || (body_len > 0 && !body) || (payload_len > 0 && !payload)) {
+		return -EINVAL;
+	}
+	for (i = 0; i < nfds; i++) {
+		if (fds[i] < 0) {
+			return -EINVAL;
+		}
+	}
+	if (body_len > UINT32_MAX || payload_len > UINT32_MAX - body_len ||
+	    hdr->size != body_len + payload_len) {
+		return -EINVAL;
+	}
+	q = &c->q;
+	need = (uint64_t)VHU_HDR_SIZE + hdr->size + nfds * sizeof(int);
+	if (need > q->cap) {
+		return -VHU_EOVERSIZED;
+	}
+	len = VHU_HDR_SIZE + hdr->size;
+	ret = sq_alloc(q, (uint32_t)need, &off);
+	if (ret < 0) {
+		return ret;
+	}
+	p = q->buf + off;
+	memcpy(p, hdr, VHU_HDR_SIZE);
+	if (body_len > 0) {
+		memcpy(p + VHU_HDR_SIZE, body, body_len);
+	}
+	if (payload_len > 0) {
+		memcpy(p + VHU_HDR_SIZE + body_len, payload, payload_len);
+	}
+	if (nfds > 0) {
+		memcpy(p + len, fds, nfds * sizeof(int));
+	}
+	d = desc(q, q->dn);
+	d->off = off;
+	d->len = len;
+	d->nfds = nfds;
+	q->dn++;
+	if (q->dn == 1) {
+		q->head = off;
+	}
+	if (!c->tx.s.busy) {
+		send_next(c);
+	}
+	return 0;
+}
+
+void
+vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
+{
+	struct send_op *tx = &c->tx;
+	int res = cqe->res;
+
+	vhu__conn_op_end(c, &tx->s);
+	if ((res == -EAGAIN || res == -EINTR) && c->state == CONN_OPEN) {
+		/* Nothing was sent: the same sendmsg again, control buffer included. */
+		submit(c);
+		return;
+	}
+	if (tx->nfds > 0) {
+		/* The sendmsg that carried them is over: the kernel has its own references. */
+		close_entry_fds(&c->q, desc(&c->q, 0));
+		tx->nfds = 0;
+		tx->mh.msg_control = NULL;
+		tx->mh.msg_controllen = 0;
+	}
+	if (res < 0) {
+		vhu_conn_close_reason(c, res);
+		return;
+	}
+	if (res == 0) {
+		vhu_conn_close_reason(c, -VHU_EPARTIAL);
+		return;
+	}
+	vhu_iovc_advance(&tx->cur, (size_t)res);
+	if (!vhu_iovc_done(&tx->cur)) {
+		/* Short send: the rest goes without the fds, which went with the first chunk. */
+		c->ring->st.short_sends++;
+		if (c->state == CONN_OPEN) {
+			submit(c);
+		}
+		return;
+	}
+	sq_pop(&c->q, tx->nmsgs);
+	c->ring->st.msgs_out += tx->nmsgs;
+	if (c->state == CONN_OPEN && c->q.dn > 0) {
+		send_next(c);
+	}
+}

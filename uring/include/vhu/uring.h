@@ -62,7 +62,10 @@ struct vhu_ring_opts {
 	 * are not vhu's go to foreign_cqe.
 	 */
 	struct io_uring *borrow;
-	/** Called from poll()/wait() for CQEs of a borrowed ring that are not vhu's. */
+	/**
+	 * Called from poll()/wait() for CQEs of a borrowed ring that are not
+	 * vhu's. It must not mark the CQE seen: vhu advances the CQ.
+	 */
 	void (*foreign_cqe)(struct io_uring_cqe *cqe, void *ctx);
 	void *foreign_ctx;
 };
@@ -101,6 +104,10 @@ void vhu_ring_destroy(struct vhu_ring *ring);
 
 /**
  * Non-blocking: reap completions, run handlers, submit what they queued.
+ * One io_uring_enter at most per call submits every SQE queued since the
+ * last poll()/wait() (by callbacks, vhu_conn_send(), vhu_conn_close(),
+ * attach, listen) and fetches completions; so an application calls
+ * poll() or wait() in its loop for anything to move.
  * \return the number of completions handled (0 when idle), or -errno.
  */
 int vhu_ring_poll(struct vhu_ring *ring);
@@ -132,7 +139,7 @@ void vhu_ring_get_stats(const struct vhu_ring *ring, struct vhu_ring_stats *st);
 /** A delivered message. Valid only during on_message. */
 struct vhu_msg {
 	struct vhu_hdr hdr;
-	/** hdr.size body bytes; points into engine memory. */
+	/** hdr.size body bytes; points into engine memory, 8-byte aligned. */
 	void *body;
 	/**
 	 * The fds that came with the message; the handler owns them. Move one
@@ -156,7 +163,9 @@ enum vhu_recv_mode {
 	 * attributed to the last message that begins in the read that brought
 	 * them, which is exact for every peer that sends each fd-carrying
 	 * message in its own sendmsg (QEMU, libvhost-user, DPDK, crosvm,
-	 * rust-vmm, vhu).
+	 * rust-vmm, vhu). The control space holds one fd more than
+	 * VHU_MAX_FDS, so a 33rd fd is refused as -VHU_EFDS (exact mode:
+	 * -VHU_ECTRUNC); more than that is -VHU_ECTRUNC in both modes.
 	 */
 	VHU_RECV_STREAM = 1,
 };

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stream framer: splits a byte stream (chunks as a multishot receive
+ * returns them, each with the fds that came with it) into whole, validated
+ * vhost-user messages. Pure code, no io_uring: tests and fuzzers can feed it.
+ *
+ * fd attribution: the fds of a chunk belong to the last message that begins
+ * in that chunk (its first header byte is in it). fds in a chunk where no
+ * message begins came with body bytes: -VHU_EINVALID.
+ */
+#ifndef VHU_URING_FRAMER_H
+#define VHU_URING_FRAMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vhu/fds.h>
+#include <vhu/wire.h>
+
+/*
+ * Receives one whole message. body is 8-byte aligned and valid only during
+ * the call; the callee owns *fds and must leave the set empty (moved out or
+ * closed). \return 0 to go on, a negative error to fail the stream, or a
+ * positive value to stop feeding (the connection went away).
+ */
+typedef int (*vhu_framer_deliver_fn)(void *arg, const struct vhu_hdr *hdr, void *body,
+				     struct vhu_fds *fds);
+
+struct vhu_framer {
+	struct vhu_rules rules;		/* max_size resolved (never 0) */
+	uint8_t *buf;			/* header at +4, body at +16 (8-aligned) */
+	uint32_t have;			/* bytes held of a message that straddles chunks */
+	uint32_t need;			/* its total length once the header is in, else 0 */
+	bool began;			/* it began in the last chunk fed */
+	struct vhu_fds fds;		/* its fds */
+};
+
+/** \return 0 or -ENOMEM. rules->max_size 0 means VHU_DEFAULT_MAX_SIZE. */
+int vhu__framer_init(struct vhu_framer *f, const struct vhu_rules *rules);
+
+/** Close held fds and free the buffer. Idempotent. */
+void vhu__framer_fini(struct vhu_framer *f);
+
+/**
+ * Feed one chunk. Ownership of *fds (may be NULL) passes to the framer in
+ * every case: the fds go to a message or are closed.
+ * \return 0; a negative validation error (the stream is broken; call
+ *         vhu__framer_fini); or deliver's non-zero return.
+ */
+int vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct vhu_fds *fds,
+		     vhu_framer_deliver_fn deliver, void *arg);
+
+/** \return true between messages (no byte of a message held). */
+static inline bool
+vhu__framer_idle(const struct vhu_framer *f)
+{
+	return f->have == 0;
+}
+
+#endif
