@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-backend: a reference vhost-user back-end on the vhu io_uring engine.
+ * It answers the device-initialisation handshake of a VMM for a virtio-blk
+ * disk with no data path, serving any number of front-ends on one ring.
+ *
+ * This file is the program: options, signals, the ring and its listener,
+ * and the glue from engine callbacks to sessions (tools/backend/).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vhu/uring.h>
+#include <vhu/vhu.h>
+
+#include "backend/device.h"
+#include "backend/log.h"
+#include "backend/session.h"
+
+/* How long a wait may block before the stop flag is looked at again. */
+#define WAIT_SLICE_MS	200
+
+#define DEFAULT_CAPACITY	(64ull << 20)
+
+struct options {
+	const char *socket;
+	uint8_t recv_mode;
+	bool busy_poll;
+	bool quiet;
+	unsigned int max_conns;
+	struct be_device dev;
+};
+
+/* One back-end per process; callbacks reach it here, so a conn's ctx is only ever its session. */
+static struct {
+	struct be_device dev;
+	unsigned int next_id;
+} app;
+
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: vhu-backend --socket PATH [options]\n"
+		"A vhost-user back-end (virtio-blk, no data path) on the vhu io_uring engine.\n"
+		"\n"
+		"  -s, --socket PATH        listen on PATH (a stale socket file is replaced)\n"
+		"  -r, --recv-mode MODE     exact or stream (default stream)\n"
+		"  -b, --busy-poll          spin on the ring instead of sleeping in it\n"
+		"  -m, --max-conns N        serve at most N front-ends at once\n"
+		"  -n, --queues N           virtqueues offered, 1..%u (default 1)\n"
+		"  -c, --capacity SIZE      disk size in bytes, K/M/G suffixes (default 64M)\n"
+		"  -q, --quiet              log faults only\n"
+		"  -h, --help               show this help\n",
+		BE_MAX_QUEUES);
+}
+
+static int
+parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s[0] < '0' || s[0] > '9') {
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v > max) {
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned int shift = 0;
+
+	if (s[0] < '0' || s[0] > '9') {
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s) {
+		return -EINVAL;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end != '\0' && end[1] != '\0') {
+		return -EINVAL;
+	}
+	if (v > (ULLONG_MAX >> shift)) {
+		return -ERANGE;
+	}
+	*out = v << shift;
+	return 0;
+}
+
+/* \return 0 to run, 1 after --help, or 2 on a usage error (message printed). */
+static int
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "recv-mode", required_argument, NULL, 'r' },
+		{ "busy-poll", no_argument, NULL, 'b' },
+		{ "max-conns", required_argument, NULL, 'm' },
+		{ "queues", required_argument, NULL, 'n' },
+		{ "capacity", required_argument, NULL, 'c' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long long v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->recv_mode = VHU_RECV_STREAM;
+	o->dev.queues = 1;
+	o->dev.capacity_sectors = DEFAULT_CAPACITY / BE_SECTOR_SIZE;
+	while ((c = getopt_long(argc, argv, "s:r:bm:n:c:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o->socket = optarg;
+			break;
+		case 'r':
+			if (strcmp(optarg, "exact") == 0) {
+				o->recv_mode = VHU_RECV_EXACT;
+			} else if (strcmp(optarg, "stream") == 0) {
+				o->recv_mode = VHU_RECV_STREAM;
+			} else {
+				fprintf(stderr, "vhu-backend: --recv-mode must be exact or stream, "
+					"not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			o->busy_poll = true;
+			break;
+		case 'm':
+			if (parse_uint(optarg, 1u << 20, &v) < 0 || v == 0) {
+				fprintf(stderr, "vhu-backend: --max-conns needs a number from 1 to "
+					"%u, not '%s'\n", 1u << 20, optarg);
+				return 2;
+			}
+			o->max_conns = (unsigned int)v;
+			break;
+		case 'n':
+			if (parse_uint(optarg, BE_MAX_QUEUES, &v) < 0 || v == 0) {
+				fprintf(stderr, "vhu-backend: --queues needs a number from 1 "
+					"to %u, not '%s'\n", BE_MAX_QUEUES, optarg);
+				return 2;
+			}
+			o->dev.queues = (unsigned int)v;
+			break;
+		case 'c':
+			if (parse_size(optarg, &v) < 0 || v == 0 || v % BE_SECTOR_SIZE != 0) {
+				fprintf(stderr, "vhu-backend: --capacity needs a non-zero "
+					"multiple of %u bytes, not '%s'\n", BE_SECTOR_SIZE, optarg);
+				return 2;
+			}
+			o->dev.capacity_sectors = v / BE_SECTOR_SIZE;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vhu-backend: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (o->socket == NULL) {
+		fprintf(stderr, "vhu-backend: --socket PATH is required\n");
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* Engine callbacks -------------------------------------------------- */
+
+static void
+on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
+{
+	unsigned int id = ++app.next_id;
+	struct be_session *s = be_session_new(&app.dev, id);
+
+	if (s == NULL) {
+		be_log_err("conn %u: out of memory for its state; closing", id);
+		vhu_conn_close_reason(conn, -ENOMEM);
+		return;
+	}
+	vhu_conn_set_ctx(conn, s);
+	be_log_info("conn %u: accepted", id);
+}
+
+static int
+on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
+{
+	struct be_session *s = ctx;
+	struct be_reply reply;
+	int rc;
+
+	if (s == NULL) {
+		return -ENOMEM;
+	}
+	rc = be_session_handle(s, msg, &reply);
+	if (rc < 0 || !reply.present) {
+		return rc;
+	}
+	rc = vhu_conn_send(conn, &reply.hdr, reply.body, reply.len, NULL, 0, NULL, 0);
+	if (rc < 0) {
+		/* The channel is strictly request/response: a reply that cannot go ends it. */
+		be_log_err("conn %u: cannot queue the reply to %s: %s; closing",
+			   be_session_id(s), vhu_req_name(VHU_CHAN_FRONTEND, msg->hdr.request),
+			   vhu_strerror(rc));
+	}
+	return rc;
+}
+
+static void
+on_close(struct vhu_conn *conn, int reason, void *ctx)
+{
+	struct be_session *s = ctx;
+	unsigned int id;
+
+	if (s == NULL) {
+		return;
+	}
+	/* Logged after the state is gone, so a reader of the line sees every fd closed. */
+	id = be_session_id(s);
+	be_session_free(s);
+	if (reason == 0) {
+		be_log_info("conn %u: closed", id);
+	} else {
+		be_log_info("conn %u: closed: %s", id, vhu_strerror(reason));
+	}
+}
+
+/* Main --------------------------------------------------------------- */
+
+static int
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a signal must cut a blocking wait short. */
+	sa.sa_handler = on_signal;
+	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
+		return -errno;
+	}
+	/* A log reader that went away must not kill the back-end. */
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+static int
+serve(struct vhu_ring *ring, bool busy_poll)
+{
+	int rc;
+
+	while (!stop_signal) {
+		rc = busy_poll ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
+		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
+			be_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct vhu_ring_opts ropts;
+	struct vhu_ulistener_opts lopts;
+	struct vhu_ulistener *listener = NULL;
+	struct vhu_ring *ring = NULL;
+	struct options o;
+	int rc;
+
+	rc = parse_options(argc, argv, &o);
+	if (rc == 1) {
+		return 0;
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	be_log_set_quiet(o.quiet);
+	app.dev = o.dev;
+
+	rc = install_signals();
+	if (rc < 0) {
+		be_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
+		return 1;
+	}
+
+	memset(&ropts, 0, sizeof(ropts));
+	ropts.busy_poll = o.busy_poll;
+	ropts.max_conns = o.max_conns;
+	rc = vhu_ring_create(&ropts, &ring);
+	if (rc < 0) {
+		be_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
+			   vhu_ring_error_hint(rc));
+		return 1;
+	}
+
+	memset(&lopts, 0, sizeof(lopts));
+	lopts.path = o.socket;
+	lopts.unlink_stale = true;
+	lopts.max_conns = o.max_conns;
+	lopts.conn.recv_mode = o.recv_mode;
+	lopts.conn.rules.channel = VHU_CHAN_FRONTEND;
+	lopts.conn.rules.expect = VHU_EXPECT_REQUEST;
+	lopts.ops.on_message = on_message;
+	lopts.ops.on_close = on_close;
+	lopts.on_accept = on_accept;
+	rc = vhu_ring_listen(ring, &lopts, &listener);
+	if (rc < 0) {
+		be_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
+		vhu_ring_destroy(ring);
+		return 1;
+	}
+	be_log_info("listening on %s", o.socket);
+
+	rc = serve(ring, o.busy_poll);
+	if (stop_signal) {
+		be_log_info("%s: shutting down", strsignal(stop_signal));
+	}
+	vhu_ulistener_close(listener);
+	vhu_ring_destroy(ring);
+	return rc < 0 ? 1 : 0;
+}
