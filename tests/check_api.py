@@ -13,6 +13,9 @@ import sys
 import tempfile
 
 src, build = sys.argv[1], sys.argv[2]
+# The build's sanitizers (b_sanitize): the example must link their runtime too.
+sanitize = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "none" else None
+san_flags = [f"-fsanitize={sanitize}"] if sanitize else []
 cc = os.environ.get("CC", "cc")
 incs = ["-I", f"{src}/lib/include", "-I", f"{src}/uring/include"]
 headers = sorted(
@@ -67,12 +70,13 @@ with tempfile.TemporaryDirectory() as tmp:
         with open(f"{tmp}/ex.c", "w") as f:
             f.write(m.group(1))
         r = subprocess.run([cc, "-std=gnu11", "-Wall", "-Werror", f"{tmp}/ex.c", "-o", f"{tmp}/ex",
-                            f"-L{build}/uring", "-lvhu", f"-Wl,-rpath,{build}/uring"] + incs,
+                            f"-L{build}/uring", "-lvhu", f"-Wl,-rpath,{build}/uring"] + san_flags + incs,
                            capture_output=True, text=True)
         check(r.returncode == 0, f"README example does not build:\n{r.stderr}")
         if r.returncode == 0:
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
             r = subprocess.run([f"{tmp}/ex", f"{tmp}/no-such.sock"], capture_output=True,
-                               text=True)
+                               text=True, env=env)
             check(r.returncode == 1 and "connect:" in r.stderr,
                   f"README example without a peer: rc {r.returncode}, {r.stderr!r}")
 
