@@ -14,6 +14,9 @@
 #include <vhu/error.h>
 #include <vhu/fds.h>
 
+_Static_assert(_Alignof(union vhu_cmsg_buf) >= _Alignof(struct cmsghdr),
+	       "control buffers must be aligned for struct cmsghdr");
+
 void
 vhu_fds_init(struct vhu_fds *fds)
 {

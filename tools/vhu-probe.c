@@ -509,18 +509,15 @@ set_protocol_features(struct probe *p, uint64_t acked)
 static int
 get_config(struct probe *p, uint32_t size)
 {
-	struct {
-		struct vhu_config hdr;
-		uint8_t payload[VHU_CONFIG_MAX_PAYLOAD];
-	} req;
+	/* Offset 0 is the start of the device's config space, as QEMU sends it. */
+	struct vhu_config cfg = { .offset = 0, .size = size, .flags = 0 };
+	uint8_t req[VHU_CONFIG_HDR_SIZE + VHU_CONFIG_MAX_PAYLOAD] = { 0 };
 	union reply_buf r;
 	struct vhu_config got;
 	int rc;
 
-	/* Offset 0 is the start of the device's config space, as QEMU sends it. */
-	memset(&req, 0, sizeof(req));
-	req.hdr.size = size;
-	rc = transact(p, VHU_REQ_GET_CONFIG, false, &req, VHU_CONFIG_HDR_SIZE + size, true, &r);
+	memcpy(req, &cfg, VHU_CONFIG_HDR_SIZE);
+	rc = transact(p, VHU_REQ_GET_CONFIG, false, req, VHU_CONFIG_HDR_SIZE + size, true, &r);
 	if (rc < 0) {
 		return rc;
 	}

@@ -26,9 +26,13 @@ struct vhu_fds {
 	unsigned int n;
 };
 
-/** Control buffer with room for VHU_MAX_FDS fds, correctly aligned. No VLAs. */
+/**
+ * Control buffer with room for VHU_MAX_FDS fds, aligned for struct cmsghdr
+ * (whose first member is a size_t). No VLAs. Not a struct cmsghdr member:
+ * glibc gives that a flexible array, which may not sit inside a struct.
+ */
 union vhu_cmsg_buf {
-	struct cmsghdr align;
+	size_t align;
 	char buf[CMSG_SPACE(sizeof(int) * VHU_MAX_FDS)];
 };
 
