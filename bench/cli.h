@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * \file
+ * vhu-bench's command line: scenario and transport names, options,
+ * parsing and usage text. No side effects beyond the options struct.
+ */
+#ifndef VHU_BENCH_CLI_H
+#define VHU_BENCH_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum bench_scenario_id {
+	BENCH_SC_RT,	/**< one request in flight: round trips and latency */
+	BENCH_SC_PIPE,	/**< depth requests in flight: messages per second */
+	BENCH_NSCENARIOS,
+};
+
+/** Transports, in the order they run and print (baselines first and last). */
+enum bench_transport_id {
+	BENCH_TR_BLOCKING,
+	BENCH_TR_URING_EXACT,
+	BENCH_TR_URING_STREAM,
+	BENCH_TR_URING_EXACT_POLL,
+	BENCH_TR_URING_STREAM_POLL,
+	BENCH_TR_RAW,
+	BENCH_NTRANSPORTS,
+};
+
+extern const char *const bench_scenario_names[BENCH_NSCENARIOS];
+extern const char *const bench_transport_names[BENCH_NTRANSPORTS];
+
+#define BENCH_DEF_REPS		5u
+#define BENCH_DEF_DURATION_MS	300u
+#define BENCH_DEF_WARMUP_MS	100u
+#define BENCH_DEF_DEPTH		256u
+/*
+ * Requests in flight at most. The pipelining client refills in batches and
+ * the blocking server replies one message per sendmsg; this bound keeps the
+ * replies in flight well within the socket buffers, so neither side can
+ * block on a full socket while the other does (a deadlock, not a figure).
+ */
+#define BENCH_MAX_DEPTH		4096u
+
+struct bench_opts {
+	uint32_t scenarios;	/**< bit per enum bench_scenario_id */
+	uint32_t transports;	/**< bit per enum bench_transport_id */
+	bool baselines;		/**< add blocking and raw so every ratio exists */
+	unsigned int reps;
+	unsigned int duration_ms;	/**< per repetition (when count is 0) */
+	uint64_t count;		/**< messages per repetition; 0: use duration_ms */
+	unsigned int warmup_ms;
+	unsigned int depth;	/**< pipe scenario */
+	int cpu_client;		/**< -1: choose */
+	int cpu_server;		/**< -1: choose */
+	bool json;
+	bool quick;
+	bool help;
+};
+
+/** Defaults: every scenario and transport, 5 x 300 ms, depth 256. */
+void bench_opts_default(struct bench_opts *o);
+
+/**
+ * Parse argv into o (which starts from the defaults). Leaves stdio alone.
+ * \param err  receives a one-line message on failure.
+ * \return 0, or -EINVAL with err set.
+ */
+int bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen);
+
+/** Print --help. */
+void bench_usage(FILE *f, const char *prog);
+
+#endif
