@@ -702,6 +702,10 @@ fd_bounds(const struct vhu_req_info *row, bool reply, const struct vhu_hdr *hdr,
 		} else {
 			*min = 0;
 		}
+		/* The count is the peer's: never promise more fds than a message can carry. */
+		if (*min > VHU_MAX_FDS) {
+			*min = VHU_MAX_FDS;
+		}
 		*max = *min;
 		break;
 	case VHU_FDS_NOFD_BIT:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: install what is missing, build with -Dwerror=true,
-# run the Criterion suite, then build and run it again under ASan+UBSan.
+# run the Criterion suite, then build and run it again under ASan+UBSan,
+# then fuzz each libFuzzer target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,5 +26,10 @@ for dir in build build-asan; do
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
 
-python3 tests/summary.py build build-asan || status=1
+# Bounded libFuzzer run on the seed corpus (tests/fuzz/README.md has the long run).
+echo "== fuzz" >&2
+mkdir -p build
+tests/fuzz/run.sh 60 2>&1 | tee build/fuzz.log || status=1
+
+python3 tests/summary.py build build-asan --also build/fuzz.log || status=1
 exit $status
