@@ -1,9 +1,1285 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * tools/vhu-trace, run as a user runs it: the real binary is spawned
+ * between a front-end and a back-end and judged by what arrives on each
+ * side, by its trace and by its exit status.
+ *
+ * Front-ends: vhu-probe, and the test itself on the blocking endpoint.
+ * Back-ends: vhu-backend, qemu-storage-daemon, and a fake played by the
+ * test on a raw socket, which reads what the tracer forwards with plain
+ * recvmsg so that bytes and fds can be compared with what was sent.
+ * Nothing sleeps: every wait is a bounded poll() on a pipe or socket.
+ */
+#define _GNU_SOURCE
 #include "helpers.h"
 
-TestSuite(placeholder, .init = t_setup, .fini = t_teardown);
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-Test(placeholder, fixture_counts_fds)
+#include <vhu/vhu.h>
+
+#define F(n)		(1ull << (n))
+#define PF(name)	F(VHU_PROTOCOL_F_##name)
+
+/* Upper bound for one wait; reaching it fails the test, nothing sleeps. */
+#define WAIT_MS		20000
+#define REGION_SIZE	0x100000u
+
+/* Spawned processes and sockets, cleaned up by fini even after a failed assert. */
+static struct {
+	pid_t trace;
+	int trace_out;		/* read end of the tracer's stdout */
+	int trace_err;		/* read end of its stderr */
+	char out[131072];
+	size_t out_len;
+	char err[16384];
+	size_t err_len;
+	pid_t backend;
+	int backend_err;
+	pid_t probe;
+	struct t_peer peer;
+	int lfd;		/* fake back-end: listening socket */
+	struct vhu_endpoint *fe;
+} g = {
+	.trace = -1, .trace_out = -1, .trace_err = -1, .backend = -1, .backend_err = -1,
+	.probe = -1, .lfd = -1,
+};
+
+static void
+reap(pid_t *pid)
 {
-	cr_assert_geq(t_fd_count(), 0);
+	int status;
+
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+		}
+		*pid = -1;
+	}
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static void
+fini(void)
+{
+	vhu_endpoint_destroy(g.fe);
+	g.fe = NULL;
+	reap(&g.probe);
+	reap(&g.trace);
+	reap(&g.backend);
+	close_fd(&g.trace_out);
+	close_fd(&g.trace_err);
+	close_fd(&g.backend_err);
+	t_peer_stop(&g.peer);
+	close_fd(&g.lfd);
+	t_teardown();
+}
+
+TestSuite(trace, .init = t_setup, .fini = fini, .timeout = 60);
+
+/* Processes ----------------------------------------------------------- */
+
+static void
+tool_path(char *buf, size_t len, const char *name)
+{
+	const char *root = getenv("VHU_BUILD_ROOT");
+
+	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set (run through meson test)");
+	snprintf(buf, len, "%s/tools/%s", root, name);
+}
+
+/* fork/exec bin with argv; its stdout and stderr go to the returned pipes. */
+static pid_t
+spawn(const char *bin, const char *const *argv, int *out, int *err)
+{
+	pid_t parent = getpid(), pid;
+	int po[2], pe[2];
+
+	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) {
+			_exit(126);
+		}
+		dup2(po[1], STDOUT_FILENO);
+		dup2(pe[1], STDERR_FILENO);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	*out = po[0];
+	*err = pe[0];
+	return pid;
+}
+
+/* One bounded read from a pipe into buf (NUL-terminated). \return bytes, 0 at EOF. */
+static size_t
+pipe_read(int fd, char *buf, size_t cap, size_t *len, const char *who)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	cr_assert_lt(*len, cap - 1, "%s: output too long", who);
+	cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "%s silent for %d ms", who, WAIT_MS);
+	n = read(fd, buf + *len, cap - 1 - *len);
+	cr_assert_geq(n, 0, "read: %s", strerror(errno));
+	*len += (size_t)n;
+	buf[*len] = '\0';
+	return (size_t)n;
+}
+
+/* Read two pipes to EOF; each is closed and set to -1. */
+static void
+drain_pipes(int *a, char *abuf, size_t acap, size_t *alen, int *b, char *bbuf, size_t bcap,
+	    size_t *blen)
+{
+	while (*a >= 0 || *b >= 0) {
+		struct pollfd p[2] = { { .fd = *a, .events = POLLIN },
+				       { .fd = *b, .events = POLLIN } };
+
+		cr_assert_gt(poll(p, 2, WAIT_MS), 0, "a child stayed silent for %d ms", WAIT_MS);
+		if (p[0].revents != 0 && pipe_read(*a, abuf, acap, alen, "stdout") == 0) {
+			close_fd(a);
+		}
+		if (p[1].revents != 0 && pipe_read(*b, bbuf, bcap, blen, "stderr") == 0) {
+			close_fd(b);
+		}
+	}
+}
+
+static int
+wait_exit(pid_t *pid)
+{
+	int status;
+
+	cr_assert_eq(waitpid(*pid, &status, 0), *pid);
+	*pid = -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The tracer ------------------------------------------------------------ */
+
+static const char *
+trace_sock(void)
+{
+	return t_path("tr.sock");
+}
+
+/* Spawn vhu-trace with argv[1..] = args; the pipes collect into g. */
+static void
+trace_spawn(const char *const *args)
+{
+	static char bin[512];
+	const char *argv[24];
+	unsigned int n = 0;
+
+	tool_path(bin, sizeof(bin), "vhu-trace");
+	argv[n++] = bin;
+	while (*args != NULL && n < 23) {
+		argv[n++] = *args++;
+	}
+	argv[n] = NULL;
+	g.out_len = 0;
+	g.err_len = 0;
+	g.out[0] = '\0';
+	g.err[0] = '\0';
+	g.trace = spawn(bin, argv, &g.trace_out, &g.trace_err);
+}
+
+/* Start the tracer between trace_sock() and connect; returns once it says it listens. */
+static void
+trace_start(const char *connect, const char *const *extra)
+{
+	const char *args[24] = { "--listen", trace_sock(), "--connect", connect };
+	unsigned int n = 4;
+	char want[256];
+
+	while (extra != NULL && *extra != NULL && n < 23) {
+		args[n++] = *extra++;
+	}
+	args[n] = NULL;
+	trace_spawn(args);
+	snprintf(want, sizeof(want), "vhu-trace: listening on %s\n", trace_sock());
+	while (strstr(g.err, want) == NULL) {
+		cr_assert_gt(pipe_read(g.trace_err, g.err, sizeof(g.err), &g.err_len, "vhu-trace"),
+			     0, "vhu-trace exited before listening:\n%s", g.err);
+	}
+}
+
+/* Read the trace until it holds what (e.g. an event line). */
+static void
+trace_read_until(const char *what)
+{
+	while (strstr(g.out, what) == NULL) {
+		cr_assert_gt(pipe_read(g.trace_out, g.out, sizeof(g.out), &g.out_len, "vhu-trace"),
+			     0, "vhu-trace ended its output without \"%s\":\n%s", what, g.out);
+	}
+}
+
+/* Wait for the tracer to exit by itself; \return its exit status. */
+static int
+trace_finish(void)
+{
+	drain_pipes(&g.trace_out, g.out, sizeof(g.out), &g.out_len, &g.trace_err, g.err,
+		    sizeof(g.err), &g.err_len);
+	return wait_exit(&g.trace);
+}
+
+static void
+expect_exit(int status, int want)
+{
+	cr_assert_eq(status, want, "vhu-trace exited %d, expected %d\nstdout:\n%s\nstderr:\n%s",
+		     status, want, g.out, g.err);
+}
+
+/* Runs of spaces become one, so that checks do not depend on column widths. */
+static void
+squeeze(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 1 < len; in++) {
+		if (*in == ' ' && o > 0 && out[o - 1] == ' ') {
+			continue;
+		}
+		out[o++] = *in;
+	}
+	out[o] = '\0';
+}
+
+static void
+expect_has(const char *text, const char *what)
+{
+	static char sq[sizeof(g.out)];
+
+	squeeze(text, sq, sizeof(sq));
+	cr_assert_not_null(strstr(sq, what), "expected \"%s\" in:\n%s", what, text);
+}
+
+static void
+expect_lacks(const char *text, const char *what)
+{
+	static char sq[sizeof(g.out)];
+
+	squeeze(text, sq, sizeof(sq));
+	cr_assert_null(strstr(sq, what), "did not expect \"%s\" in:\n%s", what, text);
+}
+
+/* The fake back-end and raw transfers ------------------------------------- */
+
+static const char *
+fake_listen(void)
+{
+	const char *path = t_path("be.sock");
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	g.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(g.lfd, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	cr_assert_eq(bind(g.lfd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
+	cr_assert_eq(listen(g.lfd, 4), 0);
+	return path;
+}
+
+/* The tracer connects to the fake back-end when a front-end connects to it. */
+static int
+fake_accept(void)
+{
+	struct pollfd p = { .fd = g.lfd, .events = POLLIN };
+	int fd;
+
+	cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "vhu-trace did not connect to the back-end");
+	fd = accept4(g.lfd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(fd, 0, "accept: %s", strerror(errno));
+	return fd;
+}
+
+static struct vhu_endpoint *
+fe_connect(void)
+{
+	int rc = vhu_endpoint_connect(trace_sock(), NULL, &g.fe);
+
+	cr_assert_eq(rc, 0, "connect to the tracer: %s", vhu_strerror(rc));
+	return g.fe;
+}
+
+static void
+fe_close(void)
+{
+	vhu_endpoint_destroy(g.fe);
+	g.fe = NULL;
+}
+
+/* Exactly len bytes from fd with plain recvmsg; fds (if any arrive) into fds. */
+static void
+raw_recv(int fd, void *buf, size_t len, struct vhu_fds *fds)
+{
+	size_t got = 0;
+
+	if (fds != NULL) {
+		vhu_fds_init(fds);
+	}
+	while (got < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct iovec iov = { .iov_base = (uint8_t *)buf + got, .iov_len = len - got };
+		union vhu_cmsg_buf cb;
+		struct vhu_fds extra;
+		struct msghdr mh;
+		ssize_t n;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		vhu_cmsg_prep_recv(&mh, &cb);
+		cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "nothing arrived after %zu of %zu bytes", got,
+			     len);
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		cr_assert_gt(n, 0, "recvmsg after %zu of %zu bytes: %zd (%s)", got, len, n,
+			     n < 0 ? strerror(errno) : "EOF");
+		vhu_fds_init(&extra);
+		cr_assert_geq(vhu_cmsg_collect(&mh, mh.msg_flags, fds != NULL ? fds : &extra), 0);
+		cr_assert_eq(extra.n, 0, "unexpected fds");
+		got += (size_t)n;
+	}
+}
+
+static void
+raw_send(int fd, const void *buf, size_t len, const int *fds, unsigned int nfds)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union vhu_cmsg_buf cb;
+	struct msghdr mh;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	cr_assert_eq(vhu_cmsg_build(&mh, &cb, fds, nfds), 0);
+	cr_assert_eq(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)len, "sendmsg: %s", strerror(errno));
+}
+
+/* The peer on fd closes with nothing more to say. */
+static void
+expect_eof(int fd, const char *who)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+	ssize_t n;
+
+	cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "%s: no EOF within %d ms", who, WAIT_MS);
+	n = recv(fd, &c, 1, 0);
+	cr_assert(n == 0 || (n < 0 && errno == ECONNRESET), "%s: expected EOF, got %zd (%s)",
+		  who, n, n < 0 ? strerror(errno) : "a byte");
+}
+
+/* A message as bytes: header, then len body bytes. \return its total length. */
+static size_t
+msg_bytes(uint8_t *out, uint32_t req, uint32_t flags, const void *body, uint32_t len)
+{
+	struct vhu_hdr h = { req, flags, len };
+
+	memcpy(out, &h, VHU_HDR_SIZE);
+	if (len > 0) {
+		memcpy(out + VHU_HDR_SIZE, body, len);
+	}
+	return VHU_HDR_SIZE + len;
+}
+
+/* Send raw bytes as the front-end, receive them at the fake back-end, compare. */
+static void
+fe_to_be(int be, const uint8_t *msg, size_t len, const int *fds, unsigned int nfds,
+	 struct vhu_fds *got_fds)
+{
+	uint8_t got[8192];
+
+	cr_assert_leq(len, sizeof(got));
+	raw_send(vhu_endpoint_fd(g.fe), msg, len, fds, nfds);
+	raw_recv(be, got, len, got_fds);
+	cr_assert_arr_eq(got, msg, len, "the back-end got different bytes");
+}
+
+static void
+be_to_fe(int be, const uint8_t *msg, size_t len)
+{
+	uint8_t got[8192];
+
+	cr_assert_leq(len, sizeof(got));
+	raw_send(be, msg, len, NULL, 0);
+	raw_recv(vhu_endpoint_fd(g.fe), got, len, NULL);
+	cr_assert_arr_eq(got, msg, len, "the front-end got different bytes");
+}
+
+/* Test data ---------------------------------------------------------- */
+
+static int
+region_memfd(const char *content)
+{
+	int fd = t_memfd(content);
+
+	cr_assert_eq(ftruncate(fd, REGION_SIZE), 0);
+	return fd;
+}
+
+/* Two adjacent 1 MiB regions at guest address 0, mapped at distinct user addresses. */
+static uint32_t
+mem_table(struct vhu_mem_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->nregions = 2;
+	t->regions[0] = (struct vhu_mem_region){ 0, REGION_SIZE, 0x7f0000000000ull, 0 };
+	t->regions[1] = (struct vhu_mem_region){ REGION_SIZE, REGION_SIZE,
+						 0x7f0000000000ull + REGION_SIZE, 0 };
+	return VHU_MEM_TABLE_SIZE(2);
+}
+
+#define TRACE_MEM_TABLE \
+	"nregions=2 regions=[{gpa=0x0 size=0x100000 uaddr=0x7f0000000000 offset=0x0} " \
+	"{gpa=0x100000 size=0x100000 uaddr=0x7f0000100000 offset=0x0}]"
+
+/* Byte-exact forwarding ------------------------------------------------- */
+
+/*
+ * SET_MEM_TABLE with two memfds, SET_VRING_KICK/CALL with eventfds and
+ * SET_VRING_ERR without an fd reach the back-end byte for byte, with the
+ * very files the front-end sent; the ack comes back the same way.
+ */
+static void
+forward_exact(const char *mode)
+{
+	const char *extra[] = { "-v", "--recv-mode", mode, NULL };
+	struct vhu_mem_table t;
+	struct vhu_fds got;
+	uint8_t msg[512];
+	uint64_t v;
+	size_t len;
+	int be, m[2], kick, call, i;
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	/* One session only: the listening path went away when the front-end came. */
+	cr_assert_neq(access(trace_sock(), F_OK), 0, "the listening socket is still there");
+
+	m[0] = region_memfd("region 0");
+	m[1] = region_memfd("region 1");
+	len = msg_bytes(msg, VHU_REQ_SET_MEM_TABLE, 0x9, &t, mem_table(&t));
+	fe_to_be(be, msg, len, m, 2, &got);
+	cr_assert_eq(got.n, 2);
+	for (i = 0; i < 2; i++) {
+		cr_assert(t_same_file(got.fd[i], m[i]), "region %d fd is another file", i);
+	}
+	vhu_fds_close(&got);
+	v = 0;
+	be_to_fe(be, msg, msg_bytes(msg, VHU_REQ_SET_MEM_TABLE, 0x5, &v, 8));
+
+	kick = t_eventfd();
+	v = 0;
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_VRING_KICK, 0x1, &v, 8), &kick, 1, &got);
+	cr_assert_eq(got.n, 1);
+	cr_assert(t_same_file(got.fd[0], kick), "the kick eventfd is another file");
+	vhu_fds_close(&got);
+
+	call = t_eventfd();
+	v = 1;
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_VRING_CALL, 0x1, &v, 8), &call, 1, &got);
+	cr_assert_eq(got.n, 1);
+	cr_assert(t_same_file(got.fd[0], call), "the call eventfd is another file");
+	vhu_fds_close(&got);
+
+	v = VHU_VRING_NOFD;
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_VRING_ERR, 0x1, &v, 8), NULL, 0, &got);
+	cr_assert_eq(got.n, 0);
+
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	close(m[0]);
+	close(m[1]);
+	close(kick);
+	close(call);
+
+	expect_has(g.out, " ---- session 1: front-end connected; connecting to ");
+	expect_has(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
+		   "fds=2(memfd,memfd) " TRACE_MEM_TABLE "\n");
+	expect_has(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " F->B main SET_VRING_KICK flags=0x1 size=8 fds=1(eventfd) "
+		   "index=0 nofd=false u64=0x0\n");
+	expect_has(g.out, " F->B main SET_VRING_CALL flags=0x1 size=8 fds=1(eventfd) "
+		   "index=1 nofd=false u64=0x1\n");
+	expect_has(g.out, " F->B main SET_VRING_ERR flags=0x1 size=8 fds=0 "
+		   "index=0 nofd=true u64=0x100\n");
+	expect_has(g.out, " ---- session 1: main: the front-end side closed: Disconnect");
+	expect_has(g.out, " ---- session 1: main: closed the back-end side\n");
+	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+	expect_lacks(g.out, "INVALID");
+}
+
+Test(trace, forwards_bytes_and_fds_exactly)
+{
+	forward_exact("exact");
+}
+
+Test(trace, forwards_bytes_and_fds_exactly_stream_mode)
+{
+	forward_exact("stream");
+}
+
+/* Real back-ends ---------------------------------------------------------- */
+
+static uint64_t
+call_u64(uint32_t req, bool need_reply, const void *body, uint32_t len, const int *fds,
+	 unsigned int nfds)
+{
+	struct vhu_hdr h = vhu_hdr_request(req, len, need_reply);
+	uint64_t reply = ~0ull;
+	ssize_t n = vhu_endpoint_call(g.fe, &h, body, len, fds, nfds, &reply, sizeof(reply), NULL);
+
+	cr_assert_eq(n, (ssize_t)sizeof(reply), "%s through the tracer: %s",
+		     vhu_req_name(VHU_CHAN_FRONTEND, req), n < 0 ? vhu_strerror((int)n) : "size");
+	return reply;
+}
+
+/*
+ * The set-up a VMM does before starting a ring, through the tracer, with
+ * every step acked (REPLY_ACK): the replies come back through it.
+ */
+static void
+setup_through_trace(const char *backend)
+{
+	const char *extra[] = { "-v", NULL };
+	struct vhu_mem_table t;
+	uint64_t features, pf, v;
+	int m[2], kick, call;
+
+	trace_start(backend, extra);
+	fe_connect();
+	features = call_u64(VHU_REQ_GET_FEATURES, false, NULL, 0, NULL, 0);
+	cr_assert(features & F(VHU_F_PROTOCOL_FEATURES), "features 0x%" PRIx64, features);
+	pf = call_u64(VHU_REQ_GET_PROTOCOL_FEATURES, false, NULL, 0, NULL, 0);
+	cr_assert(pf & PF(REPLY_ACK), "protocol features 0x%" PRIx64, pf);
+	v = PF(REPLY_ACK);
+	cr_assert_eq(call_u64(VHU_REQ_SET_PROTOCOL_FEATURES, true, &v, 8, NULL, 0), 0);
+	cr_assert_eq(call_u64(VHU_REQ_SET_OWNER, true, NULL, 0, NULL, 0), 0);
+
+	m[0] = region_memfd("region 0");
+	m[1] = region_memfd("region 1");
+	cr_assert_eq(call_u64(VHU_REQ_SET_MEM_TABLE, true, &t, mem_table(&t), m, 2), 0);
+	call = t_eventfd();
+	v = 0;
+	cr_assert_eq(call_u64(VHU_REQ_SET_VRING_CALL, true, &v, 8, &call, 1), 0);
+	kick = t_eventfd();
+	cr_assert_eq(call_u64(VHU_REQ_SET_VRING_KICK, true, &v, 8, &kick, 1), 0);
+	/* Still in step after all of it. */
+	cr_assert_eq(call_u64(VHU_REQ_GET_FEATURES, false, NULL, 0, NULL, 0), features);
+
+	fe_close();
+	expect_exit(trace_finish(), 0);
+	close(m[0]);
+	close(m[1]);
+	close(kick);
+	close(call);
+
+	expect_has(g.out, " F->B main SET_PROTOCOL_FEATURES flags=0x9(NEED_REPLY) size=8 fds=0 "
+		   "protocol_features=0x8(REPLY_ACK)\n");
+	expect_has(g.out, " B->F main SET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " B->F main SET_OWNER flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
+		   "fds=2(memfd,memfd) " TRACE_MEM_TABLE "\n");
+	expect_has(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " F->B main SET_VRING_CALL flags=0x9(NEED_REPLY) size=8 "
+		   "fds=1(eventfd) index=0 nofd=false u64=0x0\n");
+	expect_has(g.out, " B->F main SET_VRING_CALL flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " F->B main SET_VRING_KICK flags=0x9(NEED_REPLY) size=8 "
+		   "fds=1(eventfd) index=0 nofd=false u64=0x0\n");
+	expect_has(g.out, " B->F main SET_VRING_KICK flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+	expect_lacks(g.out, "INVALID");
+}
+
+/* Start vhu-backend with 2 queues and a 1 MiB disk; returns once it says it listens. */
+static const char *
+backend_start(void)
+{
+	static char bin[512];
+	const char *sock = t_path("be.sock");
+	const char *argv[] = { bin, "--socket", sock, "--queues", "2", "--capacity", "1M", NULL };
+	char buf[4096] = "", want[256];
+	size_t len = 0;
+	int out;
+
+	tool_path(bin, sizeof(bin), "vhu-backend");
+	g.backend = spawn(bin, argv, &out, &g.backend_err);
+	close(out);
+	snprintf(want, sizeof(want), "vhu-backend: listening on %s\n", sock);
+	while (strstr(buf, want) == NULL) {
+		cr_assert_gt(pipe_read(g.backend_err, buf, sizeof(buf), &len, "vhu-backend"), 0,
+			     "vhu-backend exited before listening:\n%s", buf);
+	}
+	return sock;
+}
+
+Test(trace, vhu_backend_acks_come_back_through_the_tracer)
+{
+	setup_through_trace(backend_start());
+}
+
+Test(trace, qemu_storage_daemon_acks_come_back_through_the_tracer)
+{
+	t_peer_start_qsd(&g.peer);
+	setup_through_trace(g.peer.path);
+}
+
+/* vhu-probe through the tracer ---------------------------------------------- */
+
+struct result {
+	int status;
+	char out[32768];
+	size_t out_len;
+	char err[8192];
+	size_t err_len;
+};
+
+static void
+probe_run(const char *sock, struct result *r)
+{
+	static char bin[512];
+	const char *argv[] = { bin, "--json", "--device", "blk", sock, NULL };
+	int out, err;
+
+	tool_path(bin, sizeof(bin), "vhu-probe");
+	g.probe = spawn(bin, argv, &out, &err);
+	r->out_len = 0;
+	r->err_len = 0;
+	r->out[0] = '\0';
+	r->err[0] = '\0';
+	drain_pipes(&out, r->out, sizeof(r->out), &r->out_len, &err, r->err, sizeof(r->err),
+		    &r->err_len);
+	r->status = wait_exit(&g.probe);
+	cr_assert_eq(r->status, 0, "vhu-probe on %s exited %d:\n%s\n%s", sock, r->status, r->out,
+		     r->err);
+}
+
+/* The report without the socket path and the round-trip times, which differ by nature. */
+static void
+report_core(const char *json, char *buf, size_t len)
+{
+	const char *a = strstr(json, "\",\"features\":");
+	const char *b = strstr(json, ",\"round_trips_us\":");
+
+	cr_assert(a != NULL && b != NULL && a < b, "unexpected report:\n%s", json);
+	snprintf(buf, len, "%.*s", (int)(b - a), a);
+}
+
+Test(trace, probe_report_is_the_same_through_the_tracer)
+{
+	static const char *const names[] = {
+		"GET_FEATURES", "GET_PROTOCOL_FEATURES", "SET_PROTOCOL_FEATURES", "GET_QUEUE_NUM",
+		"GET_MAX_MEM_SLOTS", "GET_CONFIG", "GET_STATUS",
+	};
+	const char *be = backend_start();
+	static struct result direct, traced;
+	char a[4096], b[4096], want[128];
+	size_t i;
+
+	probe_run(be, &direct);
+	trace_start(be, NULL);
+	probe_run(trace_sock(), &traced);
+	expect_exit(trace_finish(), 0);
+
+	report_core(direct.out, a, sizeof(a));
+	report_core(traced.out, b, sizeof(b));
+	cr_assert_str_eq(b, a, "the report differs through the tracer");
+	expect_has(traced.out, "\"queues\":2,");
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(want, sizeof(want), " F->B main %s flags=0x", names[i]);
+		expect_has(g.out, want);
+		snprintf(want, sizeof(want), " B->F main %s flags=0x5(REPLY) ", names[i]);
+		expect_has(g.out, want);
+	}
+	expect_has(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+		   "features=0x170001244(bit2,bit6,bit9,bit12,RING_INDIRECT_DESC,RING_EVENT_IDX,"
+		   "PROTOCOL_FEATURES,VERSION_1)\n");
+	expect_has(g.out, " B->F main GET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+		   "protocol_features=0x18229(MQ,REPLY_ACK,BACKEND_REQ,CONFIG,"
+		   "CONFIGURE_MEM_SLOTS,STATUS)\n");
+	expect_has(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=2\n");
+	expect_has(g.out, " F->B main GET_CONFIG flags=0x1 size=268 fds=0 config_offset=0 "
+		   "config_size=256 config_flags=0x0\n");
+	/* The refusal of 256 bytes, then the 60 bytes the blk retry asks for. */
+	expect_has(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=0 fds=0\n");
+	expect_has(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=72 fds=0 config_offset=0 "
+		   "config_size=60 config_flags=0x0\n");
+	expect_lacks(g.out, "INVALID");
+	snprintf(want, sizeof(want), "vhu-trace: listening on %s\n", trace_sock());
+	cr_assert_str_eq(g.err, want, "unexpected stderr");
+}
+
+/* The back-end channel ----------------------------------------------------- */
+
+Test(trace, backend_channel_is_traced_both_ways)
+{
+	struct vhu_fds got;
+	uint8_t msg[64];
+	uint64_t v = 0;
+	size_t len;
+	struct stat st;
+	int be, sv[2], ch;
+
+	trace_start(fake_listen(), NULL);
+	fe_connect();
+	be = fake_accept();
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	len = msg_bytes(msg, VHU_REQ_SET_BACKEND_REQ_FD, 0x1, NULL, 0);
+	fe_to_be(be, msg, len, &sv[1], 1, &got);
+	close(sv[1]);
+	cr_assert_eq(got.n, 1);
+	ch = vhu_fds_take(&got, 0);
+	cr_assert_eq(fstat(ch, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode), "the back-end channel is not a socket");
+
+	/* The back-end asks, the front-end gets the very bytes and acks. */
+	len = msg_bytes(msg, VHU_BREQ_CONFIG_CHANGE_MSG, 0x9, NULL, 0);
+	raw_send(ch, msg, len, NULL, 0);
+	{
+		uint8_t in[64];
+
+		raw_recv(sv[0], in, len, NULL);
+		cr_assert_arr_eq(in, msg, len);
+		len = msg_bytes(msg, VHU_BREQ_CONFIG_CHANGE_MSG, 0x5, &v, 8);
+		raw_send(sv[0], msg, len, NULL, 0);
+		raw_recv(ch, in, len, NULL);
+		cr_assert_arr_eq(in, msg, len);
+	}
+
+	/* The channel ends alone: the front-end closes it, the main channel goes on. */
+	close(sv[0]);
+	expect_eof(ch, "the back-end channel");
+	close(ch);
+	trace_read_until("backend-channel: closed the back-end side\n");
+	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0);
+	fe_to_be(be, msg, len, NULL, 0, NULL);
+
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+
+	expect_has(g.out, " F->B main SET_BACKEND_REQ_FD flags=0x1 size=0 fds=1 "
+		   "[back-end channel interposed]\n");
+	expect_has(g.out, " ---- session 1: backend-channel: opened, traced through a "
+		   "socketpair\n");
+	expect_has(g.out, " B->F backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x9(NEED_REPLY) "
+		   "size=0 fds=0\n");
+	expect_has(g.out, " F->B backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x5(REPLY) "
+		   "size=8 fds=0 ack=0\n");
+	expect_has(g.out, " ---- session 1: backend-channel: the front-end side closed: "
+		   "Disconnect");
+	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+	expect_lacks(g.out, "INVALID");
+}
+
+/* JSON lines ------------------------------------------------------------ */
+
+static const char *json_value(const char *s, int depth);
+
+static const char *
+json_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t') {
+		s++;
+	}
+	return s;
+}
+
+static const char *
+json_string(const char *s)
+{
+	if (*s++ != '"') {
+		return NULL;
+	}
+	while (*s != '"') {
+		if (*s == '\0' || (unsigned char)*s < 0x20) {
+			return NULL;
+		}
+		if (*s == '\\') {
+			s++;
+			if (*s == '\0' || strchr("\"\\/bfnrtu", *s) == NULL) {
+				return NULL;
+			}
+		}
+		s++;
+	}
+	return s + 1;
+}
+
+static const char *
+json_members(const char *s, char close, bool keys, int depth)
+{
+	s = json_ws(s);
+	if (*s == close) {
+		return s + 1;
+	}
+	for (;;) {
+		if (keys) {
+			s = json_string(json_ws(s));
+			if (s == NULL) {
+				return NULL;
+			}
+			s = json_ws(s);
+			if (*s++ != ':') {
+				return NULL;
+			}
+		}
+		s = json_value(s, depth + 1);
+		if (s == NULL) {
+			return NULL;
+		}
+		s = json_ws(s);
+		if (*s == close) {
+			return s + 1;
+		}
+		if (*s++ != ',') {
+			return NULL;
+		}
+	}
+}
+
+static const char *
+json_digits(const char *s)
+{
+	if (*s < '0' || *s > '9') {
+		return NULL;
+	}
+	while (*s >= '0' && *s <= '9') {
+		s++;
+	}
+	return s;
+}
+
+/* \return the end of the value at s, or NULL if it is not valid JSON. */
+static const char *
+json_value(const char *s, int depth)
+{
+	s = json_ws(s);
+	if (depth > 16) {
+		return NULL;
+	}
+	switch (*s) {
+	case '{':
+		return json_members(s + 1, '}', true, depth);
+	case '[':
+		return json_members(s + 1, ']', false, depth);
+	case '"':
+		return json_string(s);
+	default:
+		break;
+	}
+	if (strncmp(s, "true", 4) == 0 || strncmp(s, "null", 4) == 0) {
+		return s + 4;
+	}
+	if (strncmp(s, "false", 5) == 0) {
+		return s + 5;
+	}
+	s += *s == '-';
+	s = json_digits(s);
+	if (s != NULL && *s == '.') {
+		s = json_digits(s + 1);
+	}
+	return s;
+}
+
+/* Every line of the trace is one JSON object; \return the number of lines. */
+static unsigned int
+expect_json_lines(const char *text)
+{
+	unsigned int n = 0;
+
+	while (*text != '\0') {
+		const char *end;
+
+		cr_assert_eq(*text, '{', "line %u is not a JSON object:\n%s", n + 1, text);
+		end = json_value(text, 0);
+		cr_assert_not_null(end, "line %u is not valid JSON:\n%s", n + 1, text);
+		cr_assert_eq(*end, '\n', "line %u: trailing text:\n%s", n + 1, end);
+		cr_assert_eq(strncmp(text, "{\"t\":", 5), 0, "line %u has no time first", n + 1);
+		text = end + 1;
+		n++;
+	}
+	return n;
+}
+
+Test(trace, json_lines_parse)
+{
+	const char *extra[] = { "--json", "--hex", "-v", NULL };
+	struct vhu_mem_table t;
+	struct vhu_fds got;
+	uint8_t msg[512];
+	uint64_t v = F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1);
+	int be, m[2];
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	m[0] = region_memfd("a");
+	m[1] = region_memfd("b");
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_MEM_TABLE, 0x9, &t, mem_table(&t)), m, 2,
+		 &got);
+	vhu_fds_close(&got);
+	close(m[0]);
+	close(m[1]);
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0, NULL);
+	be_to_fe(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8));
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+
+	/* session_start, 3 messages, 2 closes, session_end. */
+	cr_assert_eq(expect_json_lines(g.out), 7, "unexpected line count:\n%s", g.out);
+	expect_has(g.out, ",\"event\":\"session_start\",\"session\":1,\"text\":\"front-end "
+		   "connected; connecting to ");
+	expect_has(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"SET_MEM_TABLE\","
+		   "\"code\":5,\"flags\":\"0x9\",\"reply\":false,\"need_reply\":true,\"size\":72,"
+		   "\"fds\":2,\"fd_types\":[\"memfd\",\"memfd\"],\"body\":{\"nregions\":2,"
+		   "\"regions\":[{\"gpa\":\"0x0\",\"size\":\"0x100000\","
+		   "\"uaddr\":\"0x7f0000000000\","
+		   "\"offset\":\"0x0\"},{\"gpa\":\"0x100000\",\"size\":\"0x100000\","
+		   "\"uaddr\":\"0x7f0000100000\",\"offset\":\"0x0\"}]},\"valid\":true,"
+		   "\"hex\":\"050000000900000048000000020000000000000000000000");
+	expect_has(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
+		   "\"code\":1,\"flags\":\"0x1\",\"reply\":false,\"need_reply\":false,\"size\":0,"
+		   "\"fds\":0,\"fd_types\":[],\"body\":{},\"valid\":true,"
+		   "\"hex\":\"010000000100000000000000\"}\n");
+	expect_has(g.out, ",\"dir\":\"B->F\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
+		   "\"code\":1,\"flags\":\"0x5\",\"reply\":true,\"need_reply\":false,\"size\":8,"
+		   "\"fds\":0,\"fd_types\":[],\"body\":{\"features\":\"0x140000000\","
+		   "\"feature_names\":[\"PROTOCOL_FEATURES\",\"VERSION_1\"]},\"valid\":true,"
+		   "\"hex\":\"0100000005000000080000000000004001000000\"}\n");
+	expect_has(g.out, ",\"event\":\"close\",\"session\":1,\"channel\":\"main\","
+		   "\"side\":\"front-end\",\"reason\":\"VHU_EDISCONNECT\",");
+	expect_has(g.out, ",\"event\":\"session_end\",\"session\":1,\"text\":\"ended (exit "
+		   "status 0)\"}\n");
+}
+
+/* Malformed messages ------------------------------------------------------ */
+
+/* A header whose version is 2: no back-end accepts it. */
+static size_t
+bad_version(uint8_t *msg)
+{
+	return msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x2, NULL, 0);
+}
+
+Test(trace, strict_closes_both_sides_on_a_bad_version)
+{
+	const char *extra[] = { "--strict", NULL };
+	uint8_t msg[64];
+	int be;
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	raw_send(vhu_endpoint_fd(g.fe), msg, bad_version(msg), NULL, 0);
+	/* Nothing of it reaches the back-end: EOF is the first thing it reads. */
+	expect_eof(be, "the fake back-end");
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	close(be);
+	expect_exit(trace_finish(), 5);
+	expect_has(g.out, " ---- session 1: main: the front-end side closed: InvalidMessage: "
+		   "header version is not 1\n");
+	expect_has(g.out, " ---- session 1: ended (exit status 5)\n");
+	expect_has(g.err, "(VHU_EVERSION); closing both sides\n");
+}
+
+Test(trace, strict_refuses_a_reply_from_the_front_end)
+{
+	const char *extra[] = { "--strict", NULL };
+	uint8_t msg[64];
+	uint64_t v = 1;
+	int be;
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	/* Framable and well-formed as a reply, but a front-end only sends requests. */
+	raw_send(vhu_endpoint_fd(g.fe), msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8),
+		 NULL, 0);
+	expect_eof(be, "the fake back-end");
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	close(be);
+	expect_exit(trace_finish(), 5);
+	expect_has(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+		   "features=0x1(bit0) [strict: not forwarded] INVALID VHU_EFLAGS: ");
+	expect_has(g.err, "GET_FEATURES from the front-end breaks the rules: ");
+	expect_has(g.err, "--strict: closing both sides\n");
+	/* Said once: the close that follows is the tracer's own. */
+	expect_lacks(g.err, "main, front-end side:");
+	expect_has(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: ");
+	expect_has(g.out, " ---- session 1: main: closed the back-end side\n");
+	expect_has(g.out, " ---- session 1: ended (exit status 5)\n");
+}
+
+/*
+ * Without --strict, what the engine can frame is forwarded as it is and
+ * flagged. A bad version is beyond that (engine-validated forwarding): it
+ * cannot be forwarded, and the session ends naming it.
+ */
+Test(trace, malformed_messages_are_forwarded_and_flagged_when_framable)
+{
+	static uint8_t msg[8192];
+	static uint8_t body[5000];
+	uint64_t v = 1;
+	size_t len;
+	int be;
+
+	trace_start(fake_listen(), NULL);
+	fe_connect();
+	be = fake_accept();
+
+	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8);
+	fe_to_be(be, msg, len, NULL, 0, NULL);
+	/* Above the 4 KiB every strict receiver allows, within what the tracer frames. */
+	memset(body, 0xa5, sizeof(body));
+	len = msg_bytes(msg, VHU_REQ_CREATE_CRYPTO_SESSION, 0x1, body, sizeof(body));
+	fe_to_be(be, msg, len, NULL, 0, NULL);
+	/* A bad version is refused by the engine itself: it cannot be forwarded. */
+	raw_send(vhu_endpoint_fd(g.fe), msg, bad_version(msg), NULL, 0);
+	expect_eof(be, "the fake back-end");
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	close(be);
+	expect_exit(trace_finish(), 5);
+
+	expect_has(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+		   "features=0x1(bit0) INVALID VHU_EFLAGS: ");
+	expect_has(g.out, " F->B main CREATE_CRYPTO_SESSION flags=0x1 size=5000 fds=0 "
+		   "INVALID VHU_EOVERSIZED: ");
+	expect_has(g.out, " ---- session 1: main: the front-end side closed: InvalidMessage: "
+		   "header version is not 1\n");
+	expect_has(g.err, "(VHU_EVERSION); closing both sides\n");
+}
+
+/* Either side closing ------------------------------------------------------ */
+
+/*
+ * A message sent right before the close still reaches the other side: the
+ * close is held back until the forwarded messages have left. In stream
+ * mode the message and the EOF tend to arrive in one batch of completions.
+ */
+static void
+close_after_message(const char *mode)
+{
+	const char *extra[] = { "--recv-mode", mode, NULL };
+	uint8_t msg[64], got[64];
+	size_t len;
+	int be;
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	len = msg_bytes(msg, VHU_REQ_RESET_OWNER, 0x1, NULL, 0);
+	raw_send(vhu_endpoint_fd(g.fe), msg, len, NULL, 0);
+	fe_close();
+	raw_recv(be, got, len, NULL);
+	cr_assert_arr_eq(got, msg, len);
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	expect_has(g.out, " F->B main RESET_OWNER flags=0x1 size=0 fds=0\n");
+	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+}
+
+Test(trace, frontend_closing_ends_the_session_after_its_last_message)
+{
+	close_after_message("exact");
+}
+
+Test(trace, frontend_closing_ends_the_session_after_its_last_message_stream_mode)
+{
+	close_after_message("stream");
+}
+
+/*
+ * A burst larger than the socket buffers, then the close: what the tracer
+ * still holds for a back-end that reads late is delivered before the EOF.
+ */
+Test(trace, frontend_closing_after_a_burst_loses_nothing)
+{
+	enum { NMSG = 100, BODY = 4000 };
+	static uint8_t body[BODY], msg[VHU_HDR_SIZE + BODY], got[VHU_HDR_SIZE + BODY];
+	size_t len = 0;
+	int be, i;
+
+	trace_start(fake_listen(), NULL);
+	fe_connect();
+	be = fake_accept();
+	for (i = 0; i < NMSG; i++) {
+		memset(body, i, sizeof(body));
+		len = msg_bytes(msg, VHU_REQ_CREATE_CRYPTO_SESSION, 0x1, body, BODY);
+		raw_send(vhu_endpoint_fd(g.fe), msg, len, NULL, 0);
+	}
+	fe_close();
+	for (i = 0; i < NMSG; i++) {
+		memset(body, i, sizeof(body));
+		msg_bytes(msg, VHU_REQ_CREATE_CRYPTO_SESSION, 0x1, body, BODY);
+		raw_recv(be, got, len, NULL);
+		cr_assert_arr_eq(got, msg, len, "message %d differs", i);
+	}
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+}
+
+Test(trace, backend_closing_ends_the_session_after_its_last_message)
+{
+	uint8_t msg[64], got[64];
+	uint64_t v = 3;
+	size_t len;
+	int be;
+
+	trace_start(fake_listen(), NULL);
+	fe_connect();
+	be = fake_accept();
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x1, NULL, 0), NULL, 0, NULL);
+	len = msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x5, &v, 8);
+	raw_send(be, msg, len, NULL, 0);
+	close(be);
+	raw_recv(vhu_endpoint_fd(g.fe), got, len, NULL);
+	cr_assert_arr_eq(got, msg, len);
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_exit(trace_finish(), 0);
+	expect_has(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=3\n");
+	expect_has(g.out, " ---- session 1: main: the back-end side closed: Disconnect");
+	expect_has(g.out, " ---- session 1: main: closed the front-end side\n");
+}
+
+Test(trace, keep_listening_serves_the_next_frontend)
+{
+	const char *extra[] = { "--keep-listening", NULL };
+	uint8_t msg[64];
+	int be, i, st;
+
+	trace_start(fake_listen(), extra);
+	for (i = 1; i <= 2; i++) {
+		char want[64];
+
+		fe_connect();
+		be = fake_accept();
+		fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0,
+			 NULL);
+		fe_close();
+		expect_eof(be, "the fake back-end");
+		close(be);
+		/* The next front-end comes once this session is over (one at a time). */
+		snprintf(want, sizeof(want), "session %d: ended (exit status 0)\n", i);
+		trace_read_until(want);
+	}
+	cr_assert_eq(access(trace_sock(), F_OK), 0, "the listening socket is gone");
+	cr_assert_eq(kill(g.trace, SIGTERM), 0);
+	st = trace_finish();
+	expect_exit(st, 0);
+	cr_assert_neq(access(trace_sock(), F_OK), 0, "the listening socket was left behind");
+}
+
+/* Options and failures ----------------------------------------------------- */
+
+Test(trace, output_file_and_hex)
+{
+	const char *file = t_path("trace.txt");
+	const char *extra[] = { "-o", file, "--hex", NULL };
+	struct vhu_vring_state vs = { 0, 256 };
+	uint8_t msg[64];
+	char text[4096];
+	ssize_t n;
+	int be, fd;
+
+	trace_start(fake_listen(), extra);
+	fe_connect();
+	be = fake_accept();
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_VRING_NUM, 0x1, &vs, sizeof(vs)), NULL, 0,
+		 NULL);
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	cr_assert_eq(g.out_len, 0, "stdout is not empty:\n%s", g.out);
+
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	cr_assert_gt(n, 0);
+	text[n] = '\0';
+	expect_has(text, " F->B main SET_VRING_NUM flags=0x1 size=8 fds=0 index=0 num=256\n"
+		   " 0000 08 00 00 00 01 00 00 00 08 00 00 00 00 00 00 00\n"
+		   " 0010 00 01 00 00\n");
+}
+
+Test(trace, connect_failure_exits_3)
+{
+	char want[256];
+
+	trace_start(t_path("nobody.sock"), NULL);
+	fe_connect();
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_exit(trace_finish(), 3);
+	snprintf(want, sizeof(want), "vhu-trace: cannot connect to %s: ", t_path("nobody.sock"));
+	expect_has(g.err, want);
+	expect_has(g.out, " ---- session 1: ended (exit status 3)\n");
+}
+
+Test(trace, usage_errors_and_help)
+{
+	const char *none[] = { NULL };
+	const char *one[] = { "--listen", "a.sock", NULL };
+	const char *same[] = { "--listen", "a.sock", "--connect", "a.sock", NULL };
+	const char *mode[] = { "-l", "a.sock", "-c", "b.sock", "--recv-mode", "fast", NULL };
+	const char *extra_arg[] = { "-l", "a.sock", "-c", "b.sock", "stray", NULL };
+	const char *help[] = { "--help", NULL };
+	const char *nodir[] = { "-l", "/nonexistent-dir/tr.sock", "-c", "b.sock", NULL };
+	const char *const *bad[] = { none, one, same, mode, extra_arg };
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		trace_spawn(bad[i]);
+		expect_exit(trace_finish(), 2);
+		expect_has(g.err, "vhu-trace: ");
+	}
+	expect_has(g.err, "\"stray\"");
+
+	trace_spawn(help);
+	expect_exit(trace_finish(), 0);
+	expect_has(g.out, "Usage: vhu-trace --listen PATH --connect PATH [options]\n");
+	expect_has(g.out, "Exit status:\n");
+	expect_has(g.out, "Examples:\n");
+
+	trace_spawn(nodir);
+	expect_exit(trace_finish(), 3);
+	expect_has(g.err, "vhu-trace: cannot listen on /nonexistent-dir/tr.sock: ");
 }
