@@ -683,6 +683,25 @@ Test(wire, mem_table_fd_bounds_from_size)
 	cr_assert_eq(hi, 7);
 }
 
+/* Found by fuzz_wire: the region count is the peer's and must not leak out as a bound. */
+Test(wire, mem_table_fd_bounds_capped)
+{
+	struct vhu_hdr h = vhu_hdr_request(VHU_REQ_SET_MEM_TABLE, VHU_MEM_TABLE_SIZE(1), false);
+	struct vhu_hdr huge = vhu_hdr_request(VHU_REQ_SET_MEM_TABLE, 0xfffffff8u, false);
+	uint8_t body[VHU_MEM_TABLE_SIZE(1)] = { 0 };
+	uint32_t n = 0x10000000u;
+	unsigned int lo = 0, hi = 0;
+
+	memcpy(body, &n, sizeof(n));
+	cr_assert_eq(vhu_msg_fd_bounds(&fe_req, &h, body, &lo, &hi), 0);
+	cr_assert_eq(lo, VHU_MAX_FDS);
+	cr_assert_eq(hi, VHU_MAX_FDS);
+	cr_assert_eq(vhu_msg_check(&fe_req, &h, body, 1), -VHU_EBODY);
+	lo = hi = 0;
+	cr_assert_eq(vhu_msg_fd_bounds(&fe_req, &huge, NULL, &lo, &hi), 0);
+	cr_assert_leq(hi, VHU_MAX_FDS);
+}
+
 /* ------------------------------------------------------------------ */
 /* Single region (ADD/REM_MEM_REG)                                     */
 

@@ -385,8 +385,9 @@ int vhu_msg_check(const struct vhu_rules *rules, const struct vhu_hdr *hdr,
 /**
  * The fd rule alone: how many fds the message must carry.
  * \param body  the message body (may be NULL if hdr->size is 0).
- * \param[out] min, max  inclusive bounds on the fd count.
- * \return 0, or -VHU_EREQUEST for an unknown code.
+ * \param[out] min, max  inclusive bounds on the fd count; never above
+ *             VHU_MAX_FDS, whatever count the peer's body claims.
+ * \return 0, -VHU_EREQUEST for an unknown code, -EINVAL for NULL arguments.
  */
 int vhu_msg_fd_bounds(const struct vhu_rules *rules, const struct vhu_hdr *hdr,
 		      const void *body, unsigned int *min, unsigned int *max);
