@@ -554,3 +554,218 @@ Test(ring, stream_recovers_from_buffer_exhaustion)
 		close(peer[i]);
 	}
 }
+
+/* frames_only ------------------------------------------------------- */
+
+struct fo_rec {
+	unsigned int msgs;
+	unsigned int closes;
+	int reason;
+	uint8_t wire[4][64];	/* header and body of each message, as delivered */
+	uint32_t len[4];
+	int fd;			/* the fd of the last message that had one, or -1 */
+	unsigned int nfds;
+};
+
+static int
+fo_message(struct vhu_conn *conn, struct vhu_msg *msg, void *arg)
+{
+	struct fo_rec *f = arg;
+
+	(void)conn;
+	if (f->msgs < 4 && msg->hdr.size <= sizeof(f->wire[0]) - VHU_HDR_SIZE) {
+		memcpy(f->wire[f->msgs], &msg->hdr, VHU_HDR_SIZE);
+		memcpy(f->wire[f->msgs] + VHU_HDR_SIZE, msg->body, msg->hdr.size);
+		f->len[f->msgs] = VHU_HDR_SIZE + msg->hdr.size;
+	}
+	f->msgs++;
+	f->nfds = msg->fds.n;
+	if (msg->fds.n > 0) {
+		if (f->fd >= 0) {
+			close(f->fd);
+		}
+		f->fd = vhu_fds_take(&msg->fds, 0);
+	}
+	return 0;
+}
+
+static void
+fo_close(struct vhu_conn *conn, int reason, void *arg)
+{
+	struct fo_rec *f = arg;
+
+	(void)conn;
+	f->closes++;
+	f->reason = reason;
+}
+
+static const struct vhu_conn_ops fo_ops = { .on_message = fo_message, .on_close = fo_close };
+
+/* Attach with frames_only as asked; \return the peer's end (raw bytes are written to it). */
+static int
+fo_attach(struct vhu_ring *r, uint8_t mode, bool frames_only, struct fo_rec *f)
+{
+	struct vhu_conn_opts o = {
+		.recv_mode = mode, .rules = backend_rules, .frames_only = frames_only,
+	};
+	int sv[2];
+
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	o.rules.max_size = 64;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(vhu_conn_attach(r, sv[0], &o, &fo_ops, f, NULL), 0);
+	return sv[1];
+}
+
+/* One sendmsg of len bytes with fd (if >= 0). */
+static void
+fo_send(int peer, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union vhu_cmsg_buf cb;
+
+	if (fd >= 0) {
+		cr_assert_eq(vhu_cmsg_build(&mh, &cb, &fd, 1), 0);
+	}
+	cr_assert_eq(sendmsg(peer, &mh, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static size_t
+fo_put(uint8_t *buf, uint32_t request, uint32_t flags, uint32_t size)
+{
+	struct vhu_hdr h = { .request = request, .flags = flags, .size = size };
+	uint32_t i;
+
+	memcpy(buf, &h, sizeof(h));
+	for (i = 0; i < size; i++) {
+		buf[VHU_HDR_SIZE + i] = (uint8_t)(0xa0 + i);
+	}
+	return VHU_HDR_SIZE + size;
+}
+
+/*
+ * Messages the rules refuse but that frame: a bad version, an unknown code
+ * with a 5-byte body, SET_FEATURES with an fd it should not carry. With
+ * frames_only each arrives byte for byte (the fd too); then a valid one.
+ */
+static void
+frames_only_delivers(uint8_t mode)
+{
+	struct vhu_ring *r = make_ring(false);
+	uint8_t m[4][64];
+	size_t len[4];
+	struct fo_rec f;
+	int peer = fo_attach(r, mode, true, &f);
+	int memfd = t_memfd("not for SET_FEATURES");
+	unsigned int i;
+
+	len[0] = fo_put(m[0], VHU_REQ_SET_FEATURES, 0x2, 8);
+	len[1] = fo_put(m[1], 9999, VHU_VERSION, 5);
+	len[2] = fo_put(m[2], VHU_REQ_SET_FEATURES, VHU_VERSION, 8);
+	len[3] = fo_put(m[3], VHU_REQ_SET_FEATURES, VHU_VERSION, 8);
+	fo_send(peer, m[0], len[0], -1);
+	fo_send(peer, m[1], len[1], -1);
+	wait_until(r, &f.msgs, 2);
+	fo_send(peer, m[2], len[2], memfd);
+	wait_until(r, &f.msgs, 3);
+	cr_assert_eq(f.nfds, 1u);
+	cr_assert(t_same_file(f.fd, memfd));
+	fo_send(peer, m[3], len[3], -1);
+	wait_until(r, &f.msgs, 4);
+	for (i = 0; i < 4; i++) {
+		cr_assert_eq(f.len[i], (uint32_t)len[i], "message %u: %u bytes", i, f.len[i]);
+		cr_assert_arr_eq(f.wire[i], m[i], len[i], "message %u differs", i);
+	}
+	cr_assert_eq(f.nfds, 0u);
+	cr_assert_eq(f.closes, 0u, "closed: %s", vhu_errname(f.reason));
+	vhu_ring_destroy(r);
+	cr_assert_eq(f.closes, 1u);
+	close(f.fd);
+	close(memfd);
+	close(peer);
+}
+
+Test(ring, frames_only_delivers_bad_messages_exact)
+{
+	frames_only_delivers(VHU_RECV_EXACT);
+}
+
+Test(ring, frames_only_delivers_bad_messages_stream)
+{
+	frames_only_delivers(VHU_RECV_STREAM);
+}
+
+/* Without frames_only the same messages close the connection, naming the fault. */
+static void
+checked_refuses(uint8_t mode)
+{
+	static const struct {
+		uint32_t request;
+		uint32_t flags;
+		uint32_t size;
+		int reason;
+	} cases[] = {
+		{ VHU_REQ_SET_FEATURES, 0x2, 8, -VHU_EVERSION },
+		{ 9999, VHU_VERSION, 5, -VHU_EREQUEST },
+	};
+	unsigned int i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vhu_ring *r = make_ring(false);
+		uint8_t m[64];
+		struct fo_rec f;
+		int peer = fo_attach(r, mode, false, &f);
+		size_t len = fo_put(m, cases[i].request, cases[i].flags, cases[i].size);
+
+		fo_send(peer, m, len, -1);
+		wait_until(r, &f.closes, 1);
+		cr_assert_eq(f.msgs, 0u);
+		cr_assert_eq(f.reason, cases[i].reason, "case %u: closed with %s", i,
+			     vhu_errname(f.reason));
+		vhu_ring_destroy(r);
+		close(peer);
+	}
+}
+
+Test(ring, checked_refuses_bad_messages_exact)
+{
+	checked_refuses(VHU_RECV_EXACT);
+}
+
+Test(ring, checked_refuses_bad_messages_stream)
+{
+	checked_refuses(VHU_RECV_STREAM);
+}
+
+/* frames_only keeps framing safe: a size above max_size still closes. */
+static void
+frames_only_oversized(uint8_t mode)
+{
+	struct vhu_ring *r = make_ring(false);
+	uint8_t m[64];
+	struct fo_rec f;
+	int peer = fo_attach(r, mode, true, &f);
+	size_t len = fo_put(m, VHU_REQ_SET_FEATURES, VHU_VERSION, 8);
+	struct vhu_hdr h = { .request = 9999, .flags = 0x7, .size = 65 };
+
+	fo_send(peer, m, len, -1);
+	wait_until(r, &f.msgs, 1);
+	fo_send(peer, &h, sizeof(h), -1);
+	wait_until(r, &f.closes, 1);
+	cr_assert_eq(f.reason, -VHU_EOVERSIZED, "closed with %s", vhu_errname(f.reason));
+	cr_assert_eq(f.msgs, 1u);
+	vhu_ring_destroy(r);
+	close(peer);
+}
+
+Test(ring, frames_only_still_refuses_oversized_exact)
+{
+	frames_only_oversized(VHU_RECV_EXACT);
+}
+
+Test(ring, frames_only_still_refuses_oversized_stream)
+{
+	frames_only_oversized(VHU_RECV_STREAM);
+}

@@ -1012,10 +1012,13 @@ Test(trace, strict_closes_both_sides_on_a_bad_version)
 	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
 	close(be);
 	expect_exit(trace_finish(), 5);
-	expect_has(g.out, " ---- session 1: main: the front-end side closed: InvalidMessage: "
+	expect_has(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
+		   "[strict: not forwarded] INVALID VHU_EVERSION: ");
+	expect_has(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: "
 		   "header version is not 1\n");
 	expect_has(g.out, " ---- session 1: ended (exit status 5)\n");
-	expect_has(g.err, "(VHU_EVERSION); closing both sides\n");
+	expect_has(g.err, "GET_FEATURES from the front-end breaks the rules: ");
+	expect_has(g.err, "(VHU_EVERSION); --strict: closing both sides\n");
 }
 
 Test(trace, strict_refuses_a_reply_from_the_front_end)
@@ -1047,19 +1050,23 @@ Test(trace, strict_refuses_a_reply_from_the_front_end)
 }
 
 /*
- * Without --strict, what the engine can frame is forwarded as it is and
- * flagged. A bad version is beyond that (engine-validated forwarding): it
- * cannot be forwarded, and the session ends naming it.
+ * Without --strict, whatever frames is forwarded byte for byte and flagged:
+ * a REPLY from the front-end, a body over the strict 4 KiB, a bad version,
+ * an unknown request code, reserved flag bits, an fd where the request has
+ * none. The back-end answers in between, so nothing ended the session.
  */
-Test(trace, malformed_messages_are_forwarded_and_flagged_when_framable)
+static void
+malformed_forwarded(const char *mode)
 {
+	const char *extra[] = { "--recv-mode", mode, NULL };
 	static uint8_t msg[8192];
 	static uint8_t body[5000];
+	struct vhu_fds got;
 	uint64_t v = 1;
 	size_t len;
-	int be;
+	int be, memfd;
 
-	trace_start(fake_listen(), NULL);
+	trace_start(fake_listen(), extra);
 	fe_connect();
 	be = fake_accept();
 
@@ -1069,20 +1076,48 @@ Test(trace, malformed_messages_are_forwarded_and_flagged_when_framable)
 	memset(body, 0xa5, sizeof(body));
 	len = msg_bytes(msg, VHU_REQ_CREATE_CRYPTO_SESSION, 0x1, body, sizeof(body));
 	fe_to_be(be, msg, len, NULL, 0, NULL);
-	/* A bad version is refused by the engine itself: it cannot be forwarded. */
-	raw_send(vhu_endpoint_fd(g.fe), msg, bad_version(msg), NULL, 0);
-	expect_eof(be, "the fake back-end");
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	fe_to_be(be, msg, bad_version(msg), NULL, 0, NULL);
+	len = msg_bytes(msg, 9999, 0x1, &v, 5);
+	fe_to_be(be, msg, len, NULL, 0, NULL);
+	len = msg_bytes(msg, VHU_REQ_SET_FEATURES, 0x101, &v, 8);
+	fe_to_be(be, msg, len, NULL, 0, NULL);
+	memfd = t_memfd("not for SET_OWNER");
+	len = msg_bytes(msg, VHU_REQ_SET_OWNER, 0x1, NULL, 0);
+	fe_to_be(be, msg, len, &memfd, 1, &got);
+	cr_assert_eq(got.n, 1u, "the fd was not forwarded");
+	cr_assert(t_same_file(got.fd[0], memfd));
+	vhu_fds_close(&got);
+	close(memfd);
+	/* The session is still up: a reply comes back. */
+	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8);
+	be_to_fe(be, msg, len);
 	close(be);
-	expect_exit(trace_finish(), 5);
+	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_exit(trace_finish(), 0);
 
 	expect_has(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
 		   "features=0x1(bit0) INVALID VHU_EFLAGS: ");
 	expect_has(g.out, " F->B main CREATE_CRYPTO_SESSION flags=0x1 size=5000 fds=0 "
 		   "INVALID VHU_EOVERSIZED: ");
-	expect_has(g.out, " ---- session 1: main: the front-end side closed: InvalidMessage: "
-		   "header version is not 1\n");
-	expect_has(g.err, "(VHU_EVERSION); closing both sides\n");
+	expect_has(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
+		   "INVALID VHU_EVERSION: ");
+	expect_has(g.out, " size=5 fds=0 INVALID VHU_EREQUEST: ");
+	expect_has(g.out, " F->B main SET_FEATURES flags=0x101 size=8 fds=0 features=0x1(bit0) "
+		   "INVALID VHU_EFLAGS: ");
+	expect_has(g.out, " F->B main SET_OWNER flags=0x1 size=0 fds=1 INVALID VHU_EFDS: ");
+	expect_has(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 ");
+	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+	expect_lacks(g.err, "closing both sides");
+}
+
+Test(trace, malformed_messages_are_forwarded_and_flagged)
+{
+	malformed_forwarded("exact");
+}
+
+Test(trace, malformed_messages_are_forwarded_and_flagged_stream_mode)
+{
+	malformed_forwarded("stream");
 }
 
 /* Either side closing ------------------------------------------------------ */

@@ -11,14 +11,14 @@
  * both the front-end's channel socket and our other end become engine
  * connections like the main pair.
  *
- * Transparency versus validation: the engine validates every message before
- * delivering it. The tracer receives with the most permissive rules that
- * keep framing safe (either direction of REPLY, 64 KiB bodies) and checks
- * each message against the strict rules of its direction itself, only to
- * flag it in the trace (or, with --strict, to close both sides). A message
- * that fails even the permissive rules (bad version, unknown code, body
- * layout or fd count wrong) is refused by the engine and cannot be
- * forwarded: the session ends and the trace names the fault.
+ * Transparency versus validation: the tracer's connections deliver every
+ * message that frames (frames_only: a body of at most 64 KiB, at most
+ * VHU_MAX_FDS fds) without judging it, and the tracer checks each message
+ * against the strict rules of its direction itself, only to flag it in the
+ * trace (or, with --strict, to close both sides). So a malformed message
+ * (bad version, reserved flags, unknown code, body or fd count wrong) is
+ * forwarded unmodified, as the other peer would have received it directly.
+ * Only what cannot be framed (a larger body, more fds) ends the session.
  *
  * The peers are not trusted: every decoded field is read through memcpy
  * within the body's size, and no value from the wire indexes anything.
@@ -161,7 +161,7 @@ usage(FILE *out)
 		"  1  other failure (out of memory, a peer that stopped reading, ...)\n"
 		"  2  usage error\n"
 		"  3  cannot listen on --listen or connect to --connect\n"
-		"  5  protocol error: a message could not be forwarded, or --strict refused one\n"
+		"  5  protocol error: a message could not be framed, or --strict refused one\n"
 		"\n"
 		"Examples:\n"
 		"  vhu-trace --listen /tmp/trace.sock --connect /run/vhost-user-blk.sock\n"
@@ -1055,12 +1055,13 @@ static const struct vhu_conn_ops conn_ops = {
 	.on_close = on_close,
 };
 
-/* Permissive receive rules: framing stays safe, the strict verdict is ours to give. */
+/* Framing only: the strict verdict is ours to give, and the message goes on either way. */
 static void
 conn_opts(struct vhu_conn_opts *o, uint8_t chan)
 {
 	memset(o, 0, sizeof(*o));
 	o->recv_mode = app.opt.recv_mode;
+	o->frames_only = true;
 	o->rules.channel = chan;
 	o->rules.expect = VHU_EXPECT_EITHER;
 	o->rules.max_size = TRACE_MAX_SIZE;

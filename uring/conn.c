@@ -106,6 +106,10 @@ check_opts(const struct vhu_conn_opts *o)
 	if (o->rules.channel > VHU_CHAN_BACKEND || o->rules.expect > VHU_EXPECT_EITHER) {
 		return -EINVAL;
 	}
+	/* The receive buffer is allocated whole at attach; past this the framer's sums grow too. */
+	if (o->rules.max_size > VHU_CONN_MAX_SIZE) {
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -180,6 +184,7 @@ vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
 	c->ring = r;
 	c->fd = fd;
 	c->mode = o.recv_mode;
+	c->frames_only = o.frames_only;
 	c->rules = o.rules;
 	if (c->rules.max_size == 0) {
 		c->rules.max_size = VHU_DEFAULT_MAX_SIZE;
@@ -205,6 +210,7 @@ vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
 		ret = c->rx_body ? 0 : -ENOMEM;
 	} else if (ret == 0) {
 		ret = vhu__framer_init(&c->fr, &c->rules);
+		c->fr.frames_only = o.frames_only;
 	}
 	if (ret < 0) {
 		conn_free(c);
@@ -340,6 +346,8 @@ vhu__conn_finish(struct vhu_conn *c)
 	if (l) {
 		vhu__ulistener_conn_gone(l);
 	}
+	/* Its fd is free again: a listener paused at the fd limit can accept. */
+	vhu__ulistener_fd_freed(r);
 }
 
 /* ------------------------------------------------------------------ */

@@ -28,6 +28,9 @@ vhu__framer_init(struct vhu_framer *f, const struct vhu_rules *rules)
 		f->rules.max_size = VHU_DEFAULT_MAX_SIZE;
 	}
 	vhu_fds_init(&f->fds);
+	if (f->rules.max_size > VHU_CONN_MAX_SIZE) {
+		return -EINVAL;
+	}
 	/* malloc returns 16-byte aligned memory, so buf + BODY_OFF is 8-aligned. */
 	f->buf = malloc((size_t)BODY_OFF + f->rules.max_size);
 	if (!f->buf) {
@@ -49,7 +52,7 @@ vhu__framer_fini(struct vhu_framer *f)
 static int
 check_hdr(const struct vhu_framer *f, const struct vhu_hdr *hdr)
 {
-	int r = vhu_hdr_check(&f->rules, hdr);
+	int r = f->frames_only ? 0 : vhu_hdr_check(&f->rules, hdr);
 
 	if (r < 0) {
 		return r;
@@ -66,8 +69,14 @@ static int
 emit(struct vhu_framer *f, const struct vhu_hdr *hdr, void *body, struct vhu_fds *fds,
      vhu_framer_deliver_fn deliver, void *arg)
 {
-	int r = vhu_msg_check(&f->rules, hdr, body, fds->n);
+	int r;
 
+	if (f->frames_only) {
+		/* The control space holds one fd more than any message may carry. */
+		r = fds->n > VHU_MAX_FDS ? -VHU_EFDS : 0;
+	} else {
+		r = vhu_msg_check(&f->rules, hdr, body, fds->n);
+	}
 	if (r < 0) {
 		vhu_fds_close(fds);
 		return r;
@@ -103,18 +112,18 @@ feed_held(struct vhu_framer *f, const uint8_t *data, size_t len, size_t *p,
 		if (r < 0) {
 			return r;
 		}
-		f->need = VHU_HDR_SIZE + hdr.size;
+		f->need = VHU_HDR_SIZE + (uint64_t)hdr.size;
 	}
 	/*
 	 * fds in a chunk where this message goes on to (or past) the end: no
 	 * message begins in the chunk, so they came with body bytes.
 	 */
-	if (chunk_fds->n > 0 && (size_t)(f->need - f->have) >= len - *p) {
+	if (chunk_fds->n > 0 && f->need - f->have >= (uint64_t)(len - *p)) {
 		return -VHU_EINVALID;
 	}
-	take = f->need - f->have;
-	if (take > len - *p) {
-		take = len - *p;
+	take = len - *p;
+	if (f->need - f->have < (uint64_t)take) {
+		take = (size_t)(f->need - f->have);
 	}
 	memcpy(f->buf + HDR_OFF + f->have, data + *p, take);
 	f->have += (uint32_t)take;
@@ -148,7 +157,7 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		size_t rem = len - p;
 		struct vhu_fds mfds = { .n = 0 };
 		struct vhu_hdr hdr;
-		size_t total;
+		uint64_t total;
 		uint8_t *body;
 
 		if (rem < VHU_HDR_SIZE) {
@@ -166,7 +175,7 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		if (r < 0) {
 			goto fail;
 		}
-		total = VHU_HDR_SIZE + (size_t)hdr.size;
+		total = VHU_HDR_SIZE + (uint64_t)hdr.size;
 		if (total >= rem) {
 			/* Nothing begins after it in this chunk: the chunk's fds are its own. */
 			mfds = *cf;
@@ -175,7 +184,7 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		if (total > rem) {
 			memcpy(f->buf + HDR_OFF, data + p, rem);
 			f->have = (uint32_t)rem;
-			f->need = (uint32_t)total;
+			f->need = total;
 			f->began = true;
 			f->fds = mfds;
 			return 0;
@@ -187,7 +196,7 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 			memcpy(f->buf + BODY_OFF, body, hdr.size);
 			body = f->buf + BODY_OFF;
 		}
-		p += total;
+		p += (size_t)total;
 		r = emit(f, &hdr, body, &mfds, deliver, arg);
 		if (r != 0) {
 			goto fail;

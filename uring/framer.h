@@ -16,10 +16,12 @@
 #include <stdint.h>
 
 #include <vhu/fds.h>
+#include <vhu/uring.h>
 #include <vhu/wire.h>
 
 /*
- * Receives one whole message. body is 8-byte aligned and valid only during
+ * Receives one whole message (validated, unless frames_only is set after
+ * init: then only its size and fd count are bounded). body is 8-byte aligned and valid only during
  * the call; the callee owns *fds and must leave the set empty (moved out or
  * closed). \return 0 to go on, a negative error to fail the stream, or a
  * positive value to stop feeding (the connection went away).
@@ -29,14 +31,19 @@ typedef int (*vhu_framer_deliver_fn)(void *arg, const struct vhu_hdr *hdr, void 
 
 struct vhu_framer {
 	struct vhu_rules rules;		/* max_size resolved (never 0) */
+	bool frames_only;		/* only max_size and VHU_MAX_FDS are enforced */
 	uint8_t *buf;			/* header at +4, body at +16 (8-aligned) */
 	uint32_t have;			/* bytes held of a message that straddles chunks */
-	uint32_t need;			/* its total length once the header is in, else 0 */
+	uint64_t need;			/* its total length once the header is in, else 0;
+					 * 64 bits: 12 + a 32-bit size must not wrap */
 	bool began;			/* it began in the last chunk fed */
 	struct vhu_fds fds;		/* its fds */
 };
 
-/** \return 0 or -ENOMEM. rules->max_size 0 means VHU_DEFAULT_MAX_SIZE. */
+/**
+ * \return 0, -EINVAL for rules->max_size above VHU_CONN_MAX_SIZE, or -ENOMEM.
+ * rules->max_size 0 means VHU_DEFAULT_MAX_SIZE.
+ */
 int vhu__framer_init(struct vhu_framer *f, const struct vhu_rules *rules);
 
 /** Close held fds and free the buffer. Idempotent. */

@@ -78,6 +78,8 @@ enum slot_kind {
 	SLOT_CANCEL,
 	SLOT_ACCEPT,
 	SLOT_ACCEPT_CANCEL,
+	SLOT_ACCEPT_TIMER,
+	SLOT_TIMER_CANCEL,
 };
 
 struct slot {
@@ -159,6 +161,7 @@ struct vhu_conn {
 	int fd;
 	uint8_t state;			/* enum conn_state */
 	uint8_t mode;			/* enum vhu_recv_mode */
+	bool frames_only;		/* size and fd limits only, no protocol checks */
 	int reason;
 	unsigned int ops;		/* busy slots */
 	struct vhu_rules rules;		/* max_size resolved */
@@ -197,6 +200,14 @@ struct vhu_ulistener {
 	unsigned int max_conns;
 	struct slot accept;
 	struct slot cancel;
+	/*
+	 * Paused after accept failed for lack of fds or memory: re-armed when
+	 * a connection of the ring closes or the timer fires, whichever is first.
+	 */
+	bool backoff;
+	struct slot timer;
+	struct slot tcancel;
+	struct __kernel_timespec backoff_ts;	/* read when the SQE is submitted */
 	struct vhu_conn_opts conn_opts;
 	struct vhu_conn_ops cb;
 	void *ctx;
@@ -260,7 +271,10 @@ void vhu__recv_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 /* listener.c */
 void vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
 void vhu__ulistener_cancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
+void vhu__ulistener_timer_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
+void vhu__ulistener_tcancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
 void vhu__ulistener_conn_gone(struct vhu_ulistener *l);
+void vhu__ulistener_fd_freed(struct vhu_ring *r);
 void vhu__ulistener_free(struct vhu_ulistener *l);
 
 #endif

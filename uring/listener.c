@@ -2,8 +2,10 @@
 /*
  * The listener: lib's bound socket with a multishot accept on the ring.
  * Each accepted socket is attached with the listener's options; one beyond
- * max_conns is closed at once (the client sees EOF). The struct lives until
- * its accept has completed and every connection it accepted is gone.
+ * max_conns is closed at once (the client sees EOF). Out of fds or memory,
+ * the accept pauses (a timer, or the next connection of the ring to close).
+ * The struct lives until its accept, timer and cancels have completed and
+ * every connection it accepted is gone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,6 +14,18 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+/* How long a listener pauses after accept ran out of fds or memory. */
+#define BACKOFF_NS	(50 * 1000 * 1000)
+
+static void
+track(struct vhu_ulistener *l, struct slot *s, struct io_uring_sqe *sqe)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | 1u);
+	s->busy = 1;
+	l->ops++;
+	l->ring->ops++;
+}
 
 static void
 arm_accept(struct vhu_ulistener *l)
@@ -22,10 +36,7 @@ arm_accept(struct vhu_ulistener *l)
 		return;
 	}
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&l->accept | 1u);
-	l->accept.busy = 1;
-	l->ops++;
-	l->ring->ops++;
+	track(l, &l->accept, sqe);
 }
 
 static void
@@ -34,6 +45,47 @@ op_end(struct vhu_ulistener *l, struct slot *s)
 	s->busy = 0;
 	l->ops--;
 	l->ring->ops--;
+}
+
+/* Errors that retrying at once cannot cure: the process or system is short of something. */
+static bool
+resource_error(int res)
+{
+	return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+}
+
+static void
+start_backoff(struct vhu_ulistener *l)
+{
+	struct io_uring_sqe *sqe;
+
+	l->backoff = true;
+	l->ring->st.accept_backoffs++;
+	if (l->timer.busy) {
+		/* The timer of an earlier pause is still running; it ends this one too. */
+		return;
+	}
+	sqe = vhu__ring_sqe(l->ring);
+	if (!sqe) {
+		/* No timer means no sure wake-up: retrying at once beats never. */
+		l->backoff = false;
+		arm_accept(l);
+		return;
+	}
+	l->backoff_ts.tv_sec = 0;
+	l->backoff_ts.tv_nsec = BACKOFF_NS;
+	io_uring_prep_timeout(sqe, &l->backoff_ts, 0, 0);
+	track(l, &l->timer, sqe);
+}
+
+static void
+resume(struct vhu_ulistener *l)
+{
+	if (!l->backoff || l->closed) {
+		return;
+	}
+	l->backoff = false;
+	arm_accept(l);
 }
 
 static void
@@ -75,6 +127,8 @@ vhu_ring_listen(struct vhu_ring *r, const struct vhu_ulistener_opts *opts,
 	l->on_accept = opts->on_accept;
 	l->accept.kind = SLOT_ACCEPT;
 	l->cancel.kind = SLOT_ACCEPT_CANCEL;
+	l->timer.kind = SLOT_ACCEPT_TIMER;
+	l->tcancel.kind = SLOT_TIMER_CANCEL;
 	vlist_init(&l->reap_link);
 	vlist_add_tail(&r->listeners, &l->link);
 	arm_accept(l);
@@ -94,7 +148,9 @@ vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 	if (!more) {
 		op_end(l, &l->accept);
 	}
-	if (res >= 0) {
+	if (res < 0) {
+		l->ring->st.accept_errors++;
+	} else {
 		if (l->closed || l->ring->destroying || l->nconns >= l->max_conns) {
 			close(res);
 		} else if (vhu_conn_attach(l->ring, res, &l->conn_opts, &l->cb, l->ctx, &c) == 0) {
@@ -105,11 +161,47 @@ vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 			}
 		}
 	}
-	/* Errors such as -ECONNABORTED or -EMFILE end the multishot; it is simply re-armed. */
+	/*
+	 * An error ends the multishot. A transient one (-ECONNABORTED: a client
+	 * gave up) is re-armed at once; at the fd limit an immediate re-arm
+	 * fails again at once, forever, so the listener pauses instead.
+	 */
 	if (!more && !l->closed) {
-		arm_accept(l);
+		if (resource_error(res)) {
+			start_backoff(l);
+		} else {
+			arm_accept(l);
+		}
 	}
 	maybe_reap(l);
+}
+
+void
+vhu__ulistener_timer_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe)
+{
+	(void)cqe;
+	op_end(l, &l->timer);
+	resume(l);
+	maybe_reap(l);
+}
+
+void
+vhu__ulistener_tcancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe)
+{
+	/* Whatever the answer, the timer itself still completes and is counted there. */
+	(void)cqe;
+	op_end(l, &l->tcancel);
+	maybe_reap(l);
+}
+
+void
+vhu__ulistener_fd_freed(struct vhu_ring *r)
+{
+	struct vlist *n;
+
+	for (n = r->listeners.next; n != &r->listeners; n = n->next) {
+		resume(vhu_container_of(n, struct vhu_ulistener, link));
+	}
 }
 
 void
@@ -121,10 +213,7 @@ vhu__ulistener_cancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->accept | 1u, 0);
-			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&l->cancel | 1u);
-			l->cancel.busy = 1;
-			l->ops++;
-			l->ring->ops++;
+			track(l, &l->cancel, sqe);
 		}
 	}
 	maybe_reap(l);
@@ -150,10 +239,17 @@ vhu_ulistener_close(struct vhu_ulistener *l)
 
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->accept | 1u, 0);
-			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&l->cancel | 1u);
-			l->cancel.busy = 1;
-			l->ops++;
-			l->ring->ops++;
+			track(l, &l->cancel, sqe);
+		}
+	}
+	l->backoff = false;
+	if (l->timer.busy) {
+		struct io_uring_sqe *sqe = vhu__ring_sqe(l->ring);
+
+		/* Without this the ring would wait up to a whole pause to free the listener. */
+		if (sqe) {
+			io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&l->timer | 1u, 0);
+			track(l, &l->tcancel, sqe);
 		}
 	}
 	/*

@@ -21,7 +21,7 @@
 
 #define DEFAULT_SQ	256u
 #define DEFAULT_CONNS	1024u
-#define CQ_SLACK	64u	/* listeners and cancels of listeners */
+#define CQ_SLACK	64u	/* listeners: accepts, their timers and cancels */
 #define SQE_TRIES	64
 
 uint64_t
@@ -379,6 +379,15 @@ dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 	case SLOT_ACCEPT_CANCEL:
 		vhu__ulistener_cancel_complete(vhu_container_of(s, struct vhu_ulistener, cancel),
 					       cqe);
+		break;
+	case SLOT_ACCEPT_TIMER:
+		vhu__ulistener_timer_complete(vhu_container_of(s, struct vhu_ulistener, timer),
+					      cqe);
+		break;
+	case SLOT_TIMER_CANCEL:
+		vhu__ulistener_tcancel_complete(vhu_container_of(s, struct vhu_ulistener,
+								 tcancel),
+						cqe);
 		break;
 	default:
 		break;

@@ -80,6 +80,8 @@ struct vhu_ring_stats {
 	uint64_t short_sends;	/**< sends resubmitted after a short transfer */
 	uint64_t rearms;	/**< multishot receives re-armed */
 	uint64_t enobufs;	/**< provided-buffer exhaustions recovered */
+	uint64_t accept_errors;	/**< listener accepts that failed (-EMFILE, ...) */
+	uint64_t accept_backoffs; /**< listener pauses for lack of fds or memory */
 };
 
 /**
@@ -166,6 +168,14 @@ enum vhu_recv_mode {
 	 * rust-vmm, vhu). The control space holds one fd more than
 	 * VHU_MAX_FDS, so a 33rd fd is refused as -VHU_EFDS (exact mode:
 	 * -VHU_ECTRUNC); more than that is -VHU_ECTRUNC in both modes.
+	 *
+	 * There is no receive-side backpressure: one completion may bring
+	 * hundreds of pipelined requests, all delivered before any reply's
+	 * sendmsg completes. A peer that pipelines more reply-producing
+	 * requests than sendq_msgs (or than sendq_bytes holds replies) makes
+	 * vhu_conn_send() in on_message return -VHU_EQFULL, even if it reads
+	 * every reply; so sendq_msgs bounds the pipelining depth a server in
+	 * this mode accepts. Exact mode reads one message per completion.
 	 */
 	VHU_RECV_STREAM = 1,
 };
@@ -173,8 +183,9 @@ enum vhu_recv_mode {
 struct vhu_conn_ops {
 	/**
 	 * A whole message arrived and passed validation (header, body, fd
-	 * count). Return 0 to go on, or a negative error to close the
-	 * connection with that reason.
+	 * count; with vhu_conn_opts.frames_only only size and fd limits).
+	 * Return 0 to go on, or a negative error to close the connection
+	 * with that reason.
 	 */
 	int (*on_message)(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx);
 	/**
@@ -192,19 +203,48 @@ struct vhu_conn_ops {
 	void (*on_close)(struct vhu_conn *conn, int reason, void *ctx);
 };
 
+/**
+ * Largest rules.max_size a connection accepts (16 MiB). Each connection
+ * allocates a receive buffer of max_size bytes at attach, so a larger limit
+ * ("no limit", UINT32_MAX) cannot be honoured and attach refuses it.
+ */
+#define VHU_CONN_MAX_SIZE	(16u * 1024u * 1024u)
+
 struct vhu_conn_opts {
 	uint8_t recv_mode;		/**< enum vhu_recv_mode */
-	struct vhu_rules rules;		/**< what this side receives (channel, expect, max size) */
-	uint32_t sendq_msgs;		/**< queued messages at most; 0 means 256 */
+	/**
+	 * What this side receives (channel, expect, max size). max_size 0
+	 * means VHU_DEFAULT_MAX_SIZE; above VHU_CONN_MAX_SIZE attach fails
+	 * with -EINVAL.
+	 */
+	struct vhu_rules rules;
+	/**
+	 * Queued messages at most; 0 means 256. In stream mode also the
+	 * deepest pipelining of reply-producing requests that is answered
+	 * without -VHU_EQFULL (see VHU_RECV_STREAM).
+	 */
+	uint32_t sendq_msgs;
 	uint32_t sendq_bytes;		/**< queued bytes at most; 0 means 64 KiB */
 	uint32_t msg_timeout_ms;	/**< close a message stalled this long; 0: never */
+	/**
+	 * Deliver every message that frames, unjudged: a header whose size is
+	 * at most rules.max_size and at most VHU_MAX_FDS fds (attributed as
+	 * usual) is handed to on_message without vhu_hdr_check() or
+	 * vhu_msg_check(), so a bad version, reserved flags, an unknown code,
+	 * a body or fd count that does not fit the request all arrive intact.
+	 * For proxies and tracers that forward what the peer would get and
+	 * judge it themselves. Framing safety is unchanged: a size above
+	 * rules.max_size still closes with -VHU_EOVERSIZED, too many fds with
+	 * -VHU_EFDS or -VHU_ECTRUNC. rules.channel and rules.expect are unused.
+	 */
+	bool frames_only;
 };
 
 /**
  * Attach a connected AF_UNIX stream socket to the ring and start receiving.
  * The connection takes ownership of fd (also on failure: it is closed).
- * \return 0 with *out set, -EMFILE past max_conns, -EINVAL for bad options,
- *         -ENOTSOCK, -ENOMEM.
+ * \return 0 with *out set, -EMFILE past max_conns, -EINVAL for bad options
+ *         (among them rules.max_size > VHU_CONN_MAX_SIZE), -ENOTSOCK, -ENOMEM.
  */
 int vhu_conn_attach(struct vhu_ring *ring, int fd, const struct vhu_conn_opts *opts,
 		    const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out);
@@ -275,6 +315,12 @@ struct vhu_ulistener_opts {
 /**
  * Listen on a path with multishot accept (re-armed whenever it ends). A
  * connection beyond max_conns is accepted and closed at once.
+ *
+ * When accept fails for lack of resources (-EMFILE, -ENFILE at the fd
+ * limit; -ENOBUFS, -ENOMEM) the listener pauses instead of retrying at
+ * once (which would spin a core while clients wait in the backlog): it
+ * resumes when a connection of the ring closes, or after 50 ms, whichever
+ * comes first. Clients wait in the backlog meanwhile.
  * \return 0, or -errno (bind/listen), -EADDRINUSE if path exists and
  *         unlink_stale is false.
  */
