@@ -24,7 +24,11 @@ if [ ! -d "$build/meson-private" ]; then
 	CC=clang meson setup "$build" -Dfuzz=true -Dtests=false >/dev/null
 fi
 echo "== fuzz: build ($build)" >&2
-ninja -C "$build" "${targets[@]/#/tests/fuzz/}" >/dev/null
+if ! ninja -C "$build" "${targets[@]/#/tests/fuzz/}" >"$build/ninja.log" 2>&1; then
+	cat "$build/ninja.log"
+	echo "fuzz: 0 passed, ${#targets[@]} failed (build)"
+	exit 1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
