@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,4 +241,325 @@ t_peer_stop(struct t_peer *p)
 	while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
 		;
 	p->pid = 0;
+}
+
+/* Spawned tools ---------------------------------------------------------- */
+
+void
+t_tool_path(char *buf, size_t len, const char *name)
+{
+	const char *root = getenv("VHU_BUILD_ROOT");
+	char exe[512];
+	ssize_t n;
+
+	if (root != NULL) {
+		snprintf(buf, len, "%s/tools/%s", root, name);
+		return;
+	}
+	/* Run by hand: the test binary is in BUILD/tests, the tools in BUILD/tools. */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	cr_assert_gt(n, 0, "VHU_BUILD_ROOT is not set and /proc/self/exe: %s", strerror(errno));
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(buf, len, "%s/../tools/%s", exe, name);
+}
+
+void
+t_proc_spawn(struct t_proc *p, const char *tool, const char *const args[], bool merge)
+{
+	char bin[512];
+	const char *argv[32];
+	pid_t parent = getpid();
+	unsigned int n = 0;
+	int po[2], pe[2] = { -1, -1 };
+
+	t_tool_path(bin, sizeof(bin), tool);
+	argv[n++] = bin;
+	while (*args != NULL && n < 31) {
+		argv[n++] = *args++;
+	}
+	argv[n] = NULL;
+	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
+	if (!merge) {
+		cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
+	}
+	p->len = 0;
+	p->pid = fork();
+	cr_assert_geq(p->pid, 0);
+	if (p->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The parent may have died before prctl: nothing would kill us then. */
+		if (getppid() != parent) {
+			_exit(126);
+		}
+		dup2(po[1], STDOUT_FILENO);
+		dup2(merge ? po[1] : pe[1], STDERR_FILENO);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	p->out = po[0];
+	p->err = -1;
+	if (!merge) {
+		close(pe[1]);
+		p->err = pe[0];
+	}
+}
+
+bool
+t_proc_line(struct t_proc *p, char *line, size_t len)
+{
+	for (;;) {
+		char *nl = memchr(p->buf, '\n', p->len);
+		struct pollfd pfd = { .fd = p->out, .events = POLLIN };
+		ssize_t n;
+
+		if (nl != NULL) {
+			size_t l = (size_t)(nl - p->buf);
+
+			snprintf(line, len, "%.*s", (int)l, p->buf);
+			memmove(p->buf, nl + 1, p->len - l - 1);
+			p->len -= l + 1;
+			return true;
+		}
+		cr_assert_lt(p->len, sizeof(p->buf) - 1, "child's output line too long");
+		cr_assert_eq(poll(&pfd, 1, T_PROC_WAIT_MS), 1, "child silent for %d ms",
+			     T_PROC_WAIT_MS);
+		n = read(p->out, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
+		cr_assert_geq(n, 0, "read: %s", strerror(errno));
+		if (n == 0) {
+			return false;
+		}
+		p->len += (size_t)n;
+	}
+}
+
+void
+t_proc_wait_line(struct t_proc *p, const char *want)
+{
+	char line[1024];
+
+	while (t_proc_line(p, line, sizeof(line))) {
+		if (strstr(line, want) != NULL) {
+			return;
+		}
+	}
+	cr_assert_fail("the child exited without printing \"%s\"", want);
+}
+
+size_t
+t_proc_read(int fd, char *buf, size_t cap, size_t *len, const char *who)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	cr_assert_lt(*len, cap - 1, "%s: output too long", who);
+	cr_assert_eq(poll(&p, 1, T_PROC_WAIT_MS), 1, "%s silent for %d ms", who, T_PROC_WAIT_MS);
+	n = read(fd, buf + *len, cap - 1 - *len);
+	cr_assert_geq(n, 0, "read: %s", strerror(errno));
+	*len += (size_t)n;
+	buf[*len] = '\0';
+	return (size_t)n;
+}
+
+void
+t_proc_read_until(int fd, char *buf, size_t cap, size_t *len, const char *want, const char *who)
+{
+	while (strstr(buf, want) == NULL) {
+		cr_assert_gt(t_proc_read(fd, buf, cap, len, who), 0,
+			     "%s ended its output without \"%s\":\n%s", who, want, buf);
+	}
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+void
+t_proc_drain(struct t_proc *p, char *out, size_t ocap, size_t *olen, char *err, size_t ecap,
+	     size_t *elen)
+{
+	while (p->out >= 0 || p->err >= 0) {
+		struct pollfd pfd[2] = { { .fd = p->out, .events = POLLIN },
+					 { .fd = p->err, .events = POLLIN } };
+
+		cr_assert_gt(poll(pfd, 2, T_PROC_WAIT_MS), 0, "a child stayed silent for %d ms",
+			     T_PROC_WAIT_MS);
+		if (pfd[0].revents != 0 && t_proc_read(p->out, out, ocap, olen, "stdout") == 0) {
+			close_fd(&p->out);
+		}
+		if (pfd[1].revents != 0 && t_proc_read(p->err, err, ecap, elen, "stderr") == 0) {
+			close_fd(&p->err);
+		}
+	}
+}
+
+int
+t_proc_stop(struct t_proc *p, int sig)
+{
+	int status = 0;
+
+	if (p->pid > 0 && sig != 0) {
+		kill(p->pid, sig);
+	}
+	if (p->pid > 0 && sig != SIGKILL) {
+		char line[1024];
+
+		/* EOF first (each read bounded), so that a hung child fails, not blocks. */
+		while (p->out >= 0 && t_proc_line(p, line, sizeof(line))) {
+		}
+		close_fd(&p->out);
+		while (p->err >= 0) {
+			char junk[4096];
+			size_t len = 0;
+
+			if (t_proc_read(p->err, junk, sizeof(junk), &len, "stderr") == 0) {
+				close_fd(&p->err);
+			}
+		}
+		cr_assert_eq(waitpid(p->pid, &status, 0), p->pid);
+		p->pid = -1;
+	}
+	if (p->pid > 0) {
+		while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+		}
+		p->pid = -1;
+	}
+	close_fd(&p->out);
+	close_fd(&p->err);
+	p->len = 0;
+	return status;
+}
+
+void
+t_proc_start_backend(struct t_proc *p, const char *sock)
+{
+	const char *args[] = { "--socket", sock, "--queues", "2", "--capacity", "1M", NULL };
+	char buf[4096] = "", want[256];
+	size_t len = 0;
+
+	t_proc_spawn(p, "vhu-backend", args, false);
+	close_fd(&p->out);
+	snprintf(want, sizeof(want), "vhu-backend: listening on %s\n", sock);
+	t_proc_read_until(p->err, buf, sizeof(buf), &len, want, "vhu-backend");
+}
+
+/* JSON ----------------------------------------------------------------- */
+
+static const char *json_value(const char *s, int depth);
+
+static const char *
+json_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t') {
+		s++;
+	}
+	return s;
+}
+
+static const char *
+json_string(const char *s)
+{
+	if (*s++ != '"') {
+		return NULL;
+	}
+	while (*s != '"') {
+		if (*s == '\0' || (unsigned char)*s < 0x20) {
+			return NULL;
+		}
+		if (*s == '\\') {
+			s++;
+			if (*s == '\0' || strchr("\"\\/bfnrtu", *s) == NULL) {
+				return NULL;
+			}
+		}
+		s++;
+	}
+	return s + 1;
+}
+
+static const char *
+json_members(const char *s, char close, bool keys, int depth)
+{
+	s = json_ws(s);
+	if (*s == close) {
+		return s + 1;
+	}
+	for (;;) {
+		if (keys) {
+			s = json_string(json_ws(s));
+			if (s == NULL) {
+				return NULL;
+			}
+			s = json_ws(s);
+			if (*s++ != ':') {
+				return NULL;
+			}
+		}
+		s = json_value(s, depth + 1);
+		if (s == NULL) {
+			return NULL;
+		}
+		s = json_ws(s);
+		if (*s == close) {
+			return s + 1;
+		}
+		if (*s++ != ',') {
+			return NULL;
+		}
+	}
+}
+
+static const char *
+json_digits(const char *s)
+{
+	if (*s < '0' || *s > '9') {
+		return NULL;
+	}
+	while (*s >= '0' && *s <= '9') {
+		s++;
+	}
+	return s;
+}
+
+static const char *
+json_value(const char *s, int depth)
+{
+	s = json_ws(s);
+	if (depth > 16) {
+		return NULL;
+	}
+	switch (*s) {
+	case '{':
+		return json_members(s + 1, '}', true, depth);
+	case '[':
+		return json_members(s + 1, ']', false, depth);
+	case '"':
+		return json_string(s);
+	default:
+		break;
+	}
+	if (strncmp(s, "true", 4) == 0 || strncmp(s, "null", 4) == 0) {
+		return s + 4;
+	}
+	if (strncmp(s, "false", 5) == 0) {
+		return s + 5;
+	}
+	s += *s == '-';
+	s = json_digits(s);
+	if (s != NULL && *s == '.') {
+		s = json_digits(s + 1);
+	}
+	return s;
+}
+
+const char *
+t_json_end(const char *s)
+{
+	return json_value(s, 0);
 }

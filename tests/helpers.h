@@ -70,4 +70,81 @@ void t_peer_stop(struct t_peer *p);
 #define T_QSD_BIN	"/usr/bin/qemu-storage-daemon"
 #define T_VIRTIOFSD_BIN	"/usr/lib/qemu/virtiofsd"
 
+/* Spawned tools ---------------------------------------------------------- */
+
+/* Upper bound for one wait on a spawned tool; reaching it fails the test, nothing sleeps. */
+#define T_PROC_WAIT_MS	20000
+
+/* A built tool (tools/NAME) running as a child of the test. */
+struct t_proc {
+	pid_t pid;		/* -1 when not running */
+	int out;		/* read end of its stdout (and stderr if merged), or -1 */
+	int err;		/* read end of its stderr, or -1 (merged, or closed) */
+	size_t len;		/* bytes of out read but not yet returned by t_proc_line */
+	char buf[16384];
+};
+
+#define T_PROC_INIT	{ .pid = -1, .out = -1, .err = -1 }
+
+/*
+ * Path of the built tool name: $VHU_BUILD_ROOT/tools/name, or, when the test
+ * binary runs by hand, tools/ next to the directory holding the test binary.
+ */
+void t_tool_path(char *buf, size_t len, const char *name);
+
+/*
+ * fork/exec tools/tool with argv[1..] = args (NULL-terminated). Its stdout
+ * goes to p->out; its stderr to p->err, or also to p->out if merge is true.
+ * The child dies with the test process (PR_SET_PDEATHSIG).
+ */
+void t_proc_spawn(struct t_proc *p, const char *tool, const char *const args[], bool merge);
+
+/* Next line of p->out, without the newline, into line; false at EOF. */
+bool t_proc_line(struct t_proc *p, char *line, size_t len);
+
+/* Skip lines of p->out up to one containing want; fails the test at EOF. */
+void t_proc_wait_line(struct t_proc *p, const char *want);
+
+/*
+ * One bounded read from fd appended to buf (cap bytes, kept NUL-terminated,
+ * *len so far); \return the bytes read, 0 at EOF. who names the child in
+ * failures.
+ */
+size_t t_proc_read(int fd, char *buf, size_t cap, size_t *len, const char *who);
+
+/* Read fd into buf (as t_proc_read) until buf contains want; fails at EOF. */
+void t_proc_read_until(int fd, char *buf, size_t cap, size_t *len, const char *want,
+		       const char *who);
+
+/*
+ * Read p->out and p->err to EOF into out and err (as t_proc_read; lengths
+ * start from *olen and *elen); both are closed and set to -1.
+ */
+void t_proc_drain(struct t_proc *p, char *out, size_t ocap, size_t *olen, char *err,
+		  size_t ecap, size_t *elen);
+
+/*
+ * Send sig (none if 0) and reap the child; \return its wait status (0 if it
+ * was not running). Unless sig is SIGKILL, its output is first read to EOF
+ * (discarded; each read bounded) so that a hung child fails the test instead
+ * of blocking it. Closes p->out and p->err. Idempotent; with SIGKILL it
+ * asserts nothing, so a suite's .fini can use it.
+ */
+int t_proc_stop(struct t_proc *p, int sig);
+
+/*
+ * Start vhu-backend on sock with 2 queues and a 1 MiB disk, its stdout
+ * closed and its stderr on p->err; returns once it says it listens.
+ */
+void t_proc_start_backend(struct t_proc *p, const char *sock);
+
+/* JSON ----------------------------------------------------------------- */
+
+/*
+ * End of the JSON value at s (objects, arrays, strings, true/false/null,
+ * integers and decimals), or NULL if it is not valid JSON on one line:
+ * newlines are not whitespace here, so one value cannot span lines.
+ */
+const char *t_json_end(const char *s);
+
 #endif

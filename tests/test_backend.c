@@ -41,37 +41,15 @@
 #define NCLIENTS	20
 #define VRING_BASE	42u
 
-/* The spawned back-end -------------------------------------------------- */
+/* The spawned back-end (stdout and stderr on one pipe) ------------------- */
 
-static struct {
-	pid_t pid;
-	int out;		/* read end of its stdout + stderr */
-	char buf[16384];
-	size_t len;
-} be = { .pid = -1, .out = -1 };
-
-static void
-be_kill(void)
-{
-	int status;
-
-	if (be.pid > 0) {
-		kill(be.pid, SIGKILL);
-		while (waitpid(be.pid, &status, 0) < 0 && errno == EINTR) {
-		}
-		be.pid = -1;
-	}
-	if (be.out >= 0) {
-		close(be.out);
-		be.out = -1;
-	}
-}
+static struct t_proc be = T_PROC_INIT;
 
 /* The back-end must never outlive a test, failed or not. */
 static void
 fini(void)
 {
-	be_kill();
+	t_proc_stop(&be, SIGKILL);
 	t_teardown();
 }
 
@@ -80,78 +58,14 @@ TestSuite(backend, .init = t_setup, .fini = fini, .timeout = 60);
 static void
 be_spawn(const char *const *args)
 {
-	const char *root = getenv("VHU_BUILD_ROOT");
-	char bin[512];
-	const char *argv[24];
-	pid_t parent = getpid();
-	unsigned int n = 0;
-	int p[2];
-
-	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set (run through meson test)");
-	snprintf(bin, sizeof(bin), "%s/tools/vhu-backend", root);
-	argv[n++] = bin;
-	for (; args[n - 1] != NULL && n < 23; n++) {
-		argv[n] = args[n - 1];
-	}
-	argv[n] = NULL;
-	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-	be.len = 0;
-	be.pid = fork();
-	cr_assert_geq(be.pid, 0);
-	if (be.pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent) {
-			_exit(126);
-		}
-		dup2(p[1], STDOUT_FILENO);
-		dup2(p[1], STDERR_FILENO);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	be.out = p[0];
-}
-
-/* Next line of the back-end's output into line; false at EOF. */
-static bool
-be_read_line(char *line, size_t len)
-{
-	for (;;) {
-		char *nl = memchr(be.buf, '\n', be.len);
-		struct pollfd pfd = { .fd = be.out, .events = POLLIN };
-		ssize_t n;
-
-		if (nl != NULL) {
-			size_t l = (size_t)(nl - be.buf);
-
-			snprintf(line, len, "%.*s", (int)l, be.buf);
-			memmove(be.buf, nl + 1, be.len - l - 1);
-			be.len -= l + 1;
-			return true;
-		}
-		cr_assert_lt(be.len, sizeof(be.buf) - 1, "back-end line too long");
-		cr_assert_eq(poll(&pfd, 1, WAIT_MS), 1, "back-end silent for %d ms", WAIT_MS);
-		n = read(be.out, be.buf + be.len, sizeof(be.buf) - 1 - be.len);
-		cr_assert_geq(n, 0, "read: %s", strerror(errno));
-		if (n == 0) {
-			return false;
-		}
-		be.len += (size_t)n;
-	}
+	t_proc_spawn(&be, "vhu-backend", args, true);
 }
 
 /* Skip output until a line containing what; fails at EOF. */
 static void
 be_wait_line(const char *what)
 {
-	char line[1024];
-
-	while (be_read_line(line, sizeof(line))) {
-		if (strstr(line, what) != NULL) {
-			return;
-		}
-	}
-	cr_assert_fail("the back-end exited without printing \"%s\"", what);
+	t_proc_wait_line(&be, what);
 }
 
 static void
@@ -174,17 +88,7 @@ be_start(const char *mode, const char *const *extra)
 static int
 be_wait_exit(void)
 {
-	int status = 0;
-	char line[1024];
-
-	/* EOF on its output first (each read is bounded), so a hung back-end fails, not blocks. */
-	while (be_read_line(line, sizeof(line))) {
-	}
-	cr_assert_eq(waitpid(be.pid, &status, 0), be.pid);
-	be.pid = -1;
-	close(be.out);
-	be.out = -1;
-	return status;
+	return t_proc_stop(&be, 0);
 }
 
 /* SIGTERM must end it with status 0 (under ASan, that also means no leak). */

@@ -42,31 +42,14 @@
 #define BE_PF		"0x0000000000018229"
 #define BE_PF_ACKED	"0x0000000000018209"
 
-/* Upper bound for one wait on a child; reaching it fails the test, nothing sleeps. */
-#define WAIT_MS		20000
-
 /* Spawned processes and fake-peer sockets, cleaned up by fini even after a failed assert. */
 static struct {
-	pid_t probe;
-	pid_t backend;
-	int backend_err;	/* read end of vhu-backend's stderr */
+	struct t_proc probe;
+	struct t_proc backend;
 	struct t_peer peer;
 	int lfd;		/* fake back-end: listening socket */
 	int cfd;		/* fake back-end: accepted connection */
-} g = { .probe = -1, .backend = -1, .backend_err = -1, .lfd = -1, .cfd = -1 };
-
-static void
-reap(pid_t *pid)
-{
-	int status;
-
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
-		}
-		*pid = -1;
-	}
-}
+} g = { .probe = T_PROC_INIT, .backend = T_PROC_INIT, .lfd = -1, .cfd = -1 };
 
 static void
 close_fd(int *fd)
@@ -80,9 +63,8 @@ close_fd(int *fd)
 static void
 fini(void)
 {
-	reap(&g.probe);
-	reap(&g.backend);
-	close_fd(&g.backend_err);
+	t_proc_stop(&g.probe, SIGKILL);
+	t_proc_stop(&g.backend, SIGKILL);
 	t_peer_stop(&g.peer);
 	close_fd(&g.cfd);
 	close_fd(&g.lfd);
@@ -101,95 +83,26 @@ struct result {
 	size_t err_len;
 };
 
-static void
-tool_path(char *buf, size_t len, const char *name)
-{
-	const char *root = getenv("VHU_BUILD_ROOT");
-
-	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set (run through meson test)");
-	snprintf(buf, len, "%s/tools/%s", root, name);
-}
-
-/* fork/exec bin with argv; its stdout and stderr go to the returned pipes. */
-static pid_t
-spawn(const char *bin, const char *const *argv, int *out, int *err)
-{
-	pid_t parent = getpid(), pid;
-	int po[2], pe[2];
-
-	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent) {
-			_exit(126);
-		}
-		dup2(po[1], STDOUT_FILENO);
-		dup2(pe[1], STDERR_FILENO);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	*out = po[0];
-	*err = pe[0];
-	return pid;
-}
-
 /* Start the probe with args (NULL-terminated); its output is collected by probe_wait(). */
 static void
-probe_start(const char *const *args, int *out, int *err)
+probe_start(const char *const *args)
 {
-	static char bin[512];
-	const char *argv[24];
-	unsigned int n = 0;
-
-	tool_path(bin, sizeof(bin), "vhu-probe");
-	argv[n++] = bin;
-	while (*args != NULL && n < 23) {
-		argv[n++] = *args++;
-	}
-	argv[n] = NULL;
-	g.probe = spawn(bin, argv, out, err);
+	t_proc_spawn(&g.probe, "vhu-probe", args, false);
 }
 
 /* Read both pipes to EOF (each wait bounded), then reap the probe. */
 static void
-probe_wait(int out, int err, struct result *r)
+probe_wait(struct result *r)
 {
-	struct pollfd p[2] = { { .fd = out, .events = POLLIN }, { .fd = err, .events = POLLIN } };
 	int status;
 
 	r->out_len = 0;
 	r->err_len = 0;
-	while (p[0].fd >= 0 || p[1].fd >= 0) {
-		unsigned int i;
-
-		cr_assert_gt(poll(p, 2, WAIT_MS), 0, "vhu-probe silent for %d ms", WAIT_MS);
-		for (i = 0; i < 2; i++) {
-			char *buf = i == 0 ? r->out : r->err;
-			size_t cap = i == 0 ? sizeof(r->out) : sizeof(r->err);
-			size_t *len = i == 0 ? &r->out_len : &r->err_len;
-			ssize_t n;
-
-			if (p[i].fd < 0 || p[i].revents == 0) {
-				continue;
-			}
-			cr_assert_lt(*len, cap - 1, "vhu-probe output too long");
-			n = read(p[i].fd, buf + *len, cap - 1 - *len);
-			cr_assert_geq(n, 0, "read: %s", strerror(errno));
-			if (n == 0) {
-				close(p[i].fd);
-				p[i].fd = -1;
-			}
-			*len += (size_t)n;
-			buf[*len] = '\0';
-		}
-	}
-	cr_assert_eq(waitpid(g.probe, &status, 0), g.probe);
-	g.probe = -1;
+	r->out[0] = '\0';
+	r->err[0] = '\0';
+	t_proc_drain(&g.probe, r->out, sizeof(r->out), &r->out_len, r->err, sizeof(r->err),
+		     &r->err_len);
+	status = t_proc_stop(&g.probe, 0);
 	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -197,10 +110,8 @@ probe_wait(int out, int err, struct result *r)
 static void
 probe_run(const char *const *args, struct result *r)
 {
-	int out, err;
-
-	probe_start(args, &out, &err);
-	probe_wait(out, err, r);
+	probe_start(args);
+	probe_wait(r);
 }
 
 static void
@@ -223,108 +134,7 @@ expect_lacks(const char *text, const char *what)
 	cr_assert_null(strstr(text, what), "did not expect \"%s\" in:\n%s", what, text);
 }
 
-/* Minimal JSON check ------------------------------------------------- */
-
-static const char *json_value(const char *s, int depth);
-
-static const char *
-json_ws(const char *s)
-{
-	while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r') {
-		s++;
-	}
-	return s;
-}
-
-static const char *
-json_string(const char *s)
-{
-	if (*s++ != '"') {
-		return NULL;
-	}
-	while (*s != '"') {
-		if (*s == '\0' || (unsigned char)*s < 0x20) {
-			return NULL;
-		}
-		if (*s == '\\') {
-			s++;
-			if (*s == '\0' || strchr("\"\\/bfnrtu", *s) == NULL) {
-				return NULL;
-			}
-		}
-		s++;
-	}
-	return s + 1;
-}
-
-static const char *
-json_members(const char *s, char close, bool keys, int depth)
-{
-	s = json_ws(s);
-	if (*s == close) {
-		return s + 1;
-	}
-	for (;;) {
-		if (keys) {
-			s = json_string(json_ws(s));
-			if (s == NULL) {
-				return NULL;
-			}
-			s = json_ws(s);
-			if (*s++ != ':') {
-				return NULL;
-			}
-		}
-		s = json_value(s, depth + 1);
-		if (s == NULL) {
-			return NULL;
-		}
-		s = json_ws(s);
-		if (*s == close) {
-			return s + 1;
-		}
-		if (*s++ != ',') {
-			return NULL;
-		}
-	}
-}
-
-/* \return the end of the value at s, or NULL if it is not valid JSON. */
-static const char *
-json_value(const char *s, int depth)
-{
-	s = json_ws(s);
-	if (depth > 16) {
-		return NULL;
-	}
-	switch (*s) {
-	case '{':
-		return json_members(s + 1, '}', true, depth);
-	case '[':
-		return json_members(s + 1, ']', false, depth);
-	case '"':
-		return json_string(s);
-	default:
-		break;
-	}
-	if (strncmp(s, "true", 4) == 0 || strncmp(s, "null", 4) == 0) {
-		return s + 4;
-	}
-	if (strncmp(s, "false", 5) == 0) {
-		return s + 5;
-	}
-	if (*s == '-' || (*s >= '0' && *s <= '9')) {
-		s += *s == '-';
-		if (*s < '0' || *s > '9') {
-			return NULL;
-		}
-		while (*s >= '0' && *s <= '9') {
-			s++;
-		}
-		return s;
-	}
-	return NULL;
-}
+/* JSON ---------------------------------------------------------------- */
 
 /* The whole output is one JSON object on one line. */
 static void
@@ -333,7 +143,7 @@ expect_json_object(const struct result *r)
 	const char *end;
 
 	cr_assert_eq(r->out[0], '{', "not a JSON object:\n%s", r->out);
-	end = json_value(r->out, 0);
+	end = t_json_end(r->out);
 	cr_assert_not_null(end, "invalid JSON:\n%s", r->out);
 	cr_assert_str_eq(end, "\n", "trailing output after the JSON object:\n%s", r->out);
 }
@@ -373,29 +183,8 @@ json_hex(const char *json, const char *key)
 static const char *
 backend_start(void)
 {
-	static char bin[512];
-	const char *sock = t_path("be.sock");
-	const char *argv[] = { bin, "--socket", sock, "--queues", "2", "--capacity", "1M", NULL };
-	char buf[4096] = "", want[256];
-	size_t len = 0;
-	int out;
-
-	tool_path(bin, sizeof(bin), "vhu-backend");
-	g.backend = spawn(bin, argv, &out, &g.backend_err);
-	close(out);
-	snprintf(want, sizeof(want), "vhu-backend: listening on %s\n", sock);
-	while (strstr(buf, want) == NULL) {
-		struct pollfd p = { .fd = g.backend_err, .events = POLLIN };
-		ssize_t n;
-
-		cr_assert_lt(len, sizeof(buf) - 1, "no listening line from vhu-backend:\n%s", buf);
-		cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "vhu-backend silent for %d ms", WAIT_MS);
-		n = read(g.backend_err, buf + len, sizeof(buf) - 1 - len);
-		cr_assert_gt(n, 0, "vhu-backend exited before listening:\n%.*s", (int)len, buf);
-		len += (size_t)n;
-		buf[len] = '\0';
-	}
-	return sock;
+	t_proc_start_backend(&g.backend, t_path("be.sock"));
+	return t_path("be.sock");
 }
 
 Test(probe, backend_text_report)
@@ -655,9 +444,8 @@ Test(probe, negotiation_bytes_and_unnamed_bits)
 	uint64_t offered = PF(MQ) | PF(LOG_SHMFD) | PF(REPLY_ACK) | PF(STATUS) | F(22);
 	uint64_t acked = PF(MQ) | PF(REPLY_ACK) | PF(STATUS);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1) | F(41));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
@@ -671,7 +459,7 @@ Test(probe, negotiation_bytes_and_unnamed_bits)
 	fake_expect(VHU_REQ_GET_STATUS, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_STATUS, 0x0f);
 	fake_expect_eof();
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 
 	expect_exit(&r, 0);
 	expect_has(r.out, "features          0x0000020140000000\n"
@@ -691,9 +479,8 @@ Test(probe, no_reply_ack_means_no_ack_awaited)
 	const char *args[] = { "--json", path, NULL };
 	uint64_t acked = PF(MQ);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
@@ -703,7 +490,7 @@ Test(probe, no_reply_ack_means_no_ack_awaited)
 	fake_expect(VHU_REQ_GET_QUEUE_NUM, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_QUEUE_NUM, 1);
 	fake_expect_eof();
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 
 	expect_exit(&r, 0);
 	expect_json_object(&r);
@@ -717,13 +504,12 @@ Test(probe, without_protocol_features_only_get_features)
 	const char *path = fake_listen();
 	const char *args[] = { "--json", path, NULL };
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_VERSION_1));
 	fake_expect_eof();
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 
 	expect_exit(&r, 0);
 	expect_json_object(&r);
@@ -757,7 +543,6 @@ Test(probe, config_refused_then_blk_retry_decoded)
 	uint64_t capacity = 0x123456789ull;
 	struct result r;
 	char want[128];
-	int out, err;
 
 	put(cfg, 4, 60, 4);
 	put(cfg, 12 + 0, capacity, 8);
@@ -769,7 +554,7 @@ Test(probe, config_refused_then_blk_retry_decoded)
 	put(cfg, 12 + 20, 4096, 4);	/* blk_size */
 	put(cfg, 12 + 34, 3, 2);	/* num_queues */
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
@@ -781,7 +566,7 @@ Test(probe, config_refused_then_blk_retry_decoded)
 	fake_expect_get_config(60);
 	fake_reply(VHU_REQ_GET_CONFIG, VHU_VERSION | VHU_FLAG_REPLY, cfg, sizeof(cfg));
 	fake_expect_eof();
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 
 	expect_exit(&r, 0);
 	expect_has(r.out, "config            refused for 256 bytes at offset 0\n");
@@ -862,19 +647,18 @@ Test(probe, peer_closes_at_once_exits_4)
 	const char *args[] = { path, NULL };
 	const char *json[] = { "--json", path, NULL };
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	close_fd(&g.cfd);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 4);
 	expect_has(r.err, "vhu-probe: GET_FEATURES: the back-end closed the connection");
 
-	probe_start(json, &out, &err);
+	probe_start(json);
 	fake_accept();
 	close_fd(&g.cfd);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 4);
 	expect_json_object(&r);
 	expect_has(r.out, "\"exit_status\":4,\"error\":{\"request\":\"GET_FEATURES\",");
@@ -886,16 +670,15 @@ Test(probe, peer_closes_inside_reply_exits_4)
 	const char *args[] = { path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 8);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	/* A header that promises 8 bytes, then 3 of them, then EOF. */
 	fake_send(&h, sizeof(h));
 	fake_send("abc", 3);
 	close_fd(&g.cfd);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 4);
 	expect_has(r.err, "(VHU_EPARTIAL)");
 }
@@ -906,13 +689,12 @@ Test(probe, version_2_reply_exits_5)
 	const char *args[] = { path, NULL };
 	uint64_t v = F(VHU_F_VERSION_1);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply(VHU_REQ_GET_FEATURES, 0x2 | VHU_FLAG_REPLY, &v, sizeof(v));
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "vhu-probe: GET_FEATURES: protocol error: "
 		   "InvalidMessage: header version is not 1 (VHU_EVERSION)\n");
@@ -928,13 +710,12 @@ Test(probe, version_2_reply_json_names_the_fault)
 	const char *args[] = { "--json", path, NULL };
 	uint64_t v = F(VHU_F_VERSION_1);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply(VHU_REQ_GET_FEATURES, 0x2 | VHU_FLAG_REPLY, &v, sizeof(v));
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_json_object(&r);
 	expect_has(r.out, "\"exit_status\":5,\"error\":{\"request\":\"GET_FEATURES\","
@@ -950,14 +731,13 @@ Test(probe, oversized_reply_header_exits_5_before_any_body)
 	const char *args[] = { path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 100000);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	/* No body follows: a probe that trusted the size would wait for it and time out. */
 	fake_send(&h, sizeof(h));
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "(VHU_EOVERSIZED)");
 	expect_has(r.err, "offending message: request GET_FEATURES (1), "
@@ -969,13 +749,12 @@ Test(probe, reply_to_another_request_exits_5)
 	const char *path = fake_listen();
 	const char *args[] = { path, NULL };
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, 0);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "(VHU_EREPLY)");
 	expect_has(r.err, "offending message: request GET_PROTOCOL_FEATURES (15), "
@@ -993,16 +772,15 @@ Test(probe, reply_with_fd_exits_5)
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int efd = t_eventfd();
 	struct result r;
-	int out, err;
 
 	memcpy(msg, &h, sizeof(h));
 	cr_assert_eq(vhu_cmsg_build(&mh, &cbuf, &efd, 1), 0);
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	cr_assert_eq(sendmsg(g.cfd, &mh, MSG_NOSIGNAL), (ssize_t)sizeof(msg));
 	close(efd);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "IncorrectFds");
 }
@@ -1013,16 +791,15 @@ Test(probe, refused_protocol_features_exits_5)
 	const char *args[] = { path, NULL };
 	uint64_t acked = PF(REPLY_ACK);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, PF(REPLY_ACK));
 	fake_expect(VHU_REQ_SET_PROTOCOL_FEATURES, VHU_VERSION | VHU_FLAG_NEED_REPLY, &acked, 8);
 	fake_reply_u64(VHU_REQ_SET_PROTOCOL_FEATURES, 1);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "vhu-probe: SET_PROTOCOL_FEATURES: protocol error: the back-end "
 		   "refused the protocol features 0x8 (ack 1)");
@@ -1034,10 +811,9 @@ Test(probe, config_of_the_wrong_size_exits_5)
 	const char *args[] = { "--config-size", "60", path, NULL };
 	uint8_t cfg[VHU_CONFIG_HDR_SIZE + 16] = { 0 };
 	struct result r;
-	int out, err;
 
 	put(cfg, 4, 16, 4);
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
@@ -1045,7 +821,7 @@ Test(probe, config_of_the_wrong_size_exits_5)
 	fake_expect(VHU_REQ_SET_PROTOCOL_FEATURES, VHU_VERSION, &(uint64_t){ PF(CONFIG) }, 8);
 	fake_expect_get_config(60);
 	fake_reply(VHU_REQ_GET_CONFIG, VHU_VERSION | VHU_FLAG_REPLY, cfg, sizeof(cfg));
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_has(r.err, "GET_CONFIG answered offset 0 size 16 for offset 0 size 60 (VHU_EBODY)");
 	expect_has(r.err, "offending message: request GET_CONFIG (24), flags 0x5 (version 1, "
@@ -1057,12 +833,11 @@ Test(probe, silent_peer_exits_6)
 	const char *path = fake_listen();
 	const char *args[] = { "--timeout", "200", path, NULL };
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	/* Hold the connection open and answer nothing; the probe's own clock ends it. */
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 6);
 	expect_has(r.err, "vhu-probe: GET_FEATURES: timeout: not answered within 200 ms\n");
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
@@ -1075,13 +850,12 @@ Test(probe, peer_stalling_inside_header_exits_6)
 	const char *args[] = { "--timeout", "200", "--json", path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 8);
 	struct result r;
-	int out, err;
 
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_send(&h, 6);
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 6);
 	expect_json_object(&r);
 	expect_has(r.out, "\"exit_status\":6,\"error\":{\"request\":\"GET_FEATURES\","
@@ -1095,16 +869,15 @@ Test(probe, peer_stalling_inside_body_exits_6)
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_PROTOCOL_FEATURES, 8);
 	uint8_t msg[VHU_HDR_SIZE + 4] = { 0 };
 	struct result r;
-	int out, err;
 
 	memcpy(msg, &h, sizeof(h));
-	probe_start(args, &out, &err);
+	probe_start(args);
 	fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	/* A whole header and half of its body; the deadline is per request. */
 	fake_send(msg, sizeof(msg));
-	probe_wait(out, err, &r);
+	probe_wait(&r);
 	expect_exit(&r, 6);
 	expect_has(r.err,
 		   "vhu-probe: GET_PROTOCOL_FEATURES: timeout: not answered within 200 ms\n");

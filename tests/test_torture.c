@@ -24,7 +24,7 @@
 #define EXACT	VHU_RECV_EXACT
 #define STREAM	VHU_RECV_STREAM
 
-static struct tt_backend g_be = { .pid = -1, .out = -1 };
+static struct tt_backend g_be = TT_BACKEND_INIT;
 
 /* A spawned back-end must never outlive its test, failed or not. */
 static void
@@ -1484,7 +1484,7 @@ backend_storm(const char *mode)
 	tt_backend_start(&g_be, "be.sock", mode);
 	be_round_trip(g_be.path);
 	tt_backend_wait_line(&g_be, ": closed");
-	base = tt_fds_of(g_be.pid, NULL);
+	base = tt_fds_of(g_be.p.pid, NULL);
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
@@ -1504,9 +1504,9 @@ backend_storm(const char *mode)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "storm child status 0x%x",
 		  status);
-	cr_assert_eq(tt_fds_of(g_be.pid, NULL), base, "back-end fds: %d before, %d after",
-		     base, tt_fds_of(g_be.pid, NULL));
-	cr_assert_eq(tt_fds_of(g_be.pid, "/memfd:"), 0, "the back-end kept a memfd");
+	cr_assert_eq(tt_fds_of(g_be.p.pid, NULL), base, "back-end fds: %d before, %d after",
+		     base, tt_fds_of(g_be.p.pid, NULL));
+	cr_assert_eq(tt_fds_of(g_be.p.pid, "/memfd:"), 0, "the back-end kept a memfd");
 	tt_probe_assert_all_closed(&probe, "fds sent to the back-end");
 	be_round_trip(g_be.path);
 	cr_log_info("vhu-backend (%s): storm of %u connections, fds back to %d", mode, n, base);
@@ -1546,8 +1546,8 @@ backend_deaf(const char *mode)
 	tt_backend_start(&g_be, "be.sock", mode);
 	be_round_trip(g_be.path);
 	tt_backend_wait_line(&g_be, ": closed");
-	base = tt_fds_of(g_be.pid, NULL);
-	rss0 = tt_rss_of(g_be.pid);
+	base = tt_fds_of(g_be.p.pid, NULL);
+	rss0 = tt_rss_of(g_be.p.pid);
 	fd = tt_connect(g_be.path);
 	tt_backend_wait_line(&g_be, ": accepted");
 	for (;;) {
@@ -1570,13 +1570,13 @@ backend_deaf(const char *mode)
 	cr_assert(err == EPIPE || err == ECONNRESET, "send: %s", strerror(err));
 	tt_backend_wait_line(&g_be, "cannot queue the reply");
 	tt_backend_wait_line(&g_be, ": closed");
-	rss1 = tt_rss_of(g_be.pid);
+	rss1 = tt_rss_of(g_be.p.pid);
 	close(fd);
 	cr_log_info("vhu-backend (%s): a deaf front-end wrote %zu KiB of requests before the "
 		    "back-end closed it; back-end RSS %ld KiB before, %ld KiB after", mode,
 		    total / 1024, rss0 / 1024, rss1 / 1024);
 	cr_assert_lt(rss1 - rss0, 2l << 20, "back-end RSS grew by %ld KiB", (rss1 - rss0) / 1024);
-	cr_assert_eq(tt_fds_of(g_be.pid, NULL), base);
+	cr_assert_eq(tt_fds_of(g_be.p.pid, NULL), base);
 	be_round_trip(g_be.path);
 	tt_backend_stop(&g_be);
 }

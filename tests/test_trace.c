@@ -40,36 +40,19 @@
 
 /* Spawned processes and sockets, cleaned up by fini even after a failed assert. */
 static struct {
-	pid_t trace;
-	int trace_out;		/* read end of the tracer's stdout */
-	int trace_err;		/* read end of its stderr */
+	struct t_proc trace;	/* its stdout and stderr collect into out and err */
 	char out[131072];
 	size_t out_len;
 	char err[16384];
 	size_t err_len;
-	pid_t backend;
-	int backend_err;
-	pid_t probe;
+	struct t_proc backend;
+	struct t_proc probe;
 	struct t_peer peer;
 	int lfd;		/* fake back-end: listening socket */
 	struct vhu_endpoint *fe;
 } g = {
-	.trace = -1, .trace_out = -1, .trace_err = -1, .backend = -1, .backend_err = -1,
-	.probe = -1, .lfd = -1,
+	.trace = T_PROC_INIT, .backend = T_PROC_INIT, .probe = T_PROC_INIT, .lfd = -1,
 };
-
-static void
-reap(pid_t *pid)
-{
-	int status;
-
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
-		}
-		*pid = -1;
-	}
-}
 
 static void
 close_fd(int *fd)
@@ -85,12 +68,9 @@ fini(void)
 {
 	vhu_endpoint_destroy(g.fe);
 	g.fe = NULL;
-	reap(&g.probe);
-	reap(&g.trace);
-	reap(&g.backend);
-	close_fd(&g.trace_out);
-	close_fd(&g.trace_err);
-	close_fd(&g.backend_err);
+	t_proc_stop(&g.probe, SIGKILL);
+	t_proc_stop(&g.trace, SIGKILL);
+	t_proc_stop(&g.backend, SIGKILL);
 	t_peer_stop(&g.peer);
 	close_fd(&g.lfd);
 	t_teardown();
@@ -100,85 +80,12 @@ TestSuite(trace, .init = t_setup, .fini = fini, .timeout = 60);
 
 /* Processes ----------------------------------------------------------- */
 
-static void
-tool_path(char *buf, size_t len, const char *name)
-{
-	const char *root = getenv("VHU_BUILD_ROOT");
-
-	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set (run through meson test)");
-	snprintf(buf, len, "%s/tools/%s", root, name);
-}
-
-/* fork/exec bin with argv; its stdout and stderr go to the returned pipes. */
-static pid_t
-spawn(const char *bin, const char *const *argv, int *out, int *err)
-{
-	pid_t parent = getpid(), pid;
-	int po[2], pe[2];
-
-	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(pe, O_CLOEXEC), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent) {
-			_exit(126);
-		}
-		dup2(po[1], STDOUT_FILENO);
-		dup2(pe[1], STDERR_FILENO);
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	*out = po[0];
-	*err = pe[0];
-	return pid;
-}
-
-/* One bounded read from a pipe into buf (NUL-terminated). \return bytes, 0 at EOF. */
-static size_t
-pipe_read(int fd, char *buf, size_t cap, size_t *len, const char *who)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	cr_assert_lt(*len, cap - 1, "%s: output too long", who);
-	cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "%s silent for %d ms", who, WAIT_MS);
-	n = read(fd, buf + *len, cap - 1 - *len);
-	cr_assert_geq(n, 0, "read: %s", strerror(errno));
-	*len += (size_t)n;
-	buf[*len] = '\0';
-	return (size_t)n;
-}
-
-/* Read two pipes to EOF; each is closed and set to -1. */
-static void
-drain_pipes(int *a, char *abuf, size_t acap, size_t *alen, int *b, char *bbuf, size_t bcap,
-	    size_t *blen)
-{
-	while (*a >= 0 || *b >= 0) {
-		struct pollfd p[2] = { { .fd = *a, .events = POLLIN },
-				       { .fd = *b, .events = POLLIN } };
-
-		cr_assert_gt(poll(p, 2, WAIT_MS), 0, "a child stayed silent for %d ms", WAIT_MS);
-		if (p[0].revents != 0 && pipe_read(*a, abuf, acap, alen, "stdout") == 0) {
-			close_fd(a);
-		}
-		if (p[1].revents != 0 && pipe_read(*b, bbuf, bcap, blen, "stderr") == 0) {
-			close_fd(b);
-		}
-	}
-}
-
+/* Reap a child whose pipes are at EOF; \return its exit status, or -1 if it did not exit. */
 static int
-wait_exit(pid_t *pid)
+wait_exit(struct t_proc *p)
 {
-	int status;
+	int status = t_proc_stop(p, 0);
 
-	cr_assert_eq(waitpid(*pid, &status, 0), *pid);
-	*pid = -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -194,21 +101,11 @@ trace_sock(void)
 static void
 trace_spawn(const char *const *args)
 {
-	static char bin[512];
-	const char *argv[24];
-	unsigned int n = 0;
-
-	tool_path(bin, sizeof(bin), "vhu-trace");
-	argv[n++] = bin;
-	while (*args != NULL && n < 23) {
-		argv[n++] = *args++;
-	}
-	argv[n] = NULL;
 	g.out_len = 0;
 	g.err_len = 0;
 	g.out[0] = '\0';
 	g.err[0] = '\0';
-	g.trace = spawn(bin, argv, &g.trace_out, &g.trace_err);
+	t_proc_spawn(&g.trace, "vhu-trace", args, false);
 }
 
 /* Start the tracer between trace_sock() and connect; returns once it says it listens. */
@@ -225,28 +122,21 @@ trace_start(const char *connect, const char *const *extra)
 	args[n] = NULL;
 	trace_spawn(args);
 	snprintf(want, sizeof(want), "vhu-trace: listening on %s\n", trace_sock());
-	while (strstr(g.err, want) == NULL) {
-		cr_assert_gt(pipe_read(g.trace_err, g.err, sizeof(g.err), &g.err_len, "vhu-trace"),
-			     0, "vhu-trace exited before listening:\n%s", g.err);
-	}
+	t_proc_read_until(g.trace.err, g.err, sizeof(g.err), &g.err_len, want, "vhu-trace");
 }
 
 /* Read the trace until it holds what (e.g. an event line). */
 static void
 trace_read_until(const char *what)
 {
-	while (strstr(g.out, what) == NULL) {
-		cr_assert_gt(pipe_read(g.trace_out, g.out, sizeof(g.out), &g.out_len, "vhu-trace"),
-			     0, "vhu-trace ended its output without \"%s\":\n%s", what, g.out);
-	}
+	t_proc_read_until(g.trace.out, g.out, sizeof(g.out), &g.out_len, what, "vhu-trace");
 }
 
 /* Wait for the tracer to exit by itself; \return its exit status. */
 static int
 trace_finish(void)
 {
-	drain_pipes(&g.trace_out, g.out, sizeof(g.out), &g.out_len, &g.trace_err, g.err,
-		    sizeof(g.err), &g.err_len);
+	t_proc_drain(&g.trace, g.out, sizeof(g.out), &g.out_len, g.err, sizeof(g.err), &g.err_len);
 	return wait_exit(&g.trace);
 }
 
@@ -625,22 +515,8 @@ setup_through_trace(const char *backend)
 static const char *
 backend_start(void)
 {
-	static char bin[512];
-	const char *sock = t_path("be.sock");
-	const char *argv[] = { bin, "--socket", sock, "--queues", "2", "--capacity", "1M", NULL };
-	char buf[4096] = "", want[256];
-	size_t len = 0;
-	int out;
-
-	tool_path(bin, sizeof(bin), "vhu-backend");
-	g.backend = spawn(bin, argv, &out, &g.backend_err);
-	close(out);
-	snprintf(want, sizeof(want), "vhu-backend: listening on %s\n", sock);
-	while (strstr(buf, want) == NULL) {
-		cr_assert_gt(pipe_read(g.backend_err, buf, sizeof(buf), &len, "vhu-backend"), 0,
-			     "vhu-backend exited before listening:\n%s", buf);
-	}
-	return sock;
+	t_proc_start_backend(&g.backend, t_path("be.sock"));
+	return t_path("be.sock");
 }
 
 Test(trace, vhu_backend_acks_come_back_through_the_tracer)
@@ -667,18 +543,15 @@ struct result {
 static void
 probe_run(const char *sock, struct result *r)
 {
-	static char bin[512];
-	const char *argv[] = { bin, "--json", "--device", "blk", sock, NULL };
-	int out, err;
+	const char *args[] = { "--json", "--device", "blk", sock, NULL };
 
-	tool_path(bin, sizeof(bin), "vhu-probe");
-	g.probe = spawn(bin, argv, &out, &err);
+	t_proc_spawn(&g.probe, "vhu-probe", args, false);
 	r->out_len = 0;
 	r->err_len = 0;
 	r->out[0] = '\0';
 	r->err[0] = '\0';
-	drain_pipes(&out, r->out, sizeof(r->out), &r->out_len, &err, r->err, sizeof(r->err),
-		    &r->err_len);
+	t_proc_drain(&g.probe, r->out, sizeof(r->out), &r->out_len, r->err, sizeof(r->err),
+		     &r->err_len);
 	r->status = wait_exit(&g.probe);
 	cr_assert_eq(r->status, 0, "vhu-probe on %s exited %d:\n%s\n%s", sock, r->status, r->out,
 		     r->err);
@@ -807,114 +680,6 @@ Test(trace, backend_channel_is_traced_both_ways)
 
 /* JSON lines ------------------------------------------------------------ */
 
-static const char *json_value(const char *s, int depth);
-
-static const char *
-json_ws(const char *s)
-{
-	while (*s == ' ' || *s == '\t') {
-		s++;
-	}
-	return s;
-}
-
-static const char *
-json_string(const char *s)
-{
-	if (*s++ != '"') {
-		return NULL;
-	}
-	while (*s != '"') {
-		if (*s == '\0' || (unsigned char)*s < 0x20) {
-			return NULL;
-		}
-		if (*s == '\\') {
-			s++;
-			if (*s == '\0' || strchr("\"\\/bfnrtu", *s) == NULL) {
-				return NULL;
-			}
-		}
-		s++;
-	}
-	return s + 1;
-}
-
-static const char *
-json_members(const char *s, char close, bool keys, int depth)
-{
-	s = json_ws(s);
-	if (*s == close) {
-		return s + 1;
-	}
-	for (;;) {
-		if (keys) {
-			s = json_string(json_ws(s));
-			if (s == NULL) {
-				return NULL;
-			}
-			s = json_ws(s);
-			if (*s++ != ':') {
-				return NULL;
-			}
-		}
-		s = json_value(s, depth + 1);
-		if (s == NULL) {
-			return NULL;
-		}
-		s = json_ws(s);
-		if (*s == close) {
-			return s + 1;
-		}
-		if (*s++ != ',') {
-			return NULL;
-		}
-	}
-}
-
-static const char *
-json_digits(const char *s)
-{
-	if (*s < '0' || *s > '9') {
-		return NULL;
-	}
-	while (*s >= '0' && *s <= '9') {
-		s++;
-	}
-	return s;
-}
-
-/* \return the end of the value at s, or NULL if it is not valid JSON. */
-static const char *
-json_value(const char *s, int depth)
-{
-	s = json_ws(s);
-	if (depth > 16) {
-		return NULL;
-	}
-	switch (*s) {
-	case '{':
-		return json_members(s + 1, '}', true, depth);
-	case '[':
-		return json_members(s + 1, ']', false, depth);
-	case '"':
-		return json_string(s);
-	default:
-		break;
-	}
-	if (strncmp(s, "true", 4) == 0 || strncmp(s, "null", 4) == 0) {
-		return s + 4;
-	}
-	if (strncmp(s, "false", 5) == 0) {
-		return s + 5;
-	}
-	s += *s == '-';
-	s = json_digits(s);
-	if (s != NULL && *s == '.') {
-		s = json_digits(s + 1);
-	}
-	return s;
-}
-
 /* Every line of the trace is one JSON object; \return the number of lines. */
 static unsigned int
 expect_json_lines(const char *text)
@@ -925,7 +690,7 @@ expect_json_lines(const char *text)
 		const char *end;
 
 		cr_assert_eq(*text, '{', "line %u is not a JSON object:\n%s", n + 1, text);
-		end = json_value(text, 0);
+		end = t_json_end(text);
 		cr_assert_not_null(end, "line %u is not valid JSON:\n%s", n + 1, text);
 		cr_assert_eq(*end, '\n', "line %u: trailing text:\n%s", n + 1, end);
 		cr_assert_eq(strncmp(text, "{\"t\":", 5), 0, "line %u has no time first", n + 1);
@@ -1236,7 +1001,7 @@ Test(trace, keep_listening_serves_the_next_frontend)
 		trace_read_until(want);
 	}
 	cr_assert_eq(access(trace_sock(), F_OK), 0, "the listening socket is gone");
-	cr_assert_eq(kill(g.trace, SIGTERM), 0);
+	cr_assert_eq(kill(g.trace.pid, SIGTERM), 0);
 	st = trace_finish();
 	expect_exit(st, 0);
 	cr_assert_neq(access(trace_sock(), F_OK), 0, "the listening socket was left behind");

@@ -606,100 +606,42 @@ tt_fds_of(pid_t pid, const char *prefix)
 /* A spawned vhu-backend                                               */
 
 struct tt_backend {
-	pid_t pid;
-	int out;		/* read end of its stdout + stderr */
-	char buf[16384];
-	size_t len;
+	struct t_proc p;	/* stdout and stderr on p.out */
 	char path[108];
 };
+
+#define TT_BACKEND_INIT	{ .p = T_PROC_INIT }
 
 static inline void
 tt_backend_kill(struct tt_backend *be)
 {
-	int status;
-
-	if (be->pid > 0) {
-		kill(be->pid, SIGKILL);
-		while (waitpid(be->pid, &status, 0) < 0 && errno == EINTR) {
-		}
-		be->pid = -1;
-	}
-	if (be->out >= 0) {
-		close(be->out);
-		be->out = -1;
-	}
+	t_proc_stop(&be->p, SIGKILL);
 }
 
 /* Next line of the back-end's output; false at EOF. */
 static inline bool
 tt_backend_line(struct tt_backend *be, char *line, size_t len)
 {
-	for (;;) {
-		char *nl = memchr(be->buf, '\n', be->len);
-		struct pollfd pfd = { .fd = be->out, .events = POLLIN };
-		ssize_t n;
-
-		if (nl != NULL) {
-			size_t l = (size_t)(nl - be->buf);
-
-			snprintf(line, len, "%.*s", (int)l, be->buf);
-			memmove(be->buf, nl + 1, be->len - l - 1);
-			be->len -= l + 1;
-			return true;
-		}
-		cr_assert_lt(be->len, sizeof(be->buf) - 1, "back-end line too long");
-		cr_assert_eq(poll(&pfd, 1, TT_HANG_MS), 1, "back-end silent for %d ms", TT_HANG_MS);
-		n = read(be->out, be->buf + be->len, sizeof(be->buf) - 1 - be->len);
-		cr_assert_geq(n, 0, "read: %s", strerror(errno));
-		if (n == 0) {
-			return false;
-		}
-		be->len += (size_t)n;
-	}
+	return t_proc_line(&be->p, line, len);
 }
 
 /* Skip output up to a line containing what; fails at EOF. */
 static inline void
 tt_backend_wait_line(struct tt_backend *be, const char *what)
 {
-	char line[1024];
-
-	while (tt_backend_line(be, line, sizeof(line))) {
-		if (strstr(line, what) != NULL) {
-			return;
-		}
-	}
-	cr_assert_fail("the back-end exited without printing \"%s\"", what);
+	t_proc_wait_line(&be->p, what);
 }
 
 /* Start tools/vhu-backend on t_path(name) in mode ("exact" or "stream"); wait until it listens. */
 static inline void
 tt_backend_start(struct tt_backend *be, const char *name, const char *mode)
 {
-	const char *root = getenv("VHU_BUILD_ROOT");
-	char bin[512], want[256];
-	pid_t parent = getpid();
-	int p[2];
+	const char *args[] = { "--socket", NULL, "--recv-mode", mode, NULL };
+	char want[256];
 
-	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set (run through meson test)");
-	snprintf(bin, sizeof(bin), "%s/tools/vhu-backend", root);
 	snprintf(be->path, sizeof(be->path), "%s", t_path(name));
-	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-	be->len = 0;
-	be->pid = fork();
-	cr_assert_geq(be->pid, 0);
-	if (be->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent) {
-			_exit(126);
-		}
-		dup2(p[1], STDOUT_FILENO);
-		dup2(p[1], STDERR_FILENO);
-		execl(bin, bin, "--socket", be->path, "--recv-mode", mode, (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	be->out = p[0];
+	args[1] = be->path;
+	t_proc_spawn(&be->p, "vhu-backend", args, true);
 	snprintf(want, sizeof(want), "vhu-backend: listening on %s", be->path);
 	tt_backend_wait_line(be, want);
 }
@@ -708,16 +650,10 @@ tt_backend_start(struct tt_backend *be, const char *name, const char *mode)
 static inline void
 tt_backend_stop(struct tt_backend *be)
 {
-	char line[1024];
-	int status = 0;
+	int status;
 
-	cr_assert_eq(kill(be->pid, SIGTERM), 0);
-	while (tt_backend_line(be, line, sizeof(line))) {
-	}
-	cr_assert_eq(waitpid(be->pid, &status, 0), be->pid);
-	be->pid = -1;
-	close(be->out);
-	be->out = -1;
+	cr_assert_eq(kill(be->p.pid, SIGTERM), 0);
+	status = t_proc_stop(&be->p, 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "back-end wait status 0x%x",
 		  status);
 }
