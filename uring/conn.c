@@ -197,6 +197,7 @@ vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
 	vlist_init(&c->link);
 	vlist_init(&c->reap_link);
 	vlist_init(&c->rearm_link);
+	vlist_init(&c->flush_link);
 	vlist_init(&c->dl_link);
 	c->rx.s.kind = SLOT_RECV;
 	c->tx.s.kind = SLOT_SEND;
@@ -289,6 +290,9 @@ vhu_conn_close_reason(struct vhu_conn *c, int reason)
 	vhu__conn_deadline_disarm(c);
 	if (!vlist_empty(&c->rearm_link)) {
 		vlist_del(&c->rearm_link);
+	}
+	if (!vlist_empty(&c->flush_link)) {
+		vlist_del(&c->flush_link);
 	}
 	if (c->ops > 0) {
 		submit_cancel(c);

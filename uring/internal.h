@@ -128,6 +128,7 @@ struct sq_desc {
 	uint32_t off;
 	uint32_t len;
 	uint32_t nfds;
+	uint32_t size;			/* bytes taken in buf: len plus the fds */
 };
 
 struct sendq {
@@ -139,6 +140,7 @@ struct sendq {
 	uint32_t dcap;
 	uint32_t dhead;
 	uint32_t dn;
+	uint32_t used;			/* bytes held by queued entries */
 };
 
 enum conn_state {
@@ -156,6 +158,7 @@ struct vhu_conn {
 	struct vlist link;		/* ring->conns */
 	struct vlist reap_link;		/* ring->reap */
 	struct vlist rearm_link;	/* ring->rearm */
+	struct vlist flush_link;	/* ring->flush */
 	struct vlist dl_link;		/* ring->deadlines */
 	struct vhu_ulistener *listener;	/* accepted by it, or NULL */
 	int fd;
@@ -173,6 +176,12 @@ struct vhu_conn {
 	struct recv_op rx;
 	/* exact receive */
 	uint8_t rx_phase;
+	/*
+	 * The last read left bytes in the socket (IORING_CQE_F_SOCK_NONEMPTY):
+	 * replies are held back to go out together, and the next read does not
+	 * wait (MSG_DONTWAIT), so they are flushed as soon as the socket is dry.
+	 */
+	bool rx_more;
 	uint32_t rx_got;
 	union {
 		struct vhu_hdr h;
@@ -232,6 +241,7 @@ struct vhu_ring {
 	struct vlist reap;
 	struct vlist lreap;
 	struct vlist rearm;
+	struct vlist flush;		/* connections with queued, unsubmitted sends */
 	struct vlist deadlines;
 	/* provided buffers, set up by the first stream connection */
 	struct io_uring_buf_ring *br;
@@ -262,6 +272,8 @@ int vhu__conn_deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body,
 int vhu__sendq_init(struct sendq *q, uint32_t bytes, uint32_t msgs);
 void vhu__sendq_fini(struct sendq *q);
 void vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
+void vhu__send_schedule(struct vhu_conn *c);
+void vhu__send_flush(struct vhu_conn *c);
 
 /* recv.c */
 void vhu__recv_arm(struct vhu_conn *c);

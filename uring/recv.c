@@ -47,7 +47,8 @@ exact_arm(struct vhu_conn *c)
 		vhu_conn_close_reason(c, -EBUSY);
 		return;
 	}
-	io_uring_prep_recvmsg(sqe, c->fd, &rx->mh, MSG_CMSG_CLOEXEC);
+	io_uring_prep_recvmsg(sqe, c->fd, &rx->mh,
+			      MSG_CMSG_CLOEXEC | (c->rx_more ? MSG_DONTWAIT : 0));
 	vhu__conn_track(c, &rx->s, sqe);
 }
 
@@ -138,8 +139,14 @@ static void
 exact_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
+	bool more = res > 0 && (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY);
 
 	vhu__conn_op_end(c, &c->rx.s);
+	if (c->rx_more && !more) {
+		/* The socket ran dry: what was held goes out now. */
+		vhu__send_schedule(c);
+	}
+	c->rx_more = more;
 	if (res > 0) {
 		exact_data(c, res);
 	} else if (res == 0) {

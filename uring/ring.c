@@ -63,7 +63,8 @@ setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 	};
 	/* Spinning: no deferred task work, so completions post while user space runs. */
 	static const unsigned int spin[] = {
-		IORING_SETUP_SINGLE_ISSUER,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
 	};
 	const unsigned int *tries = o->busy_poll ? spin : normal;
@@ -185,6 +186,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	vlist_init(&r->reap);
 	vlist_init(&r->lreap);
 	vlist_init(&r->rearm);
+	vlist_init(&r->flush);
 	vlist_init(&r->deadlines);
 	if (o.borrow) {
 		r->uring = o.borrow;
@@ -420,7 +422,8 @@ check_deadlines(struct vhu_ring *r)
 void
 vhu__ring_deferred(struct vhu_ring *r)
 {
-	while (!vlist_empty(&r->rearm) || !vlist_empty(&r->reap) || !vlist_empty(&r->lreap)) {
+	while (!vlist_empty(&r->rearm) || !vlist_empty(&r->flush) || !vlist_empty(&r->reap) ||
+	       !vlist_empty(&r->lreap)) {
 		while (!vlist_empty(&r->rearm)) {
 			struct vhu_conn *c = vhu_container_of(r->rearm.next, struct vhu_conn,
 							      rearm_link);
@@ -429,6 +432,13 @@ vhu__ring_deferred(struct vhu_ring *r)
 			if (c->state == CONN_OPEN) {
 				vhu__recv_rearm(c);
 			}
+		}
+		while (!vlist_empty(&r->flush)) {
+			struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn,
+							      flush_link);
+
+			vlist_del(&c->flush_link);
+			vhu__send_flush(c);
 		}
 		while (!vlist_empty(&r->reap)) {
 			struct vhu_conn *c = vhu_container_of(r->reap.next, struct vhu_conn,

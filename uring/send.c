@@ -80,6 +80,9 @@ sq_alloc(struct sendq *q, uint32_t n, uint32_t *off)
 static void
 sq_pop(struct sendq *q, uint32_t k)
 {
+	for (uint32_t i = 0; i < k; i++) {
+		q->used -= desc(q, i)->size;
+	}
 	q->dhead = (q->dhead + k) % q->dcap;
 	q->dn -= k;
 	if (q->dn == 0) {
@@ -228,14 +231,48 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 	d->off = off;
 	d->len = len;
 	d->nfds = nfds;
+	d->size = (uint32_t)need;
 	q->dn++;
+	q->used += (uint32_t)need;
 	if (q->dn == 1) {
 		q->head = off;
 	}
-	if (!c->tx.s.busy) {
-		send_next(c);
+	if (c->ring->depth > 0) {
+		/* Inside a reaping pass: what the pass queues goes out together at its end. */
+		vhu__send_schedule(c);
+	} else {
+		vhu__send_flush(c);
 	}
 	return 0;
+}
+
+/*
+ * Exact mode holds replies while the peer has more requests waiting in the
+ * socket (so a pipelining peer gets them in one sendmsg), but never beyond
+ * half the queue, so holding alone cannot make vhu_conn_send() fail.
+ */
+static bool
+held(const struct vhu_conn *c)
+{
+	const struct sendq *q = &c->q;
+
+	return c->rx_more && q->dn < q->dcap / 2 && q->used < q->cap / 2;
+}
+
+void
+vhu__send_schedule(struct vhu_conn *c)
+{
+	if (vlist_empty(&c->flush_link)) {
+		vlist_add_tail(&c->ring->flush, &c->flush_link);
+	}
+}
+
+void
+vhu__send_flush(struct vhu_conn *c)
+{
+	if (c->state == CONN_OPEN && c->q.dn > 0 && !c->tx.s.busy && !held(c)) {
+		send_next(c);
+	}
 }
 
 void
@@ -276,7 +313,5 @@ vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
 	}
 	sq_pop(&c->q, tx->nmsgs);
 	c->ring->st.msgs_out += tx->nmsgs;
-	if (c->state == CONN_OPEN && c->q.dn > 0) {
-		send_next(c);
-	}
+	vhu__send_flush(c);
 }

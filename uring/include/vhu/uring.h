@@ -48,9 +48,12 @@ struct vhu_ring_opts {
 	unsigned int max_conns;
 	/**
 	 * Tune for a caller that spins on vhu_ring_poll() (a reactor core):
-	 * the ring is set up without DEFER_TASKRUN/COOP_TASKRUN, so the kernel
-	 * posts completions while user space spins and an idle poll() is a
-	 * memory read with no system call. Without it (the default) the ring
+	 * the ring is set up without DEFER_TASKRUN, with COOP_TASKRUN and
+	 * TASKRUN_FLAG, so an idle poll() is a read of the CQ tail and of the
+	 * SQ flags with no system call, and enters the kernel only when the
+	 * kernel flags completion work (IORING_SQ_TASKRUN) or there is
+	 * something to submit; the kernel never interrupts the spinning CPU
+	 * with an IPI to run that work. Without it (the default) the ring
 	 * uses SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, which is
 	 * cheapest for vhu_ring_wait() but makes every poll() enter the kernel.
 	 */
