@@ -13,6 +13,9 @@
 const char *const bench_scenario_names[BENCH_NSCENARIOS] = {
 	[BENCH_SC_RT] = "rt",
 	[BENCH_SC_PIPE] = "pipe",
+	[BENCH_SC_ONEWAY] = "oneway",
+	[BENCH_SC_FDS] = "fds",
+	[BENCH_SC_CONNS] = "conns",
 };
 
 const char *const bench_transport_names[BENCH_NTRANSPORTS] = {
@@ -22,7 +25,12 @@ const char *const bench_transport_names[BENCH_NTRANSPORTS] = {
 	[BENCH_TR_URING_EXACT_POLL] = "uring-exact+poll",
 	[BENCH_TR_URING_STREAM_POLL] = "uring-stream+poll",
 	[BENCH_TR_RAW] = "raw",
+	[BENCH_TR_RAW_POLL] = "raw+poll",
 };
+
+static const struct bench_params def_sizes = { { 0, 64, 256, 1024, 4096 }, 5 };
+static const struct bench_params def_nfds = { { 1, 8 }, 2 };
+static const struct bench_params def_conns = { { 1, 16, 256 }, 3 };
 
 void
 bench_opts_default(struct bench_opts *o)
@@ -35,6 +43,9 @@ bench_opts_default(struct bench_opts *o)
 	o->duration_ms = BENCH_DEF_DURATION_MS;
 	o->warmup_ms = BENCH_DEF_WARMUP_MS;
 	o->depth = BENCH_DEF_DEPTH;
+	o->sizes = def_sizes;
+	o->nfds = def_nfds;
+	o->conns = def_conns;
 	o->cpu_client = -1;
 	o->cpu_server = -1;
 }
@@ -125,6 +136,74 @@ parse_cpus(const char *s, int *c, int *srv)
 	return 0;
 }
 
+/* A comma list of whole numbers in [lo, hi]. */
+static int
+parse_params(const char *list, unsigned int lo, unsigned int hi, struct bench_params *out)
+{
+	const char *p = list;
+
+	out->n = 0;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char tmp[16];
+		uint64_t v;
+
+		if (len == 0 || len >= sizeof(tmp) || out->n == BENCH_MAX_PARAMS) {
+			return -EINVAL;
+		}
+		memcpy(tmp, p, len);
+		tmp[len] = 0;
+		if (parse_u64(tmp, lo, hi, &v)) {
+			return -EINVAL;
+		}
+		out->v[out->n++] = (unsigned int)v;
+		p += len;
+		if (*p == ',') {
+			p++;
+		}
+	}
+	return out->n ? 0 : -EINVAL;
+}
+
+/* [NAME=]PATH; NAME defaults to "connect:N". */
+static int
+parse_target(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+	struct bench_target *t;
+	const char *eq = strchr(arg, '=');
+	const char *path = eq ? eq + 1 : arg;
+	size_t nlen = eq ? (size_t)(eq - arg) : 0;
+
+	if (o->ntargets == BENCH_MAX_TARGETS) {
+		return fail(err, errlen, "at most %u --connect targets", BENCH_MAX_TARGETS);
+	}
+	t = &o->targets[o->ntargets];
+	if (eq && (nlen == 0 || nlen >= sizeof(t->name))) {
+		return fail(err, errlen, "--connect NAME=PATH: NAME wants 1..%zu characters",
+			    sizeof(t->name) - 1);
+	}
+	if (*path == 0 || strlen(path) >= sizeof(t->path)) {
+		return fail(err, errlen, "--connect: the socket path wants 1..%zu characters",
+			    sizeof(t->path) - 1);
+	}
+	for (unsigned int i = 0; eq && i < BENCH_NTRANSPORTS; i++) {
+		if (strlen(bench_transport_names[i]) == nlen &&
+		    strncmp(arg, bench_transport_names[i], nlen) == 0) {
+			return fail(err, errlen, "--connect: NAME '%.*s' is a built-in transport",
+				    (int)nlen, arg);
+		}
+	}
+	if (eq) {
+		memcpy(t->name, arg, nlen);
+		t->name[nlen] = 0;
+	} else {
+		snprintf(t->name, sizeof(t->name), "connect:%u", o->ntargets + 1);
+	}
+	strcpy(t->path, path);
+	o->ntargets++;
+	return 0;
+}
+
 enum {
 	OPT_SCENARIO = 256,
 	OPT_TRANSPORT,
@@ -134,6 +213,13 @@ enum {
 	OPT_QUICK,
 	OPT_WARMUP,
 	OPT_NO_BASELINES,
+	OPT_SIZES,
+	OPT_NFDS,
+	OPT_CONNS,
+	OPT_CONNECT,
+	OPT_LISTEN,
+	OPT_SESSIONS,
+	OPT_PLOT,
 };
 
 static const struct option long_opts[] = {
@@ -145,6 +231,13 @@ static const struct option long_opts[] = {
 	{ "quick", no_argument, NULL, OPT_QUICK },
 	{ "warmup", required_argument, NULL, OPT_WARMUP },
 	{ "no-baselines", no_argument, NULL, OPT_NO_BASELINES },
+	{ "sizes", required_argument, NULL, OPT_SIZES },
+	{ "fds", required_argument, NULL, OPT_NFDS },
+	{ "conns", required_argument, NULL, OPT_CONNS },
+	{ "connect", required_argument, NULL, OPT_CONNECT },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "sessions", required_argument, NULL, OPT_SESSIONS },
+	{ "plot", required_argument, NULL, OPT_PLOT },
 	{ "reps", required_argument, NULL, 'r' },
 	{ "time", required_argument, NULL, 't' },
 	{ "count", required_argument, NULL, 'n' },
@@ -155,7 +248,7 @@ static const struct option long_opts[] = {
 int
 bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
-	bool set_reps = false, set_time = false, set_warmup = false;
+	bool set_reps = false, set_time = false, set_warmup = false, set_tr = false;
 	uint64_t v;
 	int c;
 
@@ -176,6 +269,51 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 					&o->transports, err, errlen, "transport")) {
 				return -EINVAL;
 			}
+			set_tr = true;
+			break;
+		case OPT_SIZES:
+			if (parse_params(optarg, 0, BENCH_MAX_PAYLOAD, &o->sizes)) {
+				return fail(err, errlen, "--sizes wants up to %u payload sizes, "
+					    "0..%u bytes, comma separated", BENCH_MAX_PARAMS,
+					    BENCH_MAX_PAYLOAD);
+			}
+			break;
+		case OPT_NFDS:
+			if (parse_params(optarg, 1, BENCH_MAX_MSG_FDS, &o->nfds)) {
+				return fail(err, errlen, "--fds wants up to %u fd counts, 1..%u, "
+					    "comma separated", BENCH_MAX_PARAMS, BENCH_MAX_MSG_FDS);
+			}
+			break;
+		case OPT_CONNS:
+			if (parse_params(optarg, 1, BENCH_MAX_CONNS, &o->conns)) {
+				return fail(err, errlen, "--conns wants up to %u connection counts, "
+					    "1..%u, comma separated", BENCH_MAX_PARAMS,
+					    BENCH_MAX_CONNS);
+			}
+			break;
+		case OPT_CONNECT:
+			if (parse_target(o, optarg, err, errlen)) {
+				return -EINVAL;
+			}
+			break;
+		case OPT_LISTEN:
+			if (*optarg == 0 || strlen(optarg) >= sizeof(o->targets[0].path)) {
+				return fail(err, errlen, "--listen: the socket path wants 1..%zu "
+					    "characters", sizeof(o->targets[0].path) - 1);
+			}
+			o->listen = optarg;
+			break;
+		case OPT_SESSIONS:
+			if (parse_u64(optarg, 1, 1000000, &v)) {
+				return fail(err, errlen, "--sessions wants 1..1000000");
+			}
+			o->sessions = (unsigned int)v;
+			break;
+		case OPT_PLOT:
+			if (*optarg == 0) {
+				return fail(err, errlen, "--plot wants a file name");
+			}
+			o->plot = optarg;
 			break;
 		case OPT_DEPTH:
 			if (parse_u64(optarg, 1, BENCH_MAX_DEPTH, &v)) {
@@ -252,8 +390,34 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			o->warmup_ms = 30;
 		}
 	}
+	if (o->listen) {
+		if (o->ntargets || o->plot || o->json) {
+			return fail(err, errlen, "--listen serves: it takes no --connect, --plot "
+				    "or --json");
+		}
+		if (!set_tr) {
+			o->transports = 1u << BENCH_TR_URING_STREAM;
+		}
+		if (o->transports & (o->transports - 1)) {
+			return fail(err, errlen, "--listen serves with one --transport");
+		}
+		if (o->transports & (1u << BENCH_TR_RAW | 1u << BENCH_TR_RAW_POLL)) {
+			return fail(err, errlen, "--listen: raw transports do not speak vhost-user");
+		}
+		return 0;
+	}
+	if (o->sessions) {
+		return fail(err, errlen, "--sessions goes with --listen");
+	}
+	if (o->ntargets && !set_tr) {
+		/* measure the targets against the baselines only, unless asked for more */
+		o->transports = 0;
+	}
 	if (o->baselines) {
 		o->transports |= 1u << BENCH_TR_BLOCKING | 1u << BENCH_TR_RAW;
+	}
+	if (o->transports == 0 && o->ntargets == 0) {
+		return fail(err, errlen, "nothing to measure (--no-baselines and no transport)");
 	}
 	return 0;
 }
@@ -262,44 +426,70 @@ void
 bench_usage(FILE *f, const char *prog)
 {
 	fprintf(f,
-		"usage: %s [--scenario rt,pipe] [--transport NAME,...] [-r N] [-t MS | -n COUNT]\n"
-		"          [--warmup MS] [--depth D] [--cpus C,S] [--json] [--quick]\n"
-		"          [--no-baselines]\n"
+		"usage: %s [--scenario NAME,...] [--transport NAME,...] [--connect [NAME=]PATH]...\n"
+		"          [-r N] [-t MS | -n COUNT] [--warmup MS] [--depth D] [--sizes B,...]\n"
+		"          [--fds N,...] [--conns N,...] [--cpus C,S] [--json] [--plot FILE.png]\n"
+		"          [--quick] [--no-baselines]\n"
+		"       %s --listen PATH [--transport NAME] [--sessions N] [--cpus C,S]\n"
 		"\n"
-		"Measures vhost-user request/reply over an AF_UNIX socketpair between two\n"
-		"processes (client, server), each pinned to a CPU.\n"
+		"Measures vhost-user traffic over AF_UNIX sockets between two processes\n"
+		"(client, server), each pinned to a CPU, for every scenario x transport in\n"
+		"one run, with ratios against the baselines measured in that same run.\n"
 		"\n"
 		"scenarios:\n"
-		"  rt     one GET_FEATURES request in flight, u64 reply: round trips/s and\n"
-		"         p50/p90/p99/p99.9 latency\n"
-		"  pipe   D requests in flight (--depth, default %u): messages/s\n"
-		"transports (the server side; the client is the blocking endpoint, except raw):\n"
-		"  blocking           lib/ endpoint: recv_header + recv_body_bytes, send_message\n"
+		"  rt      one GET_FEATURES request in flight, u64 reply: round trips/s and\n"
+		"          p50/p90/p99/p99.9 latency\n"
+		"  pipe    D GET_FEATURES requests in flight (--depth, default %u): msgs/s\n"
+		"  oneway  a stream of requests without replies, for each payload size\n"
+		"          (--sizes, default 0,64,256,1024,4096): msgs/s and MB/s; payload 0\n"
+		"          is SET_OWNER, N > 0 is SET_CONFIG with N config bytes\n"
+		"  fds     requests with N eventfds and NEED_REPLY, pipelined (--fds, default\n"
+		"          1,8): SET_VRING_CALL for 1, SET_MEM_TABLE with N regions above;\n"
+		"          checks that every fd arrives and is the file that was sent\n"
+		"  conns   D requests in flight spread over N connections on one server\n"
+		"          (--conns, default 1,16,256): aggregate msgs/s\n"
+		"transports (the server side):\n"
+		"  blocking           lib/ endpoint: recv_header + recv_body, send_message;\n"
+		"                     a thread per connection\n"
 		"  uring-exact        io_uring engine, exact reads (header, then body)\n"
 		"  uring-stream       io_uring engine, multishot reads into provided buffers\n"
 		"  uring-exact+poll   uring-exact with a busy-polling server (vhu_ring_poll spin)\n"
 		"  uring-stream+poll  uring-stream with a busy-polling server\n"
-		"  raw                plain write/read of the same bytes: the socket's limit\n"
+		"  raw                plain recv/send of the same bytes, no framing, no\n"
+		"                     validation: the socket's limit\n"
+		"  raw+poll           raw with a server spinning on non-blocking recv\n"
+		"  --connect PATH     an outside back-end listening on PATH (repeatable; NAME=\n"
+		"                     names it in the output): rt, pipe, fds (1 fd, needs\n"
+		"                     REPLY_ACK) and conns, with requests every back-end answers\n"
+		"The client is the blocking endpoint in rt and a batching client that reads\n"
+		"and validates replies in bulk elsewhere (raw: the same without validation).\n"
 		"blocking and raw always run as the baselines of the ratios, unless\n"
-		"--no-baselines is given.\n"
+		"--no-baselines is given; with --connect, only they run unless --transport\n"
+		"names more.\n"
 		"\n"
 		"options:\n"
 		"  -r, --reps N        measured repetitions (default %u)\n"
 		"  -t, --time MS       duration of one repetition (default %u ms)\n"
 		"  -n, --count COUNT   messages per repetition instead of a duration\n"
 		"      --warmup MS     warm-up before the repetitions (default %u ms)\n"
-		"      --depth D       requests in flight for pipe, 1..%u (default %u)\n"
+		"      --depth D       requests in flight for pipe, fds and conns, 1..%u\n"
+		"                      (default %u; fds uses at most 64)\n"
 		"      --cpus C,S      pin the client to CPU C and the server to CPU S\n"
 		"                      (default: the first two CPUs allowed; one CPU: shared)\n"
 		"      --json          JSON lines, one object per scenario x transport\n"
+		"      --plot FILE     also draw the rates as a PNG (needs gnuplot)\n"
 		"      --quick         3 x 100 ms, warm-up 30 ms (explicit options win)\n"
+		"      --listen PATH   be the back-end: serve every connection on PATH with\n"
+		"                      --transport (default uring-stream), print a line per\n"
+		"                      session (until its connections are gone)\n"
+		"      --sessions N    with --listen: exit after N sessions\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"examples:\n"
 		"  %s                                  # everything, default method\n"
 		"  %s --quick                          # a fast look\n"
 		"  %s --scenario rt --transport uring-exact -r 10 -t 1000\n"
-		"  %s --scenario pipe --depth 64 --cpus 1,0 --json\n",
-		prog, BENCH_DEF_DEPTH, BENCH_DEF_REPS, BENCH_DEF_DURATION_MS, BENCH_DEF_WARMUP_MS,
-		BENCH_MAX_DEPTH, BENCH_DEF_DEPTH, prog, prog, prog, prog);
+		"  %s --scenario pipe,conns --connect qsd=/tmp/vhost-blk.sock\n",
+		prog, prog, BENCH_DEF_DEPTH, BENCH_DEF_REPS, BENCH_DEF_DURATION_MS,
+		BENCH_DEF_WARMUP_MS, BENCH_MAX_DEPTH, BENCH_DEF_DEPTH, prog, prog, prog, prog);
 }

@@ -13,12 +13,15 @@
 #include <stdio.h>
 
 enum bench_scenario_id {
-	BENCH_SC_RT,	/**< one request in flight: round trips and latency */
-	BENCH_SC_PIPE,	/**< depth requests in flight: messages per second */
+	BENCH_SC_RT,	 /**< one request in flight: round trips and latency */
+	BENCH_SC_PIPE,	 /**< depth requests in flight: messages per second */
+	BENCH_SC_ONEWAY, /**< messages without replies, per payload size: msgs/s, MB/s */
+	BENCH_SC_FDS,	 /**< requests carrying fds, with replies, per fd count */
+	BENCH_SC_CONNS,	 /**< depth requests in flight spread over N connections */
 	BENCH_NSCENARIOS,
 };
 
-/** Transports, in the order they run and print (baselines first and last). */
+/** Built-in transports, in the order they run and print (baselines first and last). */
 enum bench_transport_id {
 	BENCH_TR_BLOCKING,
 	BENCH_TR_URING_EXACT,
@@ -26,6 +29,7 @@ enum bench_transport_id {
 	BENCH_TR_URING_EXACT_POLL,
 	BENCH_TR_URING_STREAM_POLL,
 	BENCH_TR_RAW,
+	BENCH_TR_RAW_POLL,
 	BENCH_NTRANSPORTS,
 };
 
@@ -33,7 +37,7 @@ extern const char *const bench_scenario_names[BENCH_NSCENARIOS];
 extern const char *const bench_transport_names[BENCH_NTRANSPORTS];
 
 #define BENCH_DEF_REPS		5u
-#define BENCH_DEF_DURATION_MS	300u
+#define BENCH_DEF_DURATION_MS	200u
 #define BENCH_DEF_WARMUP_MS	100u
 #define BENCH_DEF_DEPTH		256u
 /*
@@ -43,6 +47,28 @@ extern const char *const bench_transport_names[BENCH_NTRANSPORTS];
  * block on a full socket while the other does (a deadlock, not a figure).
  */
 #define BENCH_MAX_DEPTH		4096u
+/** Values of one scenario parameter (sizes, fd counts, connection counts). */
+#define BENCH_MAX_PARAMS	8u
+/** Largest oneway payload (the SET_CONFIG config space). */
+#define BENCH_MAX_PAYLOAD	4096u
+/** Most fds on one fds-scenario message (SET_MEM_TABLE's 8 regions). */
+#define BENCH_MAX_MSG_FDS	8u
+/** Most connections of the conns scenario. */
+#define BENCH_MAX_CONNS		512u
+/** Most --connect targets. */
+#define BENCH_MAX_TARGETS	8u
+
+/** A list of parameter values, in the order given. */
+struct bench_params {
+	unsigned int v[BENCH_MAX_PARAMS];
+	unsigned int n;
+};
+
+/** An outside back-end measured with --connect [NAME=]PATH. */
+struct bench_target {
+	char name[24];		/**< transport name in the output (NAME, or "connect:N") */
+	char path[108];		/**< socket path (sun_path) */
+};
 
 struct bench_opts {
 	uint32_t scenarios;	/**< bit per enum bench_scenario_id */
@@ -52,7 +78,15 @@ struct bench_opts {
 	unsigned int duration_ms;	/**< per repetition (when count is 0) */
 	uint64_t count;		/**< messages per repetition; 0: use duration_ms */
 	unsigned int warmup_ms;
-	unsigned int depth;	/**< pipe scenario */
+	unsigned int depth;	/**< pipe and conns: requests in flight in all */
+	struct bench_params sizes;	/**< oneway payload sizes */
+	struct bench_params nfds;	/**< fds per message in the fds scenario */
+	struct bench_params conns;	/**< connection counts of the conns scenario */
+	struct bench_target targets[BENCH_MAX_TARGETS];
+	unsigned int ntargets;
+	const char *listen;	/**< --listen PATH: serve instead of measuring */
+	unsigned int sessions;	/**< --listen: stop after this many; 0: never */
+	const char *plot;	/**< --plot FILE (PNG) */
 	int cpu_client;		/**< -1: choose */
 	int cpu_server;		/**< -1: choose */
 	bool json;
@@ -60,7 +94,7 @@ struct bench_opts {
 	bool help;
 };
 
-/** Defaults: every scenario and transport, 5 x 300 ms, depth 256. */
+/** Defaults: every scenario and built-in transport, 5 x 200 ms, depth 256. */
 void bench_opts_default(struct bench_opts *o);
 
 /**

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "report.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *const bench_base_names[BENCH_NBASE] = {
@@ -35,7 +38,11 @@ bench_result_init(struct bench_result *r, const char *scenario, const char *tran
 {
 	memset(r, 0, sizeof(*r));
 	r->scenario = scenario;
+	snprintf(r->label, sizeof(r->label), "%s", scenario);
 	r->transport = transport;
+	r->conns = 1;
+	r->allocs_client = NAN;
+	r->allocs_server = NAN;
 	r->rate.median = NAN;
 	r->rate.min = NAN;
 	r->rate.max = NAN;
@@ -54,6 +61,59 @@ bench_result_init(struct bench_result *r, const char *scenario, const char *tran
 	}
 }
 
+static void __attribute__((format(printf, 2, 3)))
+failed(struct bench_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->status = BENCH_FAILED;
+	va_start(ap, fmt);
+	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
+	va_end(ap);
+}
+
+void
+bench_check_totals(struct bench_result *res, const struct bench_totals *t)
+{
+	if (t->want_replies && t->replies != t->sent) {
+		failed(res, "lost replies: %" PRIu64 " of %" PRIu64 " requests got none",
+		       t->sent - t->replies, t->sent);
+		return;
+	}
+	if (!t->has_server) {
+		return;
+	}
+	if (t->srv_msgs != t->sent) {
+		failed(res, "lost requests: the server received %" PRIu64 " of %" PRIu64,
+		       t->srv_msgs, t->sent);
+		return;
+	}
+	if (t->srv_fds != t->srv_msgs * t->nfds) {
+		failed(res, "lost fds: %" PRIu64 " arrived with %" PRIu64 " requests of %u",
+		       t->srv_fds, t->srv_msgs, t->nfds);
+		return;
+	}
+	for (unsigned int i = 0; i < t->nfds && i < 8; i++) {
+		if (t->counters[i] != t->srv_probes) {
+			failed(res, "wrong fds: the server wrote to fd %u of %" PRIu64 " requests, "
+			       "the client's eventfd %u counts %" PRIu64, i + 1, t->srv_probes,
+			       i + 1, t->counters[i]);
+			return;
+		}
+	}
+	res->fds_checked = t->srv_fds;
+}
+
+void
+bench_case_label(char *buf, size_t len, const char *scenario, bool has_param, unsigned int param)
+{
+	if (has_param) {
+		snprintf(buf, len, "%s/%u", scenario, param);
+	} else {
+		snprintf(buf, len, "%s", scenario);
+	}
+}
+
 static double
 ratio(double x, double base)
 {
@@ -64,10 +124,10 @@ ratio(double x, double base)
 }
 
 static const struct bench_result *
-find_base(const struct bench_result *res, size_t n, const char *scenario, const char *transport)
+find_base(const struct bench_result *res, size_t n, const char *label, const char *transport)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (res[i].status == BENCH_OK && strcmp(res[i].scenario, scenario) == 0 &&
+		if (res[i].status == BENCH_OK && strcmp(res[i].label, label) == 0 &&
 		    strcmp(res[i].transport, transport) == 0) {
 			return &res[i];
 		}
@@ -84,7 +144,7 @@ bench_compute_ratios(struct bench_result *res, size_t n)
 		for (int b = 0; b < BENCH_NBASE; b++) {
 			const struct bench_result *base;
 
-			base = find_base(res, n, r->scenario, bench_base_names[b]);
+			base = find_base(res, n, r->label, bench_base_names[b]);
 			r->rate_ratio[b] = NAN;
 			r->cpu_ratio[b] = NAN;
 			for (int l = 0; l < BENCH_NLAT; l++) {
@@ -181,23 +241,55 @@ bench_print_header(FILE *f, const struct bench_run_info *info)
 	}
 	fprintf(f, "ratios: this transport / baseline, same run (rate: >1 is faster; "
 		"latency, CPU: >1 is costlier)\n");
+	if (info->ntargets) {
+		fprintf(f, "outside back-ends (--connect) run where they are: vhu-bench does not "
+			"pin them; their CPU is read from /proc\n");
+	}
 }
 
 static bool
-scenario_has_latency(const struct bench_result *res, size_t n, const char *scenario)
+case_has_latency(const struct bench_result *res, size_t n, const char *label)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(res[i].scenario, scenario) == 0 && res[i].has_latency) {
+		if (strcmp(res[i].label, label) == 0 && res[i].has_latency) {
 			return true;
 		}
 	}
 	return false;
 }
 
+static bool
+is_oneway(const struct bench_result *r)
+{
+	return strcmp(r->scenario, "oneway") == 0;
+}
+
+/* Megabytes (10^6 bytes) of requests per second. */
+static double
+mbps(const struct bench_result *r)
+{
+	return r->rate.median * r->msg_bytes / 1e6;
+}
+
 #define COL_NAME	"%-18s"
 #define COL_RATE	"%9s"
 #define COL_RANGE	"  %-15s"
 #define COL_NUM		"%9s"
+
+static void
+print_allocs(FILE *f, double v)
+{
+	char cell[16];
+
+	if (!isfinite(v)) {
+		snprintf(cell, sizeof(cell), "-");
+	} else if (v == 0.0) {
+		snprintf(cell, sizeof(cell), "0");
+	} else {
+		snprintf(cell, sizeof(cell), "%.2g", v);
+	}
+	fprintf(f, COL_NUM, cell);
+}
 
 static void
 print_figures(FILE *f, const struct bench_result *r, bool lat)
@@ -215,12 +307,18 @@ print_figures(FILE *f, const struct bench_result *r, bool lat)
 			fprintf(f, COL_NUM, cell);
 		}
 	}
+	if (is_oneway(r)) {
+		fmt_sig3(cell, sizeof(cell), mbps(r), "");
+		fprintf(f, COL_NUM, cell);
+	}
 	bench_fmt_us(cell, sizeof(cell), r->cpu_client_ns + r->cpu_server_ns);
 	fprintf(f, COL_NUM, cell);
 	bench_fmt_us(cell, sizeof(cell), r->cpu_client_ns);
 	fprintf(f, COL_NUM, cell);
 	bench_fmt_us(cell, sizeof(cell), r->cpu_server_ns);
-	fprintf(f, COL_NUM "\n", cell);
+	fprintf(f, COL_NUM, cell);
+	print_allocs(f, r->allocs_server);
+	fputc('\n', f);
 }
 
 static void
@@ -237,33 +335,66 @@ print_ratios(FILE *f, const struct bench_result *r, int b, bool lat)
 			fprintf(f, COL_NUM, cell);
 		}
 	}
+	if (is_oneway(r)) {
+		bench_fmt_ratio(cell, sizeof(cell), r->rate_ratio[b]);
+		fprintf(f, COL_NUM, cell);
+	}
 	bench_fmt_ratio(cell, sizeof(cell), r->cpu_ratio[b]);
 	fprintf(f, COL_NUM "\n", cell);
 }
 
-void
-bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char *scenario)
+/* What the case sent, in words. */
+static void
+print_case(FILE *f, const struct bench_result *r, bool lat)
 {
-	bool lat = scenario_has_latency(res, n, scenario);
-	unsigned int depth = 0;
+	const char *sc = r->scenario;
 
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(res[i].scenario, scenario) == 0) {
-			depth = res[i].depth;
-			break;
+	fprintf(f, "\n%s: ", r->label);
+	if (strcmp(sc, "oneway") == 0) {
+		fprintf(f, "%s requests, %u-byte payload (%u bytes each), no replies",
+			r->param ? "SET_CONFIG" : "SET_OWNER", r->param, r->msg_bytes);
+	} else if (strcmp(sc, "fds") == 0) {
+		fprintf(f, "%s with %u fd%s and NEED_REPLY, %u in flight; every fd checked",
+			r->param == 1 ? "SET_VRING_CALL" : "SET_MEM_TABLE", r->param,
+			r->param == 1 ? "" : "s", r->depth);
+	} else if (strcmp(sc, "conns") == 0) {
+		fprintf(f, "%u GET_FEATURES in flight over %u connection%s", r->depth, r->conns,
+			r->conns == 1 ? "" : "s");
+	} else {
+		fprintf(f, "%u GET_FEATURES request%s in flight", r->depth,
+			r->depth == 1 ? "" : "s");
+	}
+	fprintf(f, "; %sCPU (user+sys) per message in us; server heap allocations per "
+		"message\n", lat ? "round-trip latency and " : "");
+}
+
+void
+bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char *label)
+{
+	bool lat = case_has_latency(res, n, label);
+	const struct bench_result *first = NULL;
+
+	for (size_t i = 0; i < n && !first; i++) {
+		if (strcmp(res[i].label, label) == 0) {
+			first = &res[i];
 		}
 	}
-	fprintf(f, "\n%s: %u request%s in flight; %sCPU time (user+sys per message) in us\n",
-		scenario, depth, depth == 1 ? "" : "s", lat ? "latency (one round trip) and " : "");
+	if (first == NULL) {
+		return;
+	}
+	print_case(f, first, lat);
 	fprintf(f, COL_NAME COL_RATE COL_RANGE, "transport", "msgs/s", "min..max");
 	if (lat) {
 		fprintf(f, COL_NUM COL_NUM COL_NUM COL_NUM, "p50", "p90", "p99", "p99.9");
 	}
-	fprintf(f, COL_NUM COL_NUM COL_NUM "\n", "cpu/msg", "client", "server");
+	if (is_oneway(first)) {
+		fprintf(f, COL_NUM, "MB/s");
+	}
+	fprintf(f, COL_NUM COL_NUM COL_NUM COL_NUM "\n", "cpu/msg", "client", "server", "allocs");
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_result *r = &res[i];
 
-		if (strcmp(r->scenario, scenario) != 0) {
+		if (strcmp(r->label, label) != 0) {
 			continue;
 		}
 		if (r->status != BENCH_OK) {
@@ -316,6 +447,10 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 
 	fputs("{\"scenario\":", f);
 	json_str(f, r->scenario);
+	fputs(",\"case\":", f);
+	json_str(f, r->label);
+	fprintf(f, ",\"param\":%u,\"conns\":%u,\"msg_bytes\":%u", r->param, r->conns,
+		r->msg_bytes);
 	fputs(",\"transport\":", f);
 	json_str(f, r->transport);
 	fprintf(f, ",\"status\":\"%s\",\"reason\":", status_name(r->status));
@@ -353,5 +488,9 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 		json_num(f, key, r->cpu_ratio[b]);
 	}
 	json_num(f, "enters_per_msg", r->enters_per_msg);
+	json_num(f, "mb_per_s", is_oneway(r) ? mbps(r) : NAN);
+	json_num(f, "allocs_client_per_msg", r->allocs_client);
+	json_num(f, "allocs_server_per_msg", r->allocs_server);
+	fprintf(f, ",\"fds_checked\":%llu", (unsigned long long)r->fds_checked);
 	fputs("}\n", f);
 }

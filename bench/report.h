@@ -43,6 +43,7 @@ struct bench_run_info {
 	unsigned int duration_ms;	/**< per repetition; 0 when count is used */
 	uint64_t count;		/**< messages per repetition; 0 when duration_ms is used */
 	unsigned int warmup_ms;
+	unsigned int ntargets;	/**< outside back-ends measured (--connect) */
 	char kernel[65];	/**< uname release */
 };
 
@@ -54,15 +55,21 @@ enum bench_status {
 	BENCH_FAILED,
 };
 
-/** One scenario x transport. Unset figures are NaN. */
+/** One case (scenario and its parameter) x transport. Unset figures are NaN. */
 struct bench_result {
-	const char *scenario;
+	const char *scenario;	/**< "rt", "oneway", ... */
+	/** The case: the scenario, with its parameter where it has one ("oneway/64"). */
+	char label[24];
+	/** oneway: payload bytes; fds: fds per message; conns: connections; else 0. */
+	unsigned int param;
 	const char *transport;
 	enum bench_status status;
 	/** Why it did not run or broke (when status != BENCH_OK). */
 	char reason[320];
-	unsigned int depth;	/**< requests in flight */
-	uint64_t msgs;		/**< replies counted over the measured repetitions */
+	unsigned int depth;	/**< requests in flight (oneway: 0, none is answered) */
+	unsigned int conns;	/**< connections */
+	unsigned int msg_bytes;	/**< bytes of one request on the wire */
+	uint64_t msgs;		/**< messages counted over the measured repetitions */
 	struct bench_summary rate;	/**< messages per second, over repetitions */
 	bool has_latency;
 	/** Median over repetitions of each repetition's percentile, ns. */
@@ -70,6 +77,10 @@ struct bench_result {
 	double cpu_client_ns;	/**< client user+sys per message */
 	double cpu_server_ns;	/**< server user+sys per message */
 	double enters_per_msg;	/**< io_uring_enter calls per message (engine servers) */
+	double allocs_client;	/**< client heap allocations per message, measured reps */
+	double allocs_server;	/**< server heap allocations per message, after set-up */
+	/** fds scenario: fds that arrived and were checked to be the files sent. */
+	uint64_t fds_checked;
 	/** rate / baseline rate (> 1: faster). */
 	double rate_ratio[BENCH_NBASE];
 	/** latency / baseline latency (> 1: slower), per percentile. */
@@ -78,8 +89,33 @@ struct bench_result {
 	double cpu_ratio[BENCH_NBASE];
 };
 
+/** What both sides counted over a whole case, warm-up included. */
+struct bench_totals {
+	uint64_t sent;		/**< client: requests sent */
+	uint64_t replies;	/**< client: replies received */
+	bool want_replies;	/**< every request gets one */
+	unsigned int nfds;	/**< fds per request */
+	/** client: each eventfd's counter at the end (how often the server wrote to it) */
+	uint64_t counters[8];
+	bool has_server;	/**< false for an outside back-end */
+	uint64_t srv_msgs;	/**< server: requests received */
+	uint64_t srv_fds;	/**< server: fds received */
+	uint64_t srv_probes;	/**< server: requests whose fds it wrote to */
+};
+
+/**
+ * Did every request, reply and fd arrive, and were the fds the files sent?
+ * Marks res BENCH_FAILED with a reason that names the loss if not; on
+ * success sets res->fds_checked to the fds that arrived.
+ */
+void bench_check_totals(struct bench_result *res, const struct bench_totals *t);
+
 /** Set every figure of a result to "not measured". */
 void bench_result_init(struct bench_result *r, const char *scenario, const char *transport);
+
+/** The case label of a scenario and its parameter ("rt", "oneway/64"). */
+void bench_case_label(char *buf, size_t len, const char *scenario, bool has_param,
+		      unsigned int param);
 
 /**
  * Fill the ratio fields of every result from the baselines of the same
@@ -105,10 +141,11 @@ int bench_fmt_us(char *buf, size_t len, double ns);
 void bench_print_header(FILE *f, const struct bench_run_info *info);
 
 /**
- * The table of one scenario: a row of figures per transport, then a row of
- * ratios against each baseline (not for the baseline itself).
+ * The table of one case (by label): a line saying what was sent, a row of
+ * figures per transport, then a row of ratios against each baseline (not
+ * for the baseline itself).
  */
-void bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char *scenario);
+void bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char *label);
 
 /** One JSON object on one line, with every field (null for unset figures). */
 void bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_result *r);

@@ -1,59 +1,67 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The engine server: one vhu_ring with the server end of the socket
+ * The engine server: one vhu_ring with every connection of the case
  * attached, replying from on_message with vhu_conn_send. It waits in
  * vhu_ring_wait(), or, for the +poll transports, spins on vhu_ring_poll()
  * with a ring set up for busy polling.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "peer.h"
 
-static void
-queue_owed(struct bench_server *s)
-{
-	const struct vhu_hdr reply = vhu_hdr_reply(VHU_REQ_GET_FEATURES, sizeof(uint64_t));
-	const uint64_t features = BENCH_FEATURES;
+/* --listen: the pipelining depth each connection's send queue is sized for. */
+#define LISTEN_DEPTH	1024u
 
-	while (s->owed && !s->closed) {
-		int ret = vhu_conn_send(s->conn, &reply, &features, sizeof(features), NULL, 0,
-					NULL, 0);
-
-		if (ret == -VHU_EQFULL) {
-			return;
-		}
-		if (ret < 0) {
-			vhu_conn_close_reason(s->conn, ret);
-			return;
-		}
-		s->owed--;
-		s->msgs++;
-	}
-}
+struct ustate {
+	const struct bench_transport *t;
+	struct vhu_ring *ring;
+	struct bench_counts *k;	/* where requests are counted */
+	unsigned int open;	/* connections attached and not closed */
+	int err;		/* the first abnormal close */
+	char detail[160];
+	/* --listen */
+	struct bench_session session;
+	unsigned int sessions;
+};
 
 static int
 on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 {
-	struct bench_server *s = ctx;
+	struct ustate *st = ctx;
+	uint8_t reply[BENCH_REPLY_SIZE];
+	int r = bench_serve(st->k, &msg->hdr, msg->fds.fd, msg->fds.n, reply);
 
-	if (msg->hdr.request != VHU_REQ_GET_FEATURES) {
-		return -VHU_EREQUEST;
+	if (r == 1) {
+		/* the queue holds every reply a case can have outstanding: full is an error */
+		r = vhu_conn_send(conn, (const struct vhu_hdr *)reply, reply + sizeof(struct vhu_hdr),
+				  sizeof(uint64_t), NULL, 0, NULL, 0);
 	}
-	/* a full send queue is backpressure: the reply waits for the next turn */
-	s->owed++;
-	queue_owed(s);
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 static void
 on_close(struct vhu_conn *conn, int reason, void *ctx)
 {
-	struct bench_server *s = ctx;
+	struct ustate *st = ctx;
 
-	s->closed = true;
-	s->close_reason = reason;
-	s->conn = NULL;
+	(void)conn;
+	st->open--;
+	if (reason == -VHU_EDISCONNECT) {
+		reason = 0;	/* the peer closed between messages: the normal end */
+	}
+	if (reason < 0 && st->err == 0) {
+		st->err = reason;
+		snprintf(st->detail, sizeof(st->detail), "connection closed: %s",
+			 vhu_strerror(reason));
+	}
+	if (st->sessions != (unsigned int)-1) {
+		bench_session_close(&st->session, st->t->name, NULL, reason, st->detail);
+	}
 }
 
 static const struct vhu_conn_ops conn_ops = {
@@ -61,78 +69,169 @@ static const struct vhu_conn_ops conn_ops = {
 	.on_close = on_close,
 };
 
+static void
+conn_opts(const struct bench_transport *t, unsigned int depth, struct vhu_conn_opts *o)
+{
+	unsigned int msgs = 2 * depth > 256 ? 2 * depth : 256;
+
+	memset(o, 0, sizeof(*o));
+	o->recv_mode = t->recv_mode;
+	o->rules = bench_server_rules;
+	/* room for every reply a peer can have outstanding, twice */
+	o->sendq_msgs = msgs;
+	o->sendq_bytes = msgs * BENCH_REPLY_SIZE > 65536 ? msgs * BENCH_REPLY_SIZE : 65536;
+}
+
 static int
-ur_setup(struct bench_server *s, int fd)
+make_ring(const struct bench_transport *t, unsigned int max_conns, struct vhu_ring **out,
+	  char *detail, size_t len)
 {
 	struct vhu_ring_opts ropts = {
-		.max_conns = 1,
-		.busy_poll = s->t->busy_poll,
+		.max_conns = max_conns,
+		.busy_poll = t->busy_poll,
 	};
-	struct vhu_conn_opts copts = {
-		.recv_mode = s->t->recv_mode,
-		.rules = { .channel = VHU_CHAN_FRONTEND, .expect = VHU_EXPECT_REQUEST },
-		/* room for every reply the client can have outstanding */
-		.sendq_msgs = s->depth > 256 ? s->depth : 256,
-		.sendq_bytes = s->depth * BENCH_REPLY_SIZE * 2 > 65536 ?
-			       s->depth * BENCH_REPLY_SIZE * 2 : 65536,
-	};
+	int ret = vhu_ring_create(&ropts, out);
+
+	if (ret < 0) {
+		snprintf(detail, len, "vhu_ring_create: %s (%s)", vhu_strerror(ret),
+			 vhu_ring_error_hint(ret));
+		*out = NULL;
+	}
+	return ret;
+}
+
+static int
+ur_setup(struct bench_server *s)
+{
+	struct ustate *st = calloc(1, sizeof(*st));
+	struct vhu_conn_opts copts;
 	int ret;
 
-	ret = vhu_ring_create(&ropts, &s->ring);
+	s->priv = st;
+	if (st == NULL) {
+		snprintf(s->detail, sizeof(s->detail), "out of memory");
+		return -ENOMEM;
+	}
+	st->t = s->t;
+	st->k = &s->k;
+	st->sessions = (unsigned int)-1;	/* not listening */
+	ret = make_ring(s->t, s->nconns, &st->ring, s->detail, sizeof(s->detail));
 	if (ret < 0) {
-		snprintf(s->detail, sizeof(s->detail), "vhu_ring_create: %s (%s)",
-			 vhu_strerror(ret), vhu_ring_error_hint(ret));
-		close(fd);
-		s->ring = NULL;
 		return ret;
 	}
-	ret = vhu_conn_attach(s->ring, fd, &copts, &conn_ops, s, &s->conn);
-	if (ret < 0) {
-		snprintf(s->detail, sizeof(s->detail), "vhu_conn_attach: %s", vhu_strerror(ret));
-		vhu_ring_destroy(s->ring);
-		s->ring = NULL;
-		s->conn = NULL;
-		return ret;
+	conn_opts(s->t, s->tr->depth, &copts);
+	for (unsigned int i = 0; i < s->nconns; i++) {
+		ret = vhu_conn_attach(st->ring, s->fds[i], &copts, &conn_ops, st, NULL);
+		s->fds[i] = -1;	/* the connection owns it, also on failure */
+		if (ret < 0) {
+			snprintf(s->detail, sizeof(s->detail), "vhu_conn_attach: %s",
+				 vhu_strerror(ret));
+			return ret;
+		}
+		st->open++;
 	}
 	return 0;
 }
 
 static int
+loop_once(struct ustate *st, int timeout_ms)
+{
+	int ret = st->t->busy_poll ? vhu_ring_poll(st->ring) : vhu_ring_wait(st->ring, timeout_ms);
+
+	return ret == -EINTR ? 0 : ret;
+}
+
+static int
 ur_run(struct bench_server *s)
 {
-	while (!s->closed) {
-		int ret = s->t->busy_poll ? vhu_ring_poll(s->ring) : vhu_ring_wait(s->ring, -1);
+	struct ustate *st = s->priv;
 
-		if (ret < 0 && ret != -EINTR) {
+	while (st->open > 0) {
+		int ret = loop_once(st, -1);
+
+		if (ret < 0) {
 			snprintf(s->detail, sizeof(s->detail), "%s: %s",
-				 s->t->busy_poll ? "vhu_ring_poll" : "vhu_ring_wait",
+				 st->t->busy_poll ? "vhu_ring_poll" : "vhu_ring_wait",
 				 vhu_strerror(ret));
 			return ret;
 		}
-		queue_owed(s);
 	}
-	vhu_ring_get_stats(s->ring, &s->stats);
+	vhu_ring_get_stats(st->ring, &s->stats);
 	s->has_stats = true;
-	if (s->close_reason == -VHU_EDISCONNECT) {
-		return 0;
+	if (st->err < 0) {
+		snprintf(s->detail, sizeof(s->detail), "%s", st->detail);
 	}
-	snprintf(s->detail, sizeof(s->detail), "connection closed: %s",
-		 vhu_strerror(s->close_reason));
-	return s->close_reason ? s->close_reason : -VHU_EPARTIAL;
+	return st->err;
 }
 
 static void
 ur_teardown(struct bench_server *s)
 {
-	if (s->ring) {
-		vhu_ring_destroy(s->ring);
-		s->ring = NULL;
-		s->conn = NULL;
+	struct ustate *st = s->priv;
+
+	if (st && st->ring) {
+		vhu_ring_destroy(st->ring);
 	}
+	free(st);
+	s->priv = NULL;
+}
+
+static void
+on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
+{
+	struct ustate *st = ctx;
+
+	(void)l;
+	(void)conn;
+	st->open++;
+	bench_session_open(&st->session);
+}
+
+static int
+ur_listen(const struct bench_transport *t, const char *path, unsigned int sessions)
+{
+	struct ustate st = { .t = t, .sessions = sessions };
+	struct vhu_ulistener_opts lo = {
+		.path = path,
+		.unlink_stale = true,
+		.ops = conn_ops,
+		.ctx = &st,
+		.on_accept = on_accept,
+	};
+	struct vhu_ulistener *l;
+	char detail[200];
+	int ret;
+
+	st.k = &st.session.k;
+	ret = make_ring(t, 0, &st.ring, detail, sizeof(detail));
+	if (ret < 0) {
+		fprintf(stderr, "vhu-bench: %s\n", detail);
+		return ret;
+	}
+	conn_opts(t, LISTEN_DEPTH, &lo.conn);
+	ret = vhu_ring_listen(st.ring, &lo, &l);
+	if (ret < 0) {
+		fprintf(stderr, "vhu-bench: --listen %s: %s\n", path, vhu_strerror(ret));
+		vhu_ring_destroy(st.ring);
+		return ret;
+	}
+	bench_listen_ready(path, t->name);
+	while (!bench_listen_stopping() && (sessions == 0 || st.session.index < sessions)) {
+		/* a bounded wait, so that a signal is noticed */
+		ret = loop_once(&st, 200);
+		if (ret < 0) {
+			fprintf(stderr, "vhu-bench: %s\n", vhu_strerror(ret));
+			break;
+		}
+	}
+	vhu_ulistener_close(l);
+	vhu_ring_destroy(st.ring);
+	return ret < 0 ? ret : 0;
 }
 
 const struct bench_server_ops bench_server_uring = {
 	.setup = ur_setup,
 	.run = ur_run,
 	.teardown = ur_teardown,
+	.listen = ur_listen,
 };

@@ -5,13 +5,18 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "helpers.h"
+#include "peer.h"
+#include "plot.h"
 #include "report.h"
 #include "stats.h"
 
@@ -433,7 +438,7 @@ jget(const struct jfield *f, int n, const char *key)
 }
 
 static const char *const json_keys[] = {
-	"scenario", "transport", "status", "reason", "depth", "reps", "duration_ms", "count",
+	"scenario", "case", "param", "conns", "msg_bytes", "transport", "status", "reason", "depth", "reps", "duration_ms", "count",
 	"warmup_ms", "cpu_client", "cpu_server", "ncpus", "kernel", "msgs",
 	"rate_median", "rate_min", "rate_max", "rate_vs_blocking", "rate_vs_raw",
 	"lat_p50_ns", "lat_p50_vs_blocking", "lat_p50_vs_raw",
@@ -441,7 +446,8 @@ static const char *const json_keys[] = {
 	"lat_p99_ns", "lat_p99_vs_blocking", "lat_p99_vs_raw",
 	"lat_p999_ns", "lat_p999_vs_blocking", "lat_p999_vs_raw",
 	"cpu_client_ns_per_msg", "cpu_server_ns_per_msg", "cpu_vs_blocking", "cpu_vs_raw",
-	"enters_per_msg",
+	"enters_per_msg", "mb_per_s", "allocs_client_per_msg", "allocs_server_per_msg",
+	"fds_checked",
 };
 
 static int
@@ -528,11 +534,21 @@ Test(bench, cli_defaults_cover_everything)
 	char err[160];
 
 	cr_assert_eq(parse(&o, err, NULL, NULL, NULL, NULL), 0);
-	cr_assert_eq(o.scenarios, 3u);
+	cr_assert_eq(o.scenarios, (1u << BENCH_NSCENARIOS) - 1);
+	cr_assert_eq(BENCH_NSCENARIOS, 5, "rt, pipe, oneway, fds, conns");
 	cr_assert_eq(o.transports, (1u << BENCH_NTRANSPORTS) - 1);
 	cr_assert_eq(o.reps, 5);
-	cr_assert_eq(o.duration_ms, 300);
+	cr_assert_eq(o.duration_ms, 200);
 	cr_assert_eq(o.depth, 256);
+	cr_assert_eq(o.sizes.n, 5);
+	cr_assert_eq(o.sizes.v[0], 0);
+	cr_assert_eq(o.sizes.v[4], 4096);
+	cr_assert_eq(o.nfds.n, 2);
+	cr_assert_eq(o.nfds.v[1], 8);
+	cr_assert_eq(o.conns.n, 3);
+	cr_assert_eq(o.conns.v[2], 256);
+	cr_assert_eq(o.ntargets, 0);
+	cr_assert_null(o.listen);
 	cr_assert_eq(o.cpu_client, -1);
 	cr_assert(!o.json);
 }
@@ -588,4 +604,376 @@ Test(bench, cli_errors_name_the_fault)
 	cr_assert(strstr(err, "--frobnicate"), "%s", err);
 	cr_assert_eq(parse(&o, err, "stray", NULL, NULL, NULL), -EINVAL);
 	cr_assert(strstr(err, "stray"), "%s", err);
+}
+
+Test(bench, cli_scenario_parameters)
+{
+	struct bench_opts o;
+	char err[160];
+
+	cr_assert_eq(parse(&o, err, "--sizes", "4096,0,7", "--conns", "2"), 0);
+	cr_assert_eq(o.sizes.n, 3);
+	cr_assert_eq(o.sizes.v[0], 4096);
+	cr_assert_eq(o.sizes.v[1], 0);
+	cr_assert_eq(o.sizes.v[2], 7);
+	cr_assert_eq(o.conns.n, 1);
+	cr_assert_eq(o.conns.v[0], 2);
+	cr_assert_eq(parse(&o, err, "--fds", "1,2,8", NULL, NULL), 0);
+	cr_assert_eq(o.nfds.n, 3);
+	cr_assert_eq(parse(&o, err, "--sizes", "4097", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "--sizes") && strstr(err, "4096"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--fds", "0", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "--fds"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--fds", "9", NULL, NULL), -EINVAL);
+	cr_assert_eq(parse(&o, err, "--conns", "1,,2", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "--conns"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--conns", "1,2,3,4,5,6,7,8,9", NULL, NULL), -EINVAL,
+		     "more values than BENCH_MAX_PARAMS");
+	cr_assert_eq(parse(&o, err, "--scenario", "fds,oneway", NULL, NULL), 0);
+	cr_assert_eq(o.scenarios, 1u << BENCH_SC_FDS | 1u << BENCH_SC_ONEWAY);
+}
+
+Test(bench, cli_connect_targets)
+{
+	struct bench_opts o;
+	char err[160];
+
+	cr_assert_eq(parse(&o, err, "--connect", "qsd=/tmp/a.sock", "--connect", "/tmp/b.sock"), 0);
+	cr_assert_eq(o.ntargets, 2);
+	cr_assert_str_eq(o.targets[0].name, "qsd");
+	cr_assert_str_eq(o.targets[0].path, "/tmp/a.sock");
+	cr_assert_str_eq(o.targets[1].name, "connect:2");
+	cr_assert_str_eq(o.targets[1].path, "/tmp/b.sock");
+	cr_assert_eq(o.transports, 1u << BENCH_TR_BLOCKING | 1u << BENCH_TR_RAW,
+		     "with --connect only the baselines run unless --transport names more");
+	cr_assert_eq(parse(&o, err, "--connect", "/tmp/a.sock", "--transport", "uring-stream"), 0);
+	cr_assert_eq(o.transports, 1u << BENCH_TR_URING_STREAM | 1u << BENCH_TR_BLOCKING |
+				   1u << BENCH_TR_RAW);
+	cr_assert_eq(parse(&o, err, "--connect", "/tmp/a.sock", "--no-baselines", NULL), 0,
+		     "targets alone are something to measure");
+	cr_assert_eq(o.transports, 0);
+	cr_assert_eq(parse(&o, err, "--connect", "raw=/tmp/a.sock", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "built-in"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--connect", "=/tmp/a.sock", NULL, NULL), -EINVAL);
+	cr_assert_eq(parse(&o, err, "--connect", "x=", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "path"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--transport", "raw", "--no-baselines", NULL), 0);
+	cr_assert_eq(parse(&o, err, "--no-baselines", "--transport", "raw", NULL), 0);
+}
+
+Test(bench, cli_listen)
+{
+	struct bench_opts o;
+	char err[160];
+
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", NULL, NULL), 0);
+	cr_assert_str_eq(o.listen, "/tmp/l.sock");
+	cr_assert_eq(o.transports, 1u << BENCH_TR_URING_STREAM, "default server: uring-stream");
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--transport", "blocking"), 0);
+	cr_assert_eq(o.transports, 1u << BENCH_TR_BLOCKING, "no baselines added when serving");
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--transport", "raw"), -EINVAL);
+	cr_assert(strstr(err, "raw"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--transport",
+			   "blocking,uring-exact"), -EINVAL);
+	cr_assert(strstr(err, "one --transport"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--connect", "/tmp/x"), -EINVAL);
+	cr_assert_eq(parse(&o, err, "--sessions", "2", NULL, NULL), -EINVAL);
+	cr_assert(strstr(err, "--listen"), "%s", err);
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--sessions", "2"), 0);
+	cr_assert_eq(o.sessions, 2);
+}
+
+/* ---- what each case sends, and how the servers answer -------------- */
+
+static const struct vhu_rules server_rules_for_test = {
+	.channel = VHU_CHAN_FRONTEND,
+	.expect = VHU_EXPECT_REQUEST,
+	.max_size = BENCH_MAX_SIZE,
+};
+
+static void
+hdr_of(const struct bench_traffic *tr, struct vhu_hdr *h)
+{
+	memcpy(h, tr->msg, sizeof(*h));
+}
+
+Test(bench, traffic_requests_are_exact_and_valid)
+{
+	struct bench_traffic tr;
+	struct vhu_hdr h;
+	static const uint8_t get_features[12] = { 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t set_owner[12] = { 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+
+	bench_traffic_init(&tr, BENCH_SC_RT, 0, 256);
+	cr_assert_eq(tr.depth, 1);
+	cr_assert_eq(tr.msg_len, 12);
+	cr_assert_arr_eq(tr.msg, get_features, 12, "rt: a bare GET_FEATURES header");
+
+	bench_traffic_init(&tr, BENCH_SC_ONEWAY, 0, 256);
+	cr_assert_eq(tr.depth, 0, "oneway: nothing is answered");
+	cr_assert_arr_eq(tr.msg, set_owner, 12, "oneway/0: SET_OWNER");
+
+	bench_traffic_init(&tr, BENCH_SC_ONEWAY, 4096, 256);
+	hdr_of(&tr, &h);
+	cr_assert_eq(h.request, VHU_REQ_SET_CONFIG);
+	cr_assert_eq(h.flags, VHU_VERSION, "no NEED_REPLY");
+	cr_assert_eq(h.size, VHU_CONFIG_HDR_SIZE + 4096);
+	cr_assert_eq(tr.msg_len, 12 + 12 + 4096);
+	cr_assert_eq(vhu_msg_check(&server_rules_for_test, &h, tr.msg + 12, 0), 0,
+		     "the largest payload passes the servers' validation");
+
+	bench_traffic_init(&tr, BENCH_SC_FDS, 1, 256);
+	hdr_of(&tr, &h);
+	cr_assert_eq(tr.depth, BENCH_FDS_DEPTH, "fds in flight stay bounded");
+	cr_assert_eq(h.request, VHU_REQ_SET_VRING_CALL);
+	cr_assert_eq(h.flags, VHU_VERSION | VHU_FLAG_NEED_REPLY);
+	cr_assert_eq(vhu_msg_check(&server_rules_for_test, &h, tr.msg + 12, 1), 0);
+	cr_assert_eq(vhu_msg_check(&server_rules_for_test, &h, tr.msg + 12, 0), -VHU_EFDS);
+
+	bench_traffic_init(&tr, BENCH_SC_FDS, 8, 16);
+	hdr_of(&tr, &h);
+	cr_assert_eq(tr.depth, 16);
+	cr_assert_eq(h.request, VHU_REQ_SET_MEM_TABLE);
+	cr_assert_eq(h.size, VHU_MEM_TABLE_SIZE(8));
+	cr_assert_eq(vhu_msg_check(&server_rules_for_test, &h, tr.msg + 12, 8), 0,
+		     "8 valid, non-overlapping regions");
+	cr_assert_eq(vhu_msg_check(&server_rules_for_test, &h, tr.msg + 12, 7), -VHU_EFDS);
+
+	bench_traffic_init(&tr, BENCH_SC_CONNS, 16, 256);
+	cr_assert_eq(tr.nconns, 16);
+	cr_assert_eq(tr.depth, 16, "--depth is split over the connections");
+	bench_traffic_init(&tr, BENCH_SC_CONNS, 256, 64);
+	cr_assert_eq(tr.depth, 1, "at least one in flight on each");
+}
+
+Test(bench, fill_requests_repeats_the_message)
+{
+	struct bench_traffic tr;
+	uint8_t buf[3 * (12 + 12 + 64)];
+
+	bench_traffic_init(&tr, BENCH_SC_ONEWAY, 64, 0);
+	bench_fill_requests(&tr, buf, 3);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_arr_eq(buf + i * tr.msg_len, tr.msg, tr.msg_len);
+	}
+}
+
+static uint64_t
+reply_value(const uint8_t *reply, uint32_t request)
+{
+	struct vhu_hdr h;
+	uint64_t v;
+
+	memcpy(&h, reply, sizeof(h));
+	cr_assert_eq(h.request, request);
+	cr_assert_eq(h.flags, VHU_VERSION | VHU_FLAG_REPLY);
+	cr_assert_eq(h.size, 8);
+	memcpy(&v, reply + 12, sizeof(v));
+	return v;
+}
+
+Test(bench, serve_answers_what_a_backend_would)
+{
+	struct bench_counts k = { 0 };
+	uint8_t reply[BENCH_REPLY_SIZE];
+	struct vhu_hdr h;
+
+	h = vhu_hdr_request(VHU_REQ_GET_FEATURES, 0, false);
+	cr_assert_eq(bench_serve(&k, &h, NULL, 0, reply), 1);
+	cr_assert_eq(reply_value(reply, VHU_REQ_GET_FEATURES), BENCH_FEATURES);
+	h = vhu_hdr_request(VHU_REQ_GET_PROTOCOL_FEATURES, 0, false);
+	cr_assert_eq(bench_serve(&k, &h, NULL, 0, reply), 1);
+	cr_assert_eq(reply_value(reply, VHU_REQ_GET_PROTOCOL_FEATURES),
+		     UINT64_C(1) << VHU_PROTOCOL_F_REPLY_ACK);
+	h = vhu_hdr_request(VHU_REQ_SET_CONFIG, 76, false);
+	cr_assert_eq(bench_serve(&k, &h, NULL, 0, reply), 0, "no NEED_REPLY: no reply");
+	h = vhu_hdr_request(VHU_REQ_SET_PROTOCOL_FEATURES, 8, true);
+	cr_assert_eq(bench_serve(&k, &h, NULL, 0, reply), 1);
+	cr_assert_eq(reply_value(reply, VHU_REQ_SET_PROTOCOL_FEATURES), 0, "ack: success");
+	cr_assert_eq(k.msgs, 4);
+	cr_assert_eq(k.replies, 3);
+}
+
+/* The fd check: the server writes to the fds of one request in BENCH_PROBE_EVERY. */
+Test(bench, serve_probes_fds_and_counts_them)
+{
+	struct bench_counts k = { 0 };
+	uint8_t reply[BENCH_REPLY_SIZE];
+	struct vhu_hdr h = vhu_hdr_request(VHU_REQ_SET_MEM_TABLE, VHU_MEM_TABLE_SIZE(2), true);
+	int fds[2] = { t_eventfd(), t_eventfd() };
+	unsigned int n = 3 * BENCH_PROBE_EVERY + 1;
+	uint64_t v;
+
+	for (unsigned int i = 0; i < n; i++) {
+		cr_assert_eq(bench_serve(&k, &h, fds, 2, reply), 1);
+	}
+	cr_assert_eq(k.fds, 2 * n);
+	cr_assert_eq(k.probes, 4, "requests 0, 64, 128 and 192");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(read(fds[i], &v, sizeof(v)), (ssize_t)sizeof(v));
+		cr_assert_eq(v, 4, "each eventfd was written once per probe");
+		close(fds[i]);
+	}
+}
+
+Test(bench, serve_refuses_an_fd_that_is_not_an_eventfd)
+{
+	struct bench_counts k = { 0 };
+	uint8_t reply[BENCH_REPLY_SIZE];
+	struct vhu_hdr h = vhu_hdr_request(VHU_REQ_SET_VRING_CALL, 8, true);
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	/* the read end of a pipe cannot be written: not the file the client sent */
+	cr_assert_eq(bench_serve(&k, &h, &p[0], 1, reply), -VHU_EFDS);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void
+totals_ok(struct bench_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->sent = 1000;
+	t->replies = 1000;
+	t->want_replies = true;
+	t->nfds = 2;
+	t->counters[0] = 16;
+	t->counters[1] = 16;
+	t->has_server = true;
+	t->srv_msgs = 1000;
+	t->srv_fds = 2000;
+	t->srv_probes = 16;
+}
+
+static struct bench_result
+checked(const struct bench_totals *t)
+{
+	struct bench_result r;
+
+	bench_result_init(&r, "fds", "uring-stream");
+	bench_check_totals(&r, t);
+	return r;
+}
+
+Test(bench, totals_name_what_was_lost)
+{
+	struct bench_totals t;
+	struct bench_result r;
+
+	totals_ok(&t);
+	r = checked(&t);
+	cr_assert_eq(r.status, BENCH_OK, "%s", r.reason);
+	cr_assert_eq(r.fds_checked, 2000);
+
+	totals_ok(&t);
+	t.replies = 999;
+	r = checked(&t);
+	cr_assert_eq(r.status, BENCH_FAILED);
+	cr_assert(strstr(r.reason, "lost replies: 1 of 1000"), "%s", r.reason);
+
+	totals_ok(&t);
+	t.srv_msgs = 998;
+	r = checked(&t);
+	cr_assert(strstr(r.reason, "lost requests") && strstr(r.reason, "998 of 1000"), "%s",
+		  r.reason);
+
+	totals_ok(&t);
+	t.srv_fds = 1999;
+	r = checked(&t);
+	cr_assert(strstr(r.reason, "lost fds: 1999"), "%s", r.reason);
+
+	totals_ok(&t);
+	t.counters[1] = 15;
+	r = checked(&t);
+	cr_assert_eq(r.status, BENCH_FAILED);
+	cr_assert(strstr(r.reason, "wrong fds") && strstr(r.reason, "eventfd 2 counts 15"), "%s",
+		  r.reason);
+	cr_assert_eq(r.fds_checked, 0);
+
+	totals_ok(&t);
+	t.has_server = false;
+	t.srv_msgs = 0;
+	r = checked(&t);
+	cr_assert_eq(r.status, BENCH_OK, "an outside back-end: only the client's count");
+	cr_assert_eq(r.fds_checked, 0, "nothing checked its fds");
+
+	totals_ok(&t);
+	t.want_replies = false;
+	t.replies = 0;
+	t.nfds = 0;
+	t.srv_fds = 0;
+	r = checked(&t);
+	cr_assert_eq(r.status, BENCH_OK, "oneway: no replies expected");
+}
+
+/* ---- cases in the table, JSON and plot ------------------------------ */
+
+Test(bench, ratios_never_cross_cases)
+{
+	struct bench_result res[3];
+
+	fake(&res[0], "oneway", "blocking", 100e3, NAN, 1000);
+	fake(&res[1], "oneway", "raw", 400e3, NAN, 1000);
+	fake(&res[2], "oneway", "uring-stream", 200e3, NAN, 1000);
+	bench_case_label(res[0].label, sizeof(res[0].label), "oneway", true, 64);
+	bench_case_label(res[1].label, sizeof(res[1].label), "oneway", true, 4096);
+	bench_case_label(res[2].label, sizeof(res[2].label), "oneway", true, 64);
+	cr_assert_str_eq(res[0].label, "oneway/64");
+	bench_compute_ratios(res, 3);
+	cr_assert_float_eq(res[2].rate_ratio[BENCH_BASE_BLOCKING], 2.0, 1e-12);
+	cr_assert(isnan(res[2].rate_ratio[BENCH_BASE_RAW]), "raw ran oneway/4096 only");
+}
+
+Test(bench, oneway_table_has_bandwidth)
+{
+	struct bench_result res[2];
+	char *text;
+	const char *l;
+
+	fake(&res[0], "oneway", "blocking", 100e3, NAN, 1000);
+	fake(&res[1], "oneway", "uring-stream", 250e3, NAN, 1000);
+	for (int i = 0; i < 2; i++) {
+		snprintf(res[i].label, sizeof(res[i].label), "oneway/4096");
+		res[i].param = 4096;
+		res[i].msg_bytes = 4120;
+		res[i].depth = 0;
+		res[i].allocs_server = 0;
+	}
+	bench_compute_ratios(res, 2);
+	text = table_of(res, 2, "oneway/4096");
+	cr_assert(strstr(text, "SET_CONFIG requests, 4096-byte payload (4120 bytes each)"), "%s",
+		  text);
+	cr_assert(strstr(text, "MB/s"), "%s", text);
+	l = line_after(text, "uring-stream ", 0);
+	/* 250k/s x 4120 bytes = 1030 MB/s; server allocations 0 */
+	cr_assert(strstr(l, "1030") && l[strlen(l) - 1] == '0', "%s", l);
+	l = line_after(text, "uring-stream ", 1);
+	cr_assert(strstr(l, "2.50x"), "%s", l);
+	free(text);
+}
+
+Test(bench, plot_script_has_a_row_per_case)
+{
+	struct bench_result res[4];
+	struct bench_run_info info = { .reps = 5, .cpu_client = 0, .cpu_server = 1,
+				       .kernel = "6.18-test" };
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	fake(&res[0], "rt", "blocking", 20e3, 50e3, 1000);
+	fake(&res[1], "rt", "uring-stream", 40e3, 25e3, 1000);
+	fake(&res[2], "pipe", "blocking", 300e3, NAN, 1000);
+	fake(&res[3], "pipe", "uring-stream", NAN, NAN, NAN);
+	res[3].status = BENCH_FAILED;
+	cr_assert_not_null(f);
+	bench_plot_script(f, "/tmp/it's.png", &info, res, 4);
+	fclose(f);
+	cr_assert(strstr(text, "set output '/tmp/it''s.png'"), "quoted: %s", text);
+	cr_assert(strstr(text, "case \"blocking\" \"uring-stream\"\n"), "%s", text);
+	cr_assert(strstr(text, "\"rt\" 20000 40000\n"), "%s", text);
+	cr_assert(strstr(text, "\"pipe\" 300000 -\n"), "a failed run is a gap: %s", text);
+	cr_assert(strstr(text, "plot for [i=2:3]"), "%s", text);
+	free(text);
 }

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+#include "plot.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/wait.h>
+
+/* Cases and transports in the order they first appear. */
+#define PLOT_MAX	64
+
+static size_t
+uniq(const char **names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(names[i], name) == 0) {
+			return i;
+		}
+	}
+	return n;
+}
+
+/* A gnuplot single-quoted string: ' doubles. */
+static void
+quoted(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'') {
+			fputc('\'', f);
+		}
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+static const struct bench_result *
+find(const struct bench_result *res, size_t n, const char *label, const char *transport)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(res[i].label, label) == 0 && strcmp(res[i].transport, transport) == 0) {
+			return &res[i];
+		}
+	}
+	return NULL;
+}
+
+void
+bench_plot_script(FILE *f, const char *path, const struct bench_run_info *info,
+		  const struct bench_result *res, size_t n)
+{
+	const char *cases[PLOT_MAX], *trs[PLOT_MAX];
+	size_t nc = 0, nt = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (uniq(cases, nc, res[i].label) == nc && nc < PLOT_MAX) {
+			cases[nc++] = res[i].label;
+		}
+		if (uniq(trs, nt, res[i].transport) == nt && nt < PLOT_MAX) {
+			trs[nt++] = res[i].transport;
+		}
+	}
+	fprintf(f, "set terminal pngcairo size %zu,720 noenhanced font ',10'\nset output ",
+		nc * nt * 14 + 400 > 1200 ? nc * nt * 14 + 400 : 1200);
+	quoted(f, path);
+	fprintf(f, "\nset title 'vhu-bench: messages per second (log scale; median of %u "
+		"repetitions); kernel %s, client CPU %d, server CPU %d'\n", info->reps,
+		info->kernel, info->cpu_client, info->cpu_server);
+	fputs("set style data histogram\n"
+	      "set style histogram clustered gap 1\n"
+	      "set style fill solid 0.9 border -1\n"
+	      "set boxwidth 0.9\n"
+	      "set logscale y\n"
+	      "set format y '%.0s%c'\n"
+	      "set ylabel 'messages/s'\n"
+	      "set grid ytics\n"
+	      "set xtics rotate by -30 nomirror\n"
+	      "set key outside right top\n"
+	      "set datafile missing '-'\n"
+	      "$rates << EOD\ncase", f);
+	for (size_t t = 0; t < nt; t++) {
+		fprintf(f, " \"%s\"", trs[t]);
+	}
+	fputc('\n', f);
+	for (size_t c = 0; c < nc; c++) {
+		fprintf(f, "\"%s\"", cases[c]);
+		for (size_t t = 0; t < nt; t++) {
+			const struct bench_result *r = find(res, n, cases[c], trs[t]);
+
+			if (r && r->status == BENCH_OK && isfinite(r->rate.median) &&
+			    r->rate.median > 0) {
+				fprintf(f, " %.6g", r->rate.median);
+			} else {
+				fputs(" -", f);
+			}
+		}
+		fputc('\n', f);
+	}
+	fprintf(f, "EOD\nplot for [i=2:%zu] $rates using i:xtic(1) title columnheader(i)\n",
+		nt + 1);
+}
+
+int
+bench_plot(const char *path, const struct bench_run_info *info, const struct bench_result *res,
+	   size_t n, char *err, size_t errlen)
+{
+	FILE *p = popen("gnuplot", "w");
+	int st;
+
+	if (p == NULL) {
+		snprintf(err, errlen, "cannot start gnuplot");
+		return -1;
+	}
+	bench_plot_script(p, path, info, res, n);
+	st = pclose(p);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+			snprintf(err, errlen, "gnuplot not found (apt-get install gnuplot-nox)");
+		} else {
+			snprintf(err, errlen, "gnuplot failed (status %d)", st);
+		}
+		return -1;
+	}
+	return 0;
+}
