@@ -218,7 +218,7 @@ enum {
 	OPT_CONNS,
 	OPT_CONNECT,
 	OPT_LISTEN,
-	OPT_SESSIONS,
+	OPT_EXIT_AFTER,
 	OPT_PLOT,
 };
 
@@ -236,7 +236,7 @@ static const struct option long_opts[] = {
 	{ "conns", required_argument, NULL, OPT_CONNS },
 	{ "connect", required_argument, NULL, OPT_CONNECT },
 	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "sessions", required_argument, NULL, OPT_SESSIONS },
+	{ "exit-after", required_argument, NULL, OPT_EXIT_AFTER },
 	{ "plot", required_argument, NULL, OPT_PLOT },
 	{ "reps", required_argument, NULL, 'r' },
 	{ "time", required_argument, NULL, 't' },
@@ -303,11 +303,11 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			}
 			o->listen = optarg;
 			break;
-		case OPT_SESSIONS:
+		case OPT_EXIT_AFTER:
 			if (parse_u64(optarg, 1, 1000000, &v)) {
-				return fail(err, errlen, "--sessions wants 1..1000000");
+				return fail(err, errlen, "--exit-after wants 1..1000000 connections");
 			}
-			o->sessions = (unsigned int)v;
+			o->exit_after = (unsigned int)v;
 			break;
 		case OPT_PLOT:
 			if (*optarg == 0) {
@@ -406,8 +406,8 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 		}
 		return 0;
 	}
-	if (o->sessions) {
-		return fail(err, errlen, "--sessions goes with --listen");
+	if (o->exit_after) {
+		return fail(err, errlen, "--exit-after goes with --listen");
 	}
 	if (o->ntargets && !set_tr) {
 		/* measure the targets against the baselines only, unless asked for more */
@@ -430,7 +430,7 @@ bench_usage(FILE *f, const char *prog)
 		"          [-r N] [-t MS | -n COUNT] [--warmup MS] [--depth D] [--sizes B,...]\n"
 		"          [--fds N,...] [--conns N,...] [--cpus C,S] [--json] [--plot FILE.png]\n"
 		"          [--quick] [--no-baselines]\n"
-		"       %s --listen PATH [--transport NAME] [--sessions N] [--cpus C,S]\n"
+		"       %s --listen PATH [--transport NAME] [--exit-after N] [--cpus C,S]\n"
 		"\n"
 		"Measures vhost-user traffic over AF_UNIX sockets between two processes\n"
 		"(client, server), each pinned to a CPU, for every scenario x transport in\n"
@@ -480,9 +480,10 @@ bench_usage(FILE *f, const char *prog)
 		"      --plot FILE     also draw the rates as a PNG (needs gnuplot)\n"
 		"      --quick         3 x 100 ms, warm-up 30 ms (explicit options win)\n"
 		"      --listen PATH   be the back-end: serve every connection on PATH with\n"
-		"                      --transport (default uring-stream), print a line per\n"
-		"                      session (until its connections are gone)\n"
-		"      --sessions N    with --listen: exit after N sessions\n"
+		"                      --transport (default uring-stream; pinned to CPU S of\n"
+		"                      --cpus if given), print a line per connection as it\n"
+		"                      closes: requests, replies, fds, rate, server CPU\n"
+		"      --exit-after N  with --listen: exit once N connections have closed\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"examples:\n"

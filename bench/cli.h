@@ -85,7 +85,7 @@ struct bench_opts {
 	struct bench_target targets[BENCH_MAX_TARGETS];
 	unsigned int ntargets;
 	const char *listen;	/**< --listen PATH: serve instead of measuring */
-	unsigned int sessions;	/**< --listen: stop after this many; 0: never */
+	unsigned int exit_after;	/**< --listen: stop once this many closed; 0: never */
 	const char *plot;	/**< --plot FILE (PNG) */
 	int cpu_client;		/**< -1: choose */
 	int cpu_server;		/**< -1: choose */

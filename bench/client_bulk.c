@@ -261,7 +261,9 @@ exchange(struct bench_client *c, struct cconn *k, uint32_t request, uint64_t *va
 	memcpy(&h, buf, sizeof(h));
 	r = vhu_hdr_check(&reply_rules, &h);
 	if (r == 0 && (h.request != request || h.size != sizeof(*value))) {
-		r = -VHU_EREPLY;
+		return fail(c, -VHU_EREPLY, "hello: %s with %u bytes to %s",
+			    vhu_req_name(VHU_CHAN_FRONTEND, h.request), h.size,
+			    vhu_req_name(VHU_CHAN_FRONTEND, request));
 	}
 	memcpy(value, buf + sizeof(h), sizeof(*value));
 	return r;

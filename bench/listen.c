@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "report.h"
 
@@ -39,79 +38,53 @@ bench_listen_stopping(void)
 void
 bench_listen_ready(const char *path, const char *transport)
 {
-	printf("vhu-bench: serving %s with %s (one line per session; Ctrl-C stops)\n", path,
-	       transport);
+	printf("vhu-bench: serving %s with %s (a line per connection when it closes; "
+	       "Ctrl-C stops)\n", path, transport);
 	fflush(stdout);
 }
 
 static uint64_t
-cpu_ns(void)
+clock_ns(clockid_t clock)
 {
-	struct rusage ru;
+	struct timespec ts;
 
-	if (getrusage(RUSAGE_SELF, &ru) < 0) {
-		return 0;
-	}
-	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void
-bench_session_open(struct bench_session *s)
+bench_conn_begin(struct bench_conn_stat *cs, unsigned int id, clockid_t clock)
 {
-	if (s->open++ == 0) {
-		unsigned int index = s->index;
-
-		memset(s, 0, sizeof(*s));
-		s->index = index;
-		s->open = 1;
-		s->t0_ns = bench_now_ns();
-		s->cpu0_ns = cpu_ns();
-		s->allocs0 = bench_allocs();
-	}
-	s->conns++;
+	cs->id = id;
+	cs->clock = clock;
+	cs->t0_ns = bench_now_ns();
+	cs->cpu0_ns = clock_ns(clock);
+	cs->allocs0 = bench_allocs();
 }
 
-bool
-bench_session_close(struct bench_session *s, const char *transport,
-		    const struct bench_counts *k, int err, const char *detail)
+void
+bench_conn_end(const struct bench_conn_stat *cs, const char *transport,
+	       const struct bench_counts *k, int err, const char *detail)
 {
-	double secs, rate, cpu, allocs;
-	char r[16], c[16];
+	double secs = (double)(bench_now_ns() - cs->t0_ns) / 1e9;
+	double n = k->msgs ? (double)k->msgs : 1.0;
+	char rate[16], cpu[16], allocs[40] = "", fault[160] = "";
 
-	if (k) {
-		s->k.msgs += k->msgs;
-		s->k.replies += k->replies;
-		s->k.fds += k->fds;
-		s->k.fd_msgs += k->fd_msgs;
-		s->k.probes += k->probes;
-	}
-	if (err < 0 && s->err == 0) {
-		s->err = err;
-		snprintf(s->detail, sizeof(s->detail), "%s", detail && *detail ? detail :
-			 vhu_strerror(err));
-	}
-	if (--s->open > 0) {
-		return false;
-	}
-	secs = (double)(bench_now_ns() - s->t0_ns) / 1e9;
-	rate = secs > 0 ? (double)s->k.msgs / secs : 0;
-	cpu = s->k.msgs ? (double)(cpu_ns() - s->cpu0_ns) / (double)s->k.msgs : 0;
-	allocs = s->k.msgs ? (double)(bench_allocs() - s->allocs0) / (double)s->k.msgs : 0;
-	bench_fmt_rate(r, sizeof(r), rate);
-	bench_fmt_us(c, sizeof(c), cpu);
-	s->index++;
-	printf("session %u (%s): %u connection%s, %llu requests, %llu replies, %llu fds "
-	       "in %.2f s: %s msgs/s, server CPU %s us/msg", s->index, transport, s->conns,
-	       s->conns == 1 ? "" : "s", (unsigned long long)s->k.msgs,
-	       (unsigned long long)s->k.replies, (unsigned long long)s->k.fds, secs, r, c);
+	bench_fmt_rate(rate, sizeof(rate), secs > 0 ? (double)k->msgs / secs : 0);
+	bench_fmt_us(cpu, sizeof(cpu), (double)(clock_ns(cs->clock) - cs->cpu0_ns) / n);
 	if (bench_allocs_counted()) {
-		printf(", %.2g allocs/msg", allocs);
+		snprintf(allocs, sizeof(allocs), ", %.2g allocs/msg",
+			 (double)(bench_allocs() - cs->allocs0) / n);
 	}
-	if (s->err < 0) {
-		printf("; a connection failed: %s", s->detail);
+	if (err < 0) {
+		snprintf(fault, sizeof(fault), "; failed: %s",
+			 detail && *detail ? detail : vhu_strerror(err));
 	}
-	printf("\n");
+	/* one printf: lines of connections closing at once do not interleave */
+	printf("conn %u (%s): %llu requests, %llu replies, %llu fds in %.3f s: %s msgs/s, "
+	       "%s CPU %s us/msg%s%s\n", cs->id, transport, (unsigned long long)k->msgs,
+	       (unsigned long long)k->replies, (unsigned long long)k->fds, secs, rate,
+	       cs->clock == CLOCK_THREAD_CPUTIME_ID ? "its thread's" : "server", cpu, allocs,
+	       fault);
 	fflush(stdout);
-	return true;
 }

@@ -2,28 +2,25 @@
 /**
  * \file
  * --listen: vhu-bench as the back-end of someone else's front-end. The
- * servers' listen operations share this: signals, and sessions. A session
- * runs from the first connection accepted while none is open to the close
- * of the last one; its figures are printed as one line when it ends.
+ * servers' listen operations share this: signals, and the line printed for
+ * each connection when it closes (what it sent, how fast, at what cost).
  */
 #ifndef VHU_BENCH_LISTEN_H
 #define VHU_BENCH_LISTEN_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "peer.h"
 
-struct bench_session {
-	unsigned int index;	/**< sessions ended so far */
-	unsigned int conns;	/**< connections of the current one */
-	unsigned int open;	/**< of which still open */
+/** One served connection. */
+struct bench_conn_stat {
+	unsigned int id;	/**< 1, 2, ... in accept order */
+	clockid_t clock;	/**< whose CPU time: the thread's or the process's */
 	uint64_t t0_ns;
 	uint64_t cpu0_ns;
 	uint64_t allocs0;
-	struct bench_counts k;
-	int err;		/**< the first connection error of the session */
-	char detail[120];
 };
 
 /** Catch SIGINT and SIGTERM (without SA_RESTART, so a blocked accept returns). */
@@ -35,15 +32,15 @@ bool bench_listen_stopping(void);
 /** Say on stdout that the back-end is up. */
 void bench_listen_ready(const char *path, const char *transport);
 
-/** A connection was accepted: begins a session if none is open. */
-void bench_session_open(struct bench_session *s);
+/** A connection was accepted; clock says whose CPU time its line reports. */
+void bench_conn_begin(struct bench_conn_stat *cs, unsigned int id, clockid_t clock);
 
 /**
- * A connection closed with counts k (added in, unless the caller counted
- * into s->k directly: pass NULL) and err (0, or why it failed).
- * \return true if that ended the session (its line is printed).
+ * The connection closed after counts k with err (0, or why it failed):
+ * print its line on stdout. Called where cs->clock is measured (the same
+ * thread, for a thread clock).
  */
-bool bench_session_close(struct bench_session *s, const char *transport,
-			 const struct bench_counts *k, int err, const char *detail);
+void bench_conn_end(const struct bench_conn_stat *cs, const char *transport,
+		    const struct bench_counts *k, int err, const char *detail);
 
 #endif

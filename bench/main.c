@@ -155,7 +155,7 @@ listen_main(const struct bench_opts *o, const struct bench_run_info *info)
 		return 2;
 	}
 	bench_listen_signals();
-	return t->server->listen(t, o->listen, o->sessions) < 0 ? 1 : 0;
+	return t->server->listen(t, o->listen, o->exit_after) < 0 ? 1 : 0;
 }
 
 int

@@ -142,11 +142,11 @@ struct bench_server_ops {
 	int (*run)(struct bench_server *s);
 	void (*teardown)(struct bench_server *s);
 	/**
-	 * --listen: serve every connection on path, printing a line per session
-	 * (until its connections are all gone) to stdout; return after sessions
-	 * sessions (0: never) or on SIGINT/SIGTERM. NULL: not offered.
+	 * --listen: serve every connection on path, printing a line for each
+	 * to stdout as it closes; return once exit_after connections have
+	 * closed (0: never) or on SIGINT/SIGTERM. NULL: not offered.
 	 */
-	int (*listen)(const struct bench_transport *t, const char *path, unsigned int sessions);
+	int (*listen)(const struct bench_transport *t, const char *path, unsigned int exit_after);
 };
 
 struct bench_transport {

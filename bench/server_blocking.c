@@ -25,7 +25,8 @@ struct worker {
 	bool started;
 	int err;
 	char detail[120];
-	struct blk_listen *owner;	/* --listen: the session it counts towards */
+	struct blk_listen *owner;	/* --listen */
+	unsigned int id;		/* --listen: accept order */
 };
 
 /* One connection until the peer closes: 0 then, or the error. */
@@ -164,9 +165,9 @@ blk_teardown(struct bench_server *s)
 
 struct blk_listen {
 	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	struct bench_session session;
-	unsigned int sessions;	/* stop after this many (0: never) */
+	unsigned int accepted;
+	unsigned int closed;
+	unsigned int exit_after;	/* stop after this many closed (0: never) */
 	int lfd;		/* the listening socket, shut down to stop accept */
 };
 
@@ -175,26 +176,37 @@ listen_thread(void *arg)
 {
 	struct worker *w = arg;
 	struct blk_listen *l = w->owner;
-	int err = serve(w);
+	struct bench_conn_stat cs;
+	int err;
 
+	bench_conn_begin(&cs, w->id, CLOCK_THREAD_CPUTIME_ID);
+	err = serve(w);
 	vhu_endpoint_destroy(w->ep);
+	bench_conn_end(&cs, "blocking", &w->k, err, w->detail);
 	pthread_mutex_lock(&l->lock);
-	if (bench_session_close(&l->session, "blocking", &w->k, err, w->detail)) {
-		if (l->sessions && l->session.index >= l->sessions) {
-			shutdown(l->lfd, SHUT_RDWR);	/* accept() returns: we are done */
-		}
-		pthread_cond_broadcast(&l->idle);
+	if (++l->closed == l->exit_after) {
+		shutdown(l->lfd, SHUT_RDWR);	/* accept() returns: we are done */
 	}
 	pthread_mutex_unlock(&l->lock);
 	free(w);
 	return NULL;
 }
 
-static int
-blk_listen(const struct bench_transport *t, const char *path, unsigned int sessions)
+static bool
+done(struct blk_listen *l)
 {
-	struct blk_listen l = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				.idle = PTHREAD_COND_INITIALIZER, .sessions = sessions };
+	bool d;
+
+	pthread_mutex_lock(&l->lock);
+	d = l->exit_after && l->closed >= l->exit_after;
+	pthread_mutex_unlock(&l->lock);
+	return d;
+}
+
+static int
+blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_after)
+{
+	struct blk_listen l = { .lock = PTHREAD_MUTEX_INITIALIZER, .exit_after = exit_after };
 	struct vhu_listener *lis;
 	pthread_attr_t attr;
 	int ret;
@@ -218,42 +230,31 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int sessi
 			continue;
 		}
 		if (fd < 0) {
-			pthread_mutex_lock(&l.lock);
-			/* shut down by the thread that ended the last session, or a real error */
-			if (!(sessions && l.session.index >= sessions)) {
+			/* shut down by the thread that closed the last connection, or a real error */
+			if (!done(&l)) {
 				ret = fd;
 				fprintf(stderr, "vhu-bench: accept: %s\n", vhu_strerror(fd));
 			}
-			pthread_mutex_unlock(&l.lock);
 			break;
 		}
 		w = calloc(1, sizeof(*w));
-		if (w == NULL || vhu_endpoint_from_fd(fd, &bench_server_rules, &w->ep) < 0) {
-			if (w == NULL) {
-				close(fd);
-			}
+		if (w == NULL) {
+			close(fd);
+			continue;
+		}
+		if (vhu_endpoint_from_fd(fd, &bench_server_rules, &w->ep) < 0) {
 			free(w);
 			continue;
 		}
 		w->owner = &l;
-		pthread_mutex_lock(&l.lock);
-		bench_session_open(&l.session);
-		pthread_mutex_unlock(&l.lock);
+		w->id = ++l.accepted;
 		if (pthread_create(&w->th, &attr, listen_thread, w) != 0) {
+			fprintf(stderr, "vhu-bench: connection %u: no thread for it\n", w->id);
 			vhu_endpoint_destroy(w->ep);
-			pthread_mutex_lock(&l.lock);
-			bench_session_close(&l.session, "blocking", NULL, -EAGAIN,
-					    "pthread_create failed");
-			pthread_mutex_unlock(&l.lock);
 			free(w);
 		}
 	}
-	/* let the connections of a session that is still open finish, unless stopped */
-	pthread_mutex_lock(&l.lock);
-	while (l.session.open > 0 && !bench_listen_stopping()) {
-		pthread_cond_wait(&l.idle, &l.lock);
-	}
-	pthread_mutex_unlock(&l.lock);
+	/* the threads of connections still open end with the process */
 	pthread_attr_destroy(&attr);
 	vhu_listener_destroy(lis);
 	return ret;

@@ -17,24 +17,35 @@
 /* --listen: the pipelining depth each connection's send queue is sized for. */
 #define LISTEN_DEPTH	1024u
 
+struct ustate;
+
+/* What on_message and on_close get: where to count, and (--listen) the connection's line. */
+struct uconn {
+	struct ustate *st;
+	struct bench_counts *k;
+	struct bench_counts own;	/* --listen: this connection's counts */
+	struct bench_conn_stat cs;	/* --listen */
+};
+
 struct ustate {
 	const struct bench_transport *t;
 	struct vhu_ring *ring;
-	struct bench_counts *k;	/* where requests are counted */
+	struct uconn all;	/* a case: every connection counts into the server's */
 	unsigned int open;	/* connections attached and not closed */
 	int err;		/* the first abnormal close */
 	char detail[160];
 	/* --listen */
-	struct bench_session session;
-	unsigned int sessions;
+	bool listening;
+	unsigned int accepted;
+	unsigned int closed;
 };
 
 static int
 on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 {
-	struct ustate *st = ctx;
+	struct uconn *uc = ctx;
 	uint8_t reply[BENCH_REPLY_SIZE];
-	int r = bench_serve(st->k, &msg->hdr, msg->fds.fd, msg->fds.n, reply);
+	int r = bench_serve(uc->k, &msg->hdr, msg->fds.fd, msg->fds.n, reply);
 
 	if (r == 1) {
 		/* the queue holds every reply a case can have outstanding: full is an error */
@@ -47,20 +58,28 @@ on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 static void
 on_close(struct vhu_conn *conn, int reason, void *ctx)
 {
-	struct ustate *st = ctx;
+	struct uconn *uc = ctx;
+	struct ustate *st = uc->st;
+	char detail[160] = "";
 
 	(void)conn;
 	st->open--;
 	if (reason == -VHU_EDISCONNECT) {
 		reason = 0;	/* the peer closed between messages: the normal end */
 	}
-	if (reason < 0 && st->err == 0) {
-		st->err = reason;
-		snprintf(st->detail, sizeof(st->detail), "connection closed: %s",
-			 vhu_strerror(reason));
+	if (reason < 0) {
+		snprintf(detail, sizeof(detail), "connection closed: %s", vhu_strerror(reason));
+		if (st->err == 0) {
+			st->err = reason;
+			snprintf(st->detail, sizeof(st->detail), "%s", detail);
+		}
 	}
-	if (st->sessions != (unsigned int)-1) {
-		bench_session_close(&st->session, st->t->name, NULL, reason, st->detail);
+	if (st->listening) {
+		st->closed++;
+		if (uc != &st->all) {
+			bench_conn_end(&uc->cs, st->t->name, uc->k, reason, detail);
+			free(uc);
+		}
 	}
 }
 
@@ -113,15 +132,15 @@ ur_setup(struct bench_server *s)
 		return -ENOMEM;
 	}
 	st->t = s->t;
-	st->k = &s->k;
-	st->sessions = (unsigned int)-1;	/* not listening */
+	st->all.st = st;
+	st->all.k = &s->k;
 	ret = make_ring(s->t, s->nconns, &st->ring, s->detail, sizeof(s->detail));
 	if (ret < 0) {
 		return ret;
 	}
 	conn_opts(s->t, s->tr->depth, &copts);
 	for (unsigned int i = 0; i < s->nconns; i++) {
-		ret = vhu_conn_attach(st->ring, s->fds[i], &copts, &conn_ops, st, NULL);
+		ret = vhu_conn_attach(st->ring, s->fds[i], &copts, &conn_ops, &st->all, NULL);
 		s->fds[i] = -1;	/* the connection owns it, also on failure */
 		if (ret < 0) {
 			snprintf(s->detail, sizeof(s->detail), "vhu_conn_attach: %s",
@@ -180,17 +199,26 @@ static void
 on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
 {
 	struct ustate *st = ctx;
+	struct uconn *uc = calloc(1, sizeof(*uc));
 
 	(void)l;
-	(void)conn;
 	st->open++;
-	bench_session_open(&st->session);
+	st->accepted++;
+	if (uc == NULL) {
+		vhu_conn_close_reason(conn, -ENOMEM);
+		uc = &st->all;	/* on_close still comes; nothing is freed for it */
+	} else {
+		uc->st = st;
+		uc->k = &uc->own;
+		bench_conn_begin(&uc->cs, st->accepted, CLOCK_PROCESS_CPUTIME_ID);
+	}
+	vhu_conn_set_ctx(conn, uc);
 }
 
 static int
-ur_listen(const struct bench_transport *t, const char *path, unsigned int sessions)
+ur_listen(const struct bench_transport *t, const char *path, unsigned int exit_after)
 {
-	struct ustate st = { .t = t, .sessions = sessions };
+	struct ustate st = { .t = t, .listening = true };
 	struct vhu_ulistener_opts lo = {
 		.path = path,
 		.unlink_stale = true,
@@ -202,7 +230,8 @@ ur_listen(const struct bench_transport *t, const char *path, unsigned int sessio
 	char detail[200];
 	int ret;
 
-	st.k = &st.session.k;
+	st.all.st = &st;
+	st.all.k = &st.all.own;
 	ret = make_ring(t, 0, &st.ring, detail, sizeof(detail));
 	if (ret < 0) {
 		fprintf(stderr, "vhu-bench: %s\n", detail);
@@ -216,7 +245,7 @@ ur_listen(const struct bench_transport *t, const char *path, unsigned int sessio
 		return ret;
 	}
 	bench_listen_ready(path, t->name);
-	while (!bench_listen_stopping() && (sessions == 0 || st.session.index < sessions)) {
+	while (!bench_listen_stopping() && (exit_after == 0 || st.closed < exit_after)) {
 		/* a bounded wait, so that a signal is noticed */
 		ret = loop_once(&st, 200);
 		if (ret < 0) {

@@ -677,10 +677,10 @@ Test(bench, cli_listen)
 			   "blocking,uring-exact"), -EINVAL);
 	cr_assert(strstr(err, "one --transport"), "%s", err);
 	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--connect", "/tmp/x"), -EINVAL);
-	cr_assert_eq(parse(&o, err, "--sessions", "2", NULL, NULL), -EINVAL);
+	cr_assert_eq(parse(&o, err, "--exit-after", "2", NULL, NULL), -EINVAL);
 	cr_assert(strstr(err, "--listen"), "%s", err);
-	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--sessions", "2"), 0);
-	cr_assert_eq(o.sessions, 2);
+	cr_assert_eq(parse(&o, err, "--listen", "/tmp/l.sock", "--exit-after", "2"), 0);
+	cr_assert_eq(o.exit_after, 2);
 }
 
 /* ---- what each case sends, and how the servers answer -------------- */
