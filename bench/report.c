@@ -49,6 +49,7 @@ bench_result_init(struct bench_result *r, const char *scenario, const char *tran
 	r->cpu_client_ns = NAN;
 	r->cpu_server_ns = NAN;
 	r->enters_per_msg = NAN;
+	r->sendmsgs_per_msg = NAN;
 	for (int i = 0; i < BENCH_NLAT; i++) {
 		r->lat_ns[i] = NAN;
 	}
@@ -488,6 +489,7 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 		json_num(f, key, r->cpu_ratio[b]);
 	}
 	json_num(f, "enters_per_msg", r->enters_per_msg);
+	json_num(f, "sendmsgs_per_msg", r->sendmsgs_per_msg);
 	json_num(f, "mb_per_s", is_oneway(r) ? mbps(r) : NAN);
 	json_num(f, "allocs_client_per_msg", r->allocs_client);
 	json_num(f, "allocs_server_per_msg", r->allocs_server);

@@ -77,6 +77,7 @@ struct bench_result {
 	double cpu_client_ns;	/**< client user+sys per message */
 	double cpu_server_ns;	/**< server user+sys per message */
 	double enters_per_msg;	/**< io_uring_enter calls per message (engine servers) */
+	double sendmsgs_per_msg;	/**< sendmsg operations per message (engine servers) */
 	double allocs_client;	/**< client heap allocations per message, measured reps */
 	double allocs_server;	/**< server heap allocations per message, after set-up */
 	/** fds scenario: fds that arrived and were checked to be the files sent. */

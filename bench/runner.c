@@ -47,6 +47,7 @@ struct rec {
 	int32_t has_latency;
 	int32_t has_stats;
 	uint64_t enters;
+	uint64_t sendmsgs;
 	uint64_t sent;		/* client DONE */
 	uint64_t replies;	/* client DONE */
 	uint64_t counters[BENCH_MAX_MSG_FDS];	/* client DONE */
@@ -188,6 +189,7 @@ server_main(const struct bench_plan *plan, const struct bench_transport *t,
 	r.k = s.k;
 	r.has_stats = s.has_stats;
 	r.enters = s.stats.enters;
+	r.sendmsgs = s.stats.sendmsgs;
 	snprintf(r.detail, sizeof(r.detail), "%s", s.detail);
 	/* teardown before the report: a teardown that hangs is a finding too */
 	t->server->teardown(&s);
@@ -404,6 +406,7 @@ summarize(struct bench_result *res, const struct rec *reps, unsigned int n,
 		}
 		if (srv->has_stats) {
 			res->enters_per_msg = (double)srv->enters / (double)srv->k.msgs;
+			res->sendmsgs_per_msg = (double)srv->sendmsgs / (double)srv->k.msgs;
 		}
 	}
 }

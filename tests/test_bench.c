@@ -446,7 +446,7 @@ static const char *const json_keys[] = {
 	"lat_p99_ns", "lat_p99_vs_blocking", "lat_p99_vs_raw",
 	"lat_p999_ns", "lat_p999_vs_blocking", "lat_p999_vs_raw",
 	"cpu_client_ns_per_msg", "cpu_server_ns_per_msg", "cpu_vs_blocking", "cpu_vs_raw",
-	"enters_per_msg", "mb_per_s", "allocs_client_per_msg", "allocs_server_per_msg",
+	"enters_per_msg", "sendmsgs_per_msg", "mb_per_s", "allocs_client_per_msg", "allocs_server_per_msg",
 	"fds_checked",
 };
 

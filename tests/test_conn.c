@@ -6,6 +6,8 @@
  * only exact mode promises.
  */
 #define _GNU_SOURCE
+#include <sys/utsname.h>
+
 #include "uring_helpers.h"
 
 #define MODE VHU_RECV_EXACT
@@ -185,4 +187,55 @@ Test(conn, reads_stop_at_message_end)
 	vhu_ring_destroy(ring);
 	close(peer);
 	th_rec_fini(&rec);
+}
+
+/*
+ * Replies to requests that were already waiting in the socket are held and
+ * go out together once it runs dry (the kernel reports more data waiting
+ * with IORING_CQE_F_SOCK_NONEMPTY from Linux 6.17 on AF_UNIX): 32 pipelined
+ * requests get their 32 replies, in order, in one sendmsg.
+ */
+Test(conn, replies_to_pipelined_requests_go_out_together)
+{
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(MODE);
+	struct vhu_ring_stats st;
+	struct th_rec rec;
+	struct utsname un;
+	uint8_t buf[32 * 20];
+	unsigned int major = 0, minor = 0;
+	size_t off = 0;
+	int peer;
+
+	th_rec_init(&rec);
+	rec.hook = th_hook_reply;
+	peer = th_attach(ring, &o, &rec);
+	for (int i = 0; i < 32; i++) {
+		off = th_put_raw(buf, off, VHU_REQ_GET_FEATURES, VHU_VERSION, 0, NULL, 0);
+	}
+	th_send(peer, buf, off, NULL, 0);
+	th_wait_msgs(ring, &rec, 32);
+	th_wait_sent(ring, &rec);
+	th_read_exact(peer, buf, sizeof(buf));
+	for (int i = 0; i < 32; i++) {
+		struct vhu_hdr h;
+		uint64_t v;
+
+		memcpy(&h, buf + i * 20, sizeof(h));
+		memcpy(&v, buf + i * 20 + 12, sizeof(v));
+		cr_assert_eq(h.request, VHU_REQ_GET_FEATURES);
+		cr_assert_eq(h.flags, VHU_VERSION | VHU_FLAG_REPLY);
+		cr_assert_eq(v, (uint64_t)i + 1, "reply %d in order", i);
+	}
+	vhu_ring_get_stats(ring, &st);
+	cr_assert_eq(st.msgs_out, 32);
+	cr_assert_eq(uname(&un), 0);
+	sscanf(un.release, "%u.%u", &major, &minor);
+	if (major > 6 || (major == 6 && minor >= 17)) {
+		cr_assert_eq(st.sendmsgs, 1, "32 replies in %llu sendmsgs",
+			     (unsigned long long)st.sendmsgs);
+	} else {
+		cr_assert_leq(st.sendmsgs, 32);
+	}
+	th_finish(ring, &rec, peer);
 }

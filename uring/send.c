@@ -121,6 +121,7 @@ submit(struct vhu_conn *c)
 	tx->mh.msg_iovlen = tx->cur.cnt;
 	io_uring_prep_sendmsg(sqe, c->fd, &tx->mh, MSG_NOSIGNAL);
 	vhu__conn_track(c, &tx->s, sqe);
+	c->ring->st.sendmsgs++;
 }
 
 /* Build the next sendmsg from the head of the queue. */

@@ -85,6 +85,7 @@ struct vhu_ring_stats {
 	uint64_t enobufs;	/**< provided-buffer exhaustions recovered */
 	uint64_t accept_errors;	/**< listener accepts that failed (-EMFILE, ...) */
 	uint64_t accept_backoffs; /**< listener pauses for lack of fds or memory */
+	uint64_t sendmsgs;	/**< sendmsg operations submitted (messages_out / sendmsgs: batching) */
 };
 
 /**
