@@ -71,24 +71,6 @@ fail(struct bench_client *c, int err, const char *fmt, ...)
 	return err;
 }
 
-static int
-send_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* One request with the eventfds in its first chunk. */
 static int
 send_with_fds(struct bench_client *c, struct bulk *b, int fd)
@@ -107,7 +89,7 @@ send_with_fds(struct bench_client *c, struct bulk *b, int fd)
 		return -errno;
 	}
 	/* the fds went with the first byte; the rest goes without them */
-	return send_all(fd, tr->msg + n, tr->msg_len - (size_t)n);
+	return bench_send_all(fd, tr->msg + n, tr->msg_len - (size_t)n);
 }
 
 static int
@@ -116,7 +98,7 @@ send_reqs(struct bench_client *c, struct bulk *b, struct cconn *k, unsigned int 
 	int ret = 0;
 
 	if (c->tr->nfds == 0) {
-		ret = send_all(k->fd, b->reqs, (size_t)n * c->tr->msg_len);
+		ret = bench_send_all(k->fd, b->reqs, (size_t)n * c->tr->msg_len);
 	} else {
 		for (unsigned int i = 0; i < n && ret == 0; i++) {
 			ret = send_with_fds(c, b, k->fd);
@@ -239,7 +221,7 @@ exchange(struct bench_client *c, struct cconn *k, uint32_t request, uint64_t *va
 	struct vhu_hdr req = vhu_hdr_request(request, 0, false), h;
 	uint8_t buf[BENCH_REPLY_SIZE];
 	size_t got = 0;
-	int r = send_all(k->fd, (const uint8_t *)&req, sizeof(req));
+	int r = bench_send_all(k->fd, (const uint8_t *)&req, sizeof(req));
 
 	if (r < 0) {
 		return r;
@@ -311,7 +293,7 @@ handshake(struct bench_client *c, struct bulk *b)
 
 			memcpy(m, &h, sizeof(h));
 			memcpy(m + sizeof(h), &pf, sizeof(pf));
-			r = send_all(k->fd, m, sizeof(m));
+			r = bench_send_all(k->fd, m, sizeof(m));
 		}
 		if (r < 0) {
 			return fail(c, r, "SET_PROTOCOL_FEATURES: %s", vhu_strerror(r));
@@ -419,7 +401,7 @@ oneway(struct bench_client *c, struct bulk *b, struct bench_window *w)
 		if (w->count && w->count - w->msgs < n) {
 			n = (size_t)(w->count - w->msgs);
 		}
-		r = send_all(b->cc[0].fd, b->reqs, n * c->tr->msg_len);
+		r = bench_send_all(b->cc[0].fd, b->reqs, n * c->tr->msg_len);
 		if (r < 0) {
 			return fail(c, r, "sending requests: %s", vhu_strerror(r));
 		}

@@ -169,6 +169,9 @@ extern const struct bench_server_ops bench_server_raw;
 /** \return the built-in transport's description. */
 const struct bench_transport *bench_transport_get(enum bench_transport_id id);
 
+/** Send all len bytes (MSG_NOSIGNAL, EINTR retried). \return 0 or -errno. */
+int bench_send_all(int fd, const uint8_t *p, size_t len);
+
 /** Fill buf with n copies of the case's request. */
 void bench_fill_requests(const struct bench_traffic *tr, uint8_t *buf, size_t n);
 

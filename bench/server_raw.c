@@ -62,24 +62,6 @@ nomem:
 	return -ENOMEM;
 }
 
-static int
-send_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t m = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (m < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		p += m;
-		len -= (size_t)m;
-	}
-	return 0;
-}
-
 /* One read on connection i. \return 1 if it read, 0 if nothing was there, 2 at EOF, or -errno. */
 static int
 serve_one(struct bench_server *s, struct raw *r, unsigned int i, int flags)
@@ -129,7 +111,7 @@ serve_one(struct bench_server *s, struct raw *r, unsigned int i, int flags)
 	s->k.replies += whole;
 	while (whole) {
 		size_t m = whole < r->nreplies ? whole : r->nreplies;
-		int ret = send_all(r->pfd[i].fd, r->replies, m * BENCH_REPLY_SIZE);
+		int ret = bench_send_all(r->pfd[i].fd, r->replies, m * BENCH_REPLY_SIZE);
 
 		if (ret < 0) {
 			return ret;

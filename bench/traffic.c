@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "peer.h"
@@ -109,6 +110,24 @@ bench_traffic_init(struct bench_traffic *tr, enum bench_scenario_id sc, unsigned
 	case BENCH_NSCENARIOS:
 		break;
 	}
+}
+
+int
+bench_send_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 void
