@@ -240,7 +240,7 @@ struct vhu_ring {
 	struct vlist listeners;
 	struct vlist reap;
 	struct vlist lreap;
-	struct vlist rearm;
+	struct vlist rearm;		/* receives to arm at the end of the pass, after flush */
 	struct vlist flush;		/* connections with queued, unsubmitted sends */
 	struct vlist deadlines;
 	/* provided buffers, set up by the first stream connection */

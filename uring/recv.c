@@ -71,6 +71,15 @@ exact_message(struct vhu_conn *c)
 	r = vhu__conn_deliver(c, &hdr, c->rx_body, &c->rx_fds);
 	if (r < 0) {
 		vhu_conn_close_reason(c, r);
+	} else if (c->state == CONN_OPEN && c->ring->depth > 0) {
+		/*
+		 * The next read is armed at the end of the reaping pass, after the
+		 * replies this message produced are submitted: a read armed first
+		 * would be tried (and parked on the socket) before the reply leaves.
+		 */
+		if (vlist_empty(&c->rearm_link)) {
+			vlist_add_tail(&c->ring->rearm, &c->rearm_link);
+		}
 	} else if (c->state == CONN_OPEN) {
 		exact_arm(c);
 	}
@@ -302,6 +311,10 @@ vhu__recv_arm(struct vhu_conn *c)
 void
 vhu__recv_rearm(struct vhu_conn *c)
 {
+	if (c->mode != VHU_RECV_STREAM) {
+		exact_arm(c);
+		return;
+	}
 	c->ring->st.rearms++;
 	stream_arm(c);
 }

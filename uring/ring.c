@@ -424,6 +424,14 @@ vhu__ring_deferred(struct vhu_ring *r)
 {
 	while (!vlist_empty(&r->rearm) || !vlist_empty(&r->flush) || !vlist_empty(&r->reap) ||
 	       !vlist_empty(&r->lreap)) {
+		/* Replies before receives: a reply must not wait behind a re-armed read. */
+		while (!vlist_empty(&r->flush)) {
+			struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn,
+							      flush_link);
+
+			vlist_del(&c->flush_link);
+			vhu__send_flush(c);
+		}
 		while (!vlist_empty(&r->rearm)) {
 			struct vhu_conn *c = vhu_container_of(r->rearm.next, struct vhu_conn,
 							      rearm_link);
@@ -432,13 +440,6 @@ vhu__ring_deferred(struct vhu_ring *r)
 			if (c->state == CONN_OPEN) {
 				vhu__recv_rearm(c);
 			}
-		}
-		while (!vlist_empty(&r->flush)) {
-			struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn,
-							      flush_link);
-
-			vlist_del(&c->flush_link);
-			vhu__send_flush(c);
 		}
 		while (!vlist_empty(&r->reap)) {
 			struct vhu_conn *c = vhu_container_of(r->reap.next, struct vhu_conn,
