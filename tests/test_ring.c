@@ -157,6 +157,32 @@ Test(ring, create_destroy)
 	vhu_ring_destroy(r);
 }
 
+Test(ring, stream_buffer_geometry_is_checked)
+{
+	static const struct { unsigned int n, size; } bad[] = {
+		{ 4, 4352 },		/* fewer than 8 */
+		{ 48, 4352 },		/* not a power of two */
+		{ 65536, 4352 },	/* more than the buffer ring holds */
+		{ 64, 4096 },		/* no room for the control area */
+		{ 64, 65539 },		/* not a multiple of 8 */
+		{ 64, 32u << 20 },	/* above 16 MiB */
+	};
+	struct vhu_ring *r = NULL;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct vhu_ring_opts o = { .stream_bufs = bad[i].n, .stream_buf_size = bad[i].size };
+
+		cr_assert_eq(vhu_ring_create(&o, &r), -EINVAL, "%u x %u", bad[i].n, bad[i].size);
+		cr_assert_null(r);
+	}
+	{
+		struct vhu_ring_opts o = { .stream_bufs = 8, .stream_buf_size = 4352 };
+
+		cr_assert_eq(vhu_ring_create(&o, &r), 0);
+		vhu_ring_destroy(r);
+	}
+}
+
 Test(ring, idle_poll_returns_zero)
 {
 	struct vhu_ring *r = make_ring(false);

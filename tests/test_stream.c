@@ -164,8 +164,8 @@ Test(stream, fds_land_on_last_message_of_read)
 
 /*
  * Megabytes waiting on sixteen sockets at once: more than the provided
- * buffers hold, so the engine must recover from -ENOBUFS (at least once)
- * without losing or reordering a byte.
+ * buffers hold (a ring with 8 small ones), so the engine must recover from
+ * -ENOBUFS (at least once) without losing or reordering a byte.
  */
 Test(stream, burst_exhausts_buffers)
 {
@@ -173,6 +173,6 @@ Test(stream, burst_exhausts_buffers)
 
 	th_case_burst(MODE, &st);
 	cr_assert_gt(st.enobufs, 0, "the burst never exhausted the provided buffers: "
-		     "make it larger than the engine's buffer ring");
+		     "make it larger than the ring's buffers");
 	cr_assert_geq(st.rearms, st.enobufs);
 }

@@ -188,6 +188,18 @@ th_ring(unsigned int max_conns)
 	return ring;
 }
 
+/* A ring with small stream buffers (8 x 4352 bytes): easy to exhaust. */
+static inline struct vhu_ring *
+th_ring_small_bufs(void)
+{
+	struct vhu_ring_opts o = { .stream_bufs = 8, .stream_buf_size = 4352 };
+	struct vhu_ring *ring = NULL;
+	int rc = vhu_ring_create(&o, &ring);
+
+	cr_assert_eq(rc, 0, "vhu_ring_create: %s", vhu_strerror(rc));
+	return ring;
+}
+
 /* Receive options of a back-end on the main socket: requests in. */
 static inline struct vhu_conn_opts
 th_opts(uint8_t mode)
@@ -2413,7 +2425,7 @@ th_case_burst(uint8_t mode, struct vhu_ring_stats *out)
 {
 	const int fd_mark = t_fd_count();
 	enum { NB = 16, CHUNK = 200, PER_CONN = 12000 };
-	struct vhu_ring *ring = th_ring(0);
+	struct vhu_ring *ring = th_ring_small_bufs();
 	struct vhu_conn_opts o = th_opts(mode);
 	struct vhu_ring_stats st;
 	struct th_rec rec[NB];

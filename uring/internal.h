@@ -92,8 +92,14 @@ _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs"
 /* Provided-buffer ring shared by the ring's stream connections. */
 /* Buffer group id 'VH': unlikely to clash with an application's in a borrowed ring. */
 #define VHU_BGID		0x5648u
-#define VHU_NBUFS		256u
-#define VHU_BUF_STRIDE		4352u
+/* Defaults of vhu_ring_opts.stream_bufs and stream_buf_size: 64 x (64 KiB + 256). */
+#define VHU_NBUFS		64u
+#define VHU_BUF_STRIDE		(65536u + 256u)
+/* Bounds: the buffer ring holds at most 32768 entries; a buffer must hold the control area. */
+#define VHU_NBUFS_MIN		8u
+#define VHU_NBUFS_MAX		32768u
+#define VHU_BUF_STRIDE_MIN	4352u
+#define VHU_BUF_STRIDE_MAX	(16u * 1024u * 1024u)
 /*
  * Control space of a stream receive: room for VHU_MAX_FDS fds plus 4 bytes,
  * so that the payload starts 4 bytes past an 8-byte boundary and the body of
@@ -246,6 +252,8 @@ struct vhu_ring {
 	/* provided buffers, set up by the first stream connection */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
+	unsigned int nbufs;		/* a power of two */
+	unsigned int buf_stride;	/* bytes per buffer */
 	struct vhu_ring_stats st;
 };
 

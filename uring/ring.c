@@ -75,7 +75,7 @@ setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 	 * Per connection at most one receive (whose multishot CQEs are bounded
 	 * by the provided buffers), one send and one cancel are in flight.
 	 */
-	unsigned int cq = pow2_at_least(4ull * r->max_conns + VHU_NBUFS + CQ_SLACK);
+	unsigned int cq = pow2_at_least(4ull * r->max_conns + r->nbufs + CQ_SLACK);
 	int ret = -EINVAL;
 	size_t i;
 
@@ -179,6 +179,14 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 		return -ENOMEM;
 	}
 	r->max_conns = o.max_conns ? o.max_conns : DEFAULT_CONNS;
+	r->nbufs = o.stream_bufs ? o.stream_bufs : VHU_NBUFS;
+	r->buf_stride = o.stream_buf_size ? o.stream_buf_size : VHU_BUF_STRIDE;
+	if (r->nbufs < VHU_NBUFS_MIN || r->nbufs > VHU_NBUFS_MAX ||
+	    (r->nbufs & (r->nbufs - 1)) != 0 || r->buf_stride < VHU_BUF_STRIDE_MIN ||
+	    r->buf_stride > VHU_BUF_STRIDE_MAX || r->buf_stride % 8 != 0) {
+		free(r);
+		return -EINVAL;
+	}
 	r->foreign_cqe = o.foreign_cqe;
 	r->foreign_ctx = o.foreign_ctx;
 	vlist_init(&r->conns);
@@ -269,10 +277,10 @@ vhu__ring_sqe(struct vhu_ring *r)
 /* Provided buffers                                                    */
 
 static size_t
-br_bytes(void)
+br_bytes(const struct vhu_ring *r)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t sz = VHU_NBUFS * sizeof(struct io_uring_buf);
+	size_t sz = r->nbufs * sizeof(struct io_uring_buf);
 
 	return (sz + page - 1) / page * page;
 }
@@ -281,7 +289,7 @@ int
 vhu__ring_bufs_setup(struct vhu_ring *r)
 {
 	struct io_uring_buf_reg reg;
-	size_t bsz = (size_t)VHU_NBUFS * VHU_BUF_STRIDE;
+	size_t bsz = (size_t)r->nbufs * r->buf_stride;
 	void *ring_mem, *bufs;
 	unsigned int i;
 	int ret;
@@ -290,34 +298,34 @@ vhu__ring_bufs_setup(struct vhu_ring *r)
 		return 0;
 	}
 	/* liburing 2.3 has no io_uring_setup_buf_ring: map page-aligned memory ourselves. */
-	ring_mem = mmap(NULL, br_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	ring_mem = mmap(NULL, br_bytes(r), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			-1, 0);
 	if (ring_mem == MAP_FAILED) {
 		return -ENOMEM;
 	}
 	bufs = mmap(NULL, bsz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (bufs == MAP_FAILED) {
-		munmap(ring_mem, br_bytes());
+		munmap(ring_mem, br_bytes(r));
 		return -ENOMEM;
 	}
 	memset(&reg, 0, sizeof(reg));
 	reg.ring_addr = (uint64_t)(uintptr_t)ring_mem;
-	reg.ring_entries = VHU_NBUFS;
+	reg.ring_entries = r->nbufs;
 	reg.bgid = VHU_BGID;
 	ret = io_uring_register_buf_ring(r->uring, &reg, 0);
 	if (ret < 0) {
 		munmap(bufs, bsz);
-		munmap(ring_mem, br_bytes());
+		munmap(ring_mem, br_bytes(r));
 		return ret;
 	}
 	r->br = ring_mem;
 	r->bufs = bufs;
 	io_uring_buf_ring_init(r->br);
-	for (i = 0; i < VHU_NBUFS; i++) {
-		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * VHU_BUF_STRIDE, VHU_BUF_STRIDE,
-				      (unsigned short)i, io_uring_buf_ring_mask(VHU_NBUFS), (int)i);
+	for (i = 0; i < r->nbufs; i++) {
+		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * r->buf_stride, r->buf_stride,
+				      (unsigned short)i, io_uring_buf_ring_mask(r->nbufs), (int)i);
 	}
-	io_uring_buf_ring_advance(r->br, VHU_NBUFS);
+	io_uring_buf_ring_advance(r->br, r->nbufs);
 	return 0;
 }
 
@@ -328,8 +336,8 @@ bufs_teardown(struct vhu_ring *r)
 		return;
 	}
 	io_uring_unregister_buf_ring(r->uring, VHU_BGID);
-	munmap(r->bufs, (size_t)VHU_NBUFS * VHU_BUF_STRIDE);
-	munmap(r->br, br_bytes());
+	munmap(r->bufs, (size_t)r->nbufs * r->buf_stride);
+	munmap(r->br, br_bytes(r));
 	r->br = NULL;
 	r->bufs = NULL;
 }
@@ -337,17 +345,17 @@ bufs_teardown(struct vhu_ring *r)
 uint8_t *
 vhu__ring_buf(struct vhu_ring *r, unsigned int bid)
 {
-	if (!r->bufs || bid >= VHU_NBUFS) {
+	if (!r->bufs || bid >= r->nbufs) {
 		return NULL;
 	}
-	return r->bufs + (size_t)bid * VHU_BUF_STRIDE;
+	return r->bufs + (size_t)bid * r->buf_stride;
 }
 
 void
 vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid)
 {
-	io_uring_buf_ring_add(r->br, vhu__ring_buf(r, bid), VHU_BUF_STRIDE, (unsigned short)bid,
-			      io_uring_buf_ring_mask(VHU_NBUFS), 0);
+	io_uring_buf_ring_add(r->br, vhu__ring_buf(r, bid), r->buf_stride, (unsigned short)bid,
+			      io_uring_buf_ring_mask(r->nbufs), 0);
 	io_uring_buf_ring_advance(r->br, 1);
 }
 

@@ -59,6 +59,20 @@ struct vhu_ring_opts {
 	 */
 	bool busy_poll;
 	/**
+	 * Receive buffers of stream-mode connections, shared by all of the
+	 * ring's: how many (a power of two, 8..32768; 0 means 64) and the
+	 * bytes of each (a multiple of 8, 4352..16 MiB; 0 means 64 KiB + 256,
+	 * of which 164 hold the completion header and control area). One
+	 * multishot completion fills at most one buffer, so larger buffers
+	 * mean fewer completions and fewer messages reassembled across two;
+	 * more buffers let more connections receive in one pass before the
+	 * kernel reports -ENOBUFS (recovered: the data waits in the socket).
+	 * Memory: count x size, mapped when the first stream connection
+	 * attaches (4.1 MiB by default). Bad values: -EINVAL.
+	 */
+	unsigned int stream_bufs;
+	unsigned int stream_buf_size;
+	/**
 	 * Use the application's ring instead of creating one. vhu marks its
 	 * own user_data with bit 0 set: the application's user_data values
 	 * must have bit 0 clear (pointers to aligned objects do). CQEs that
