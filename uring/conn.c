@@ -86,7 +86,9 @@ vhu__conn_deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body, str
 	if (c->cb.on_message) {
 		r = c->cb.on_message(c, &m, c->ctx);
 	}
-	vhu_fds_close(&m.fds);
+	if (m.fds.n > 0) {
+		vhu_fds_close(&m.fds);	/* the ones the handler did not take */
+	}
 	if (r < 0) {
 		return r;
 	}

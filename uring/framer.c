@@ -83,7 +83,9 @@ emit(struct vhu_framer *f, const struct vhu_hdr *hdr, void *body, struct vhu_fds
 	}
 	r = deliver(arg, hdr, body, fds);
 	/* A well-behaved deliver leaves the set empty; make sure nothing leaks. */
-	vhu_fds_close(fds);
+	if (fds->n > 0) {
+		vhu_fds_close(fds);
+	}
 	return r;
 }
 
@@ -171,11 +173,16 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 			return 0;
 		}
 		memcpy(&hdr, data + p, sizeof(hdr));
-		r = check_hdr(f, &hdr);
+		total = VHU_HDR_SIZE + (uint64_t)hdr.size;
+		/*
+		 * A message that does not end in this chunk is judged by its header
+		 * before any of it is held; one that does is judged whole by emit()
+		 * (vhu_msg_check() checks the header first, with the same results).
+		 */
+		r = total > rem || f->frames_only ? check_hdr(f, &hdr) : 0;
 		if (r < 0) {
 			goto fail;
 		}
-		total = VHU_HDR_SIZE + (uint64_t)hdr.size;
 		if (total >= rem) {
 			/* Nothing begins after it in this chunk: the chunk's fds are its own. */
 			mfds = *cf;

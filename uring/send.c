@@ -39,10 +39,13 @@ vhu__sendq_fini(struct sendq *q)
 	q->d = NULL;
 }
 
+/* Entry i of the queue (i < dcap); no division on the per-message path. */
 static struct sq_desc *
 desc(struct sendq *q, uint32_t i)
 {
-	return &q->d[(q->dhead + i) % q->dcap];
+	uint32_t k = q->dhead + i;
+
+	return &q->d[k >= q->dcap ? k - q->dcap : k];
 }
 
 /*
@@ -83,7 +86,10 @@ sq_pop(struct sendq *q, uint32_t k)
 	for (uint32_t i = 0; i < k; i++) {
 		q->used -= desc(q, i)->size;
 	}
-	q->dhead = (q->dhead + k) % q->dcap;
+	q->dhead += k;
+	if (q->dhead >= q->dcap) {
+		q->dhead -= q->dcap;
+	}
 	q->dn -= k;
 	if (q->dn == 0) {
 		q->head = 0;
