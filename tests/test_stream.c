@@ -176,3 +176,36 @@ Test(stream, burst_exhausts_buffers)
 		     "make it larger than the ring's buffers");
 	cr_assert_geq(st.rearms, st.enobufs);
 }
+
+/*
+ * A message larger than max_size that arrives whole inside one receive
+ * buffer, after a message that leaves its body unaligned (so the framer
+ * would copy it into its max_size reassembly buffer): refused by its size
+ * before any copy, the message before it delivered. Found by fuzz_framer.
+ */
+Test(stream, oversized_message_inside_one_buffer)
+{
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(MODE);
+	static uint8_t buf[20 + 12 + 6000];
+	struct th_rec rec;
+	uint64_t f = 7;
+	size_t off;
+	int peer;
+
+	th_rec_init(&rec);
+	peer = th_attach(ring, &o, &rec);
+	off = th_put_u64(buf, 0, VHU_REQ_SET_FEATURES, f);
+	/* 6000 bytes of SET_CONFIG: over the default max_size of 4096 */
+	off = th_put_raw(buf, off, VHU_REQ_SET_CONFIG, VHU_VERSION, 6000, NULL, 0);
+	memset(buf + off, 0xab, 6000);
+	off += 6000;
+	th_send(peer, buf, off, NULL, 0);
+	th_wait_closed(ring, &rec);
+	th_assert_closed(&rec, -VHU_EOVERSIZED, "a whole oversized message");
+	cr_assert_eq(rec.n, 1);
+	th_assert_msg(&rec, 0, VHU_REQ_SET_FEATURES, &f, 8, 0);
+	vhu_ring_destroy(ring);
+	close(peer);
+	th_rec_fini(&rec);
+}

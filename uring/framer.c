@@ -175,11 +175,13 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		memcpy(&hdr, data + p, sizeof(hdr));
 		total = VHU_HDR_SIZE + (uint64_t)hdr.size;
 		/*
-		 * A message that does not end in this chunk is judged by its header
-		 * before any of it is held; one that does is judged whole by emit()
+		 * A message that does not end in this chunk, or is larger than the
+		 * reassembly buffer, is judged by its header before any of it is
+		 * copied; one that ends here and fits is judged whole by emit()
 		 * (vhu_msg_check() checks the header first, with the same results).
 		 */
-		r = total > rem || f->frames_only ? check_hdr(f, &hdr) : 0;
+		r = total > rem || hdr.size > f->rules.max_size || f->frames_only ?
+			check_hdr(f, &hdr) : 0;
 		if (r < 0) {
 			goto fail;
 		}
