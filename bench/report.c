@@ -369,6 +369,17 @@ print_case(FILE *f, const struct bench_result *r, bool lat)
 		"message\n", lat ? "round-trip latency and " : "");
 }
 
+static bool
+in_case(const struct bench_result *res, size_t n, const char *label, const char *transport)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(res[i].label, label) == 0 && strcmp(res[i].transport, transport) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 void
 bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char *label)
 {
@@ -405,7 +416,9 @@ bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char 
 		}
 		print_figures(f, r, lat);
 		for (int b = 0; b < BENCH_NBASE; b++) {
-			if (strcmp(r->transport, bench_base_names[b]) != 0) {
+			/* no line for a baseline that was not run at all (--no-baselines) */
+			if (strcmp(r->transport, bench_base_names[b]) != 0 &&
+			    in_case(res, n, label, bench_base_names[b])) {
 				print_ratios(f, r, b, lat);
 			}
 		}
