@@ -343,7 +343,25 @@ Test(bench, table_without_latency_has_no_latency_columns)
 	l = line_after(text, "uring-exact ", 0);
 	cr_assert(strstr(l, "1.00M"), "%s", l);
 	l = line_after(text, "uring-exact ", 1);
-	cr_assert(strncmp(l, "  vs blocking", 13) == 0 && strstr(l, "-"), "%s", l);
+	cr_assert_null(l, "no ratio lines: neither baseline ran pipe (%s)", l);
+	free(text);
+}
+
+Test(bench, a_failed_baseline_keeps_its_ratio_line)
+{
+	struct bench_result res[2];
+	char *text;
+	const char *l;
+
+	fake(&res[0], "pipe", "blocking", 100e3, NAN, 1000);
+	res[0].status = BENCH_FAILED;
+	fake(&res[1], "pipe", "uring-stream", 1e6, NAN, 500);
+	bench_compute_ratios(res, 2);
+	text = table_of(res, 2, "pipe");
+	l = line_after(text, "uring-stream ", 1);
+	cr_assert_not_null(l);
+	cr_assert(strncmp(l, "  vs blocking", 13) == 0 && strstr(l, "-"),
+		  "the baseline ran and failed: its ratio is shown as missing (%s)", l);
 	free(text);
 }
 
