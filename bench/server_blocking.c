@@ -149,9 +149,8 @@ blk_teardown(struct bench_server *s)
 
 	for (unsigned int i = 0; w && i < s->nconns; i++) {
 		if (w[i].started) {
-			/* setup failed half-way: the other threads end when their peers close */
-			vhu_endpoint_destroy(w[i].ep);
-			w[i].ep = NULL;
+			/* setup failed half-way: end the thread's receive, then wait for it */
+			shutdown(vhu_endpoint_fd(w[i].ep), SHUT_RDWR);
 			pthread_join(w[i].th, NULL);
 		}
 		vhu_endpoint_destroy(w[i].ep);

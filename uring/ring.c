@@ -61,7 +61,12 @@ setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
 	};
-	/* Spinning: no deferred task work, so completions post while user space runs. */
+	/*
+	 * Spinning: COOP_TASKRUN queues completion work without an IPI to the
+	 * spinning CPU and TASKRUN_FLAG says so in the SQ flags, so poll()
+	 * enters only when there is work; no DEFER_TASKRUN, whose rings must
+	 * enter on every poll to see completions.
+	 */
 	static const unsigned int spin[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
