@@ -14,8 +14,8 @@
 #include "listen.h"
 #include "peer.h"
 
-/* --listen: the pipelining depth each connection's send queue is sized for. */
-#define LISTEN_DEPTH	1024u
+/* --listen: each connection's send queue holds the replies of the deepest --depth. */
+#define LISTEN_DEPTH	BENCH_MAX_DEPTH
 
 struct ustate;
 
