@@ -239,3 +239,46 @@ Test(conn, replies_to_pipelined_requests_go_out_together)
 	}
 	th_finish(ring, &rec, peer);
 }
+
+/* Reply to GET_FEATURES only (the one-way messages get none). */
+static int
+hook_reply_get_features(struct th_rec *r, struct vhu_conn *conn, struct th_msg *m)
+{
+	return m->hdr.request == VHU_REQ_GET_FEATURES ? th_hook_reply(r, conn, m) : 0;
+}
+
+/*
+ * A peer that never lets its socket run dry (one request, then a stream of
+ * one-way messages) still gets its reply after a bounded number of reads,
+ * not when it stops sending.
+ */
+Test(conn, held_reply_leaves_while_the_peer_keeps_sending)
+{
+	enum { FLOOD = 2000 };
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(MODE);
+	static uint8_t buf[12 * (FLOOD + 1)];
+	struct th_rec rec;
+	uint8_t reply[20];
+	size_t off = 0;
+	ssize_t n;
+	int peer;
+
+	th_rec_init(&rec);
+	rec.hook = hook_reply_get_features;
+	peer = th_attach(ring, &o, &rec);
+	off = th_put_raw(buf, off, VHU_REQ_GET_FEATURES, VHU_VERSION, 0, NULL, 0);
+	for (int i = 0; i < FLOOD; i++) {
+		off = th_put_raw(buf, off, VHU_REQ_SET_OWNER, VHU_VERSION, 0, NULL, 0);
+	}
+	th_send(peer, buf, off, NULL, 0);
+	{
+		struct th_want w = { .rec = &rec, .n = 200 };
+
+		th_run_until(ring, th_done_msgs, &w, "200 messages");
+	}
+	cr_assert_lt(rec.n, FLOOD, "still flooding: %zu of %d delivered", rec.n, FLOOD + 1);
+	n = recv(peer, reply, sizeof(reply), MSG_DONTWAIT);
+	cr_assert_eq(n, (ssize_t)sizeof(reply), "the reply waited behind the flood (%zd)", n);
+	th_finish(ring, &rec, peer);
+}

@@ -109,6 +109,13 @@ _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs"
  */
 #define VHU_STREAM_CTRL		(CMSG_SPACE(sizeof(int) * VHU_MAX_FDS) + 4u)
 
+/*
+ * Exact mode holds replies for at most this many reads, so a peer that keeps
+ * its socket from ever running dry (a stream of one-way messages) does not
+ * hold a reply back for as long as it sends.
+ */
+#define VHU_HOLD_READS		32u
+
 /* Most iovecs one batched sendmsg uses (queued bytes are contiguous or wrap once). */
 #define VHU_SEND_IOVS		4u
 
@@ -188,6 +195,8 @@ struct vhu_conn {
 	 * wait (MSG_DONTWAIT), so they are flushed as soon as the socket is dry.
 	 */
 	bool rx_more;
+	/* Reads completed while replies were held: at VHU_HOLD_READS they go out. */
+	uint32_t rx_held;
 	uint32_t rx_got;
 	union {
 		struct vhu_hdr h;

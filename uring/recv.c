@@ -151,6 +151,10 @@ exact_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
 	bool more = res > 0 && (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY);
 
 	vhu__conn_op_end(c, &c->rx.s);
+	if (c->q.dn > 0 && !c->tx.s.busy && ++c->rx_held >= VHU_HOLD_READS) {
+		/* Held for long enough while the peer kept sending: out it goes. */
+		vhu__send_schedule(c);
+	}
 	if (c->rx_more && !more) {
 		/* The socket ran dry: what was held goes out now. */
 		vhu__send_schedule(c);

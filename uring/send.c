@@ -176,6 +176,7 @@ send_next(struct vhu_conn *c)
 		}
 	}
 	tx->nmsgs = i;
+	c->rx_held = 0;
 	vhu_iovc_init(&tx->cur, tx->iov, cnt);
 	submit(c);
 }
@@ -255,15 +256,17 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 
 /*
  * Exact mode holds replies while the peer has more requests waiting in the
- * socket (so a pipelining peer gets them in one sendmsg), but never beyond
- * half the queue, so holding alone cannot make vhu_conn_send() fail.
+ * socket (so a pipelining peer gets them in one sendmsg), but for at most
+ * VHU_HOLD_READS reads and never beyond half the queue, so that held
+ * replies leave at least half of it to new ones.
  */
 static bool
 held(const struct vhu_conn *c)
 {
 	const struct sendq *q = &c->q;
 
-	return c->rx_more && q->dn < q->dcap / 2 && q->used < q->cap / 2;
+	return c->rx_more && c->rx_held < VHU_HOLD_READS && q->dn < q->dcap / 2 &&
+	       q->used < q->cap / 2;
 }
 
 void
