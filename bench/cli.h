@@ -41,10 +41,11 @@ extern const char *const bench_transport_names[BENCH_NTRANSPORTS];
 #define BENCH_DEF_WARMUP_MS	100u
 #define BENCH_DEF_DEPTH		256u
 /*
- * Requests in flight at most. The pipelining client refills in batches and
- * the blocking server replies one message per sendmsg; this bound keeps the
- * replies in flight well within the socket buffers, so neither side can
- * block on a full socket while the other does (a deadlock, not a figure).
+ * Requests in flight at most. The blocking server replies one message per
+ * sendmsg, and blocks once a few hundred unread replies fill the client's
+ * socket; there is no deadlock because the client's requests of a refill go
+ * in one send that fits the server's socket, so the client always goes on
+ * to read. 4096 keeps those requests (48 KiB) well within it.
  */
 #define BENCH_MAX_DEPTH		4096u
 /** Values of one scenario parameter (sizes, fd counts, connection counts). */

@@ -30,6 +30,8 @@
 
 /* Bytes one oneway send carries at most (whole requests). */
 #define ONEWAY_BATCH	65536u
+/* No reply on any connection for this long: something was lost (the sockets' own timeouts match). */
+#define POLL_TIMEOUT_MS	10000
 
 static const struct vhu_rules reply_rules = {
 	.channel = VHU_CHAN_FRONTEND,
@@ -195,7 +197,8 @@ recv_replies(struct bench_client *c, struct cconn *k, int flags)
 			return 0;
 		}
 		if (errno == EAGAIN) {
-			return fail(c, -ETIMEDOUT, "no reply within the socket's receive timeout");
+			return fail(c, -ETIMEDOUT, "no reply within the socket's receive timeout, "
+				    "%u owed", k->inflight);
 		}
 		return fail(c, -errno, "receiving replies: %s", strerror(errno));
 	}
@@ -439,10 +442,14 @@ bulk_run(struct bench_client *c, struct bench_window *w)
 			got = recv_replies(c, &b->cc[0], 0);
 		} else {
 			do {
-				r = poll(b->pfd, c->nconns, -1);
+				r = poll(b->pfd, c->nconns, POLL_TIMEOUT_MS);
 			} while (r < 0 && errno == EINTR);
 			if (r < 0) {
 				return fail(c, -errno, "poll: %s", strerror(errno));
+			}
+			if (r == 0) {
+				return fail(c, -ETIMEDOUT, "no reply on any of %u connections in %d ms",
+					    c->nconns, POLL_TIMEOUT_MS);
 			}
 			for (unsigned int i = 0; i < c->nconns && got >= 0; i++) {
 				if (b->pfd[i].revents) {

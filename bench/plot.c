@@ -2,6 +2,7 @@
 #include "plot.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -32,6 +33,17 @@ quoted(FILE *f, const char *s)
 		fputc(*s, f);
 	}
 	fputc('\'', f);
+}
+
+/* A data-block column: double-quoted, with any " in the name made a '. */
+static void
+column(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		fputc(*s == '"' ? '\'' : *s, f);
+	}
+	fputc('"', f);
 }
 
 static const struct bench_result *
@@ -79,11 +91,12 @@ bench_plot_script(FILE *f, const char *path, const struct bench_run_info *info,
 	      "set datafile missing '-'\n"
 	      "$rates << EOD\ncase", f);
 	for (size_t t = 0; t < nt; t++) {
-		fprintf(f, " \"%s\"", trs[t]);
+		fputc(' ', f);
+		column(f, trs[t]);
 	}
 	fputc('\n', f);
 	for (size_t c = 0; c < nc; c++) {
-		fprintf(f, "\"%s\"", cases[c]);
+		column(f, cases[c]);
 		for (size_t t = 0; t < nt; t++) {
 			const struct bench_result *r = find(res, n, cases[c], trs[t]);
 
@@ -104,15 +117,19 @@ int
 bench_plot(const char *path, const struct bench_run_info *info, const struct bench_result *res,
 	   size_t n, char *err, size_t errlen)
 {
+	/* a gnuplot that dies early must not take vhu-bench with it */
+	void (*old)(int) = signal(SIGPIPE, SIG_IGN);
 	FILE *p = popen("gnuplot", "w");
 	int st;
 
 	if (p == NULL) {
+		signal(SIGPIPE, old);
 		snprintf(err, errlen, "cannot start gnuplot");
 		return -1;
 	}
 	bench_plot_script(p, path, info, res, n);
 	st = pclose(p);
+	signal(SIGPIPE, old);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 127) {
 			snprintf(err, errlen, "gnuplot not found (apt-get install gnuplot-nox)");

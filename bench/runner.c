@@ -27,6 +27,8 @@
 #define READY_TIMEOUT_MS	30000
 /* An outside back-end that does not answer in this long has stalled (SO_RCVTIMEO). */
 #define TARGET_TIMEOUT_S	5
+/* A built-in server that does not answer or read in this long has lost something. */
+#define CLIENT_TIMEOUT_S	10
 
 enum rec_kind {
 	REC_READY = 1,	/* server: set up (err 0) or not */
@@ -504,9 +506,13 @@ bench_run_one(const struct bench_plan *plan, const struct bench_case *cs,
 		set_status(res, BENCH_UNAVAILABLE, "%s", no);
 		goto out;
 	}
-	/* per report: a repetition, with room for a slow machine */
-	timeout_ms = info->count ? 300000 :
-		     30000 + 10 * (int)(info->warmup_ms + info->duration_ms);
+	/* per report: a repetition, with room for a slow machine (>= 10 messages/s) */
+	{
+		uint64_t ms = info->count ? 30000 + info->count * 100 :
+			      30000 + 10 * (uint64_t)(info->warmup_ms + info->duration_ms);
+
+		timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
+	}
 	reps = calloc(info->reps, sizeof(*reps));
 	cfd = malloc(nconns * sizeof(int));
 	sfd = malloc(nconns * sizeof(int));
@@ -526,6 +532,8 @@ bench_run_one(const struct bench_plan *plan, const struct bench_case *cs,
 			goto out;
 		}
 	} else {
+		struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_S };
+
 		for (unsigned int i = 0; i < nconns; i++) {
 			int sv[2];
 
@@ -535,6 +543,9 @@ bench_run_one(const struct bench_plan *plan, const struct bench_case *cs,
 			}
 			cfd[i] = sv[0];
 			sfd[i] = sv[1];
+			/* a server that stops answering (or reading) is an error, not a hang */
+			setsockopt(cfd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			setsockopt(cfd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		}
 	}
 	fflush(stdout);

@@ -61,6 +61,8 @@ serve(struct worker *w)
 		if (ret < 0) {
 			snprintf(w->detail, sizeof(w->detail), "request %llu: %s",
 				 (unsigned long long)w->k.msgs, vhu_strerror(ret));
+			/* the peer sees the end at once, not when the other connections end */
+			shutdown(vhu_endpoint_fd(w->ep), SHUT_RDWR);
 			return ret;
 		}
 	}
@@ -170,6 +172,20 @@ struct blk_listen {
 	int lfd;		/* the listening socket, shut down to stop accept */
 };
 
+/* For the process's life: detached threads may still use it after blk_listen() returns. */
+static struct blk_listen listen_state = { .lock = PTHREAD_MUTEX_INITIALIZER, .lfd = -1 };
+
+/* A connection is done (also one that never got a thread). */
+static void
+conn_done(struct blk_listen *l)
+{
+	pthread_mutex_lock(&l->lock);
+	if (++l->closed == l->exit_after && l->lfd >= 0) {
+		shutdown(l->lfd, SHUT_RDWR);	/* accept() returns: we are done */
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void *
 listen_thread(void *arg)
 {
@@ -182,12 +198,8 @@ listen_thread(void *arg)
 	err = serve(w);
 	vhu_endpoint_destroy(w->ep);
 	bench_conn_end(&cs, "blocking", &w->k, err, w->detail);
-	pthread_mutex_lock(&l->lock);
-	if (++l->closed == l->exit_after) {
-		shutdown(l->lfd, SHUT_RDWR);	/* accept() returns: we are done */
-	}
-	pthread_mutex_unlock(&l->lock);
 	free(w);
+	conn_done(l);	/* counts it; after the last one, shuts accept() down */
 	return NULL;
 }
 
@@ -205,7 +217,7 @@ done(struct blk_listen *l)
 static int
 blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_after)
 {
-	struct blk_listen l = { .lock = PTHREAD_MUTEX_INITIALIZER, .exit_after = exit_after };
+	struct blk_listen *l = &listen_state;
 	struct vhu_listener *lis;
 	pthread_attr_t attr;
 	int ret;
@@ -216,7 +228,8 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_
 		fprintf(stderr, "vhu-bench: --listen %s: %s\n", path, vhu_strerror(ret));
 		return ret;
 	}
-	l.lfd = vhu_listener_fd(lis);
+	l->exit_after = exit_after;
+	l->lfd = vhu_listener_fd(lis);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	bench_listen_ready(path, "blocking");
@@ -230,7 +243,7 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_
 		}
 		if (fd < 0) {
 			/* shut down by the thread that closed the last connection, or a real error */
-			if (!done(&l)) {
+			if (!done(l)) {
 				ret = fd;
 				fprintf(stderr, "vhu-bench: accept: %s\n", vhu_strerror(fd));
 			}
@@ -239,23 +252,29 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_
 		w = calloc(1, sizeof(*w));
 		if (w == NULL) {
 			close(fd);
+			conn_done(l);
 			continue;
 		}
 		if (vhu_endpoint_from_fd(fd, &bench_server_rules, &w->ep) < 0) {
 			free(w);
+			conn_done(l);
 			continue;
 		}
-		w->owner = &l;
-		w->id = ++l.accepted;
+		w->owner = l;
+		w->id = ++l->accepted;
 		if (pthread_create(&w->th, &attr, listen_thread, w) != 0) {
 			fprintf(stderr, "vhu-bench: connection %u: no thread for it\n", w->id);
 			vhu_endpoint_destroy(w->ep);
 			free(w);
+			conn_done(l);
 		}
 	}
 	/* the threads of connections still open end with the process */
 	pthread_attr_destroy(&attr);
+	pthread_mutex_lock(&l->lock);
 	vhu_listener_destroy(lis);
+	l->lfd = -1;	/* a thread closing later must not shut down a reused fd */
+	pthread_mutex_unlock(&l->lock);
 	return ret;
 }
 

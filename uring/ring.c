@@ -188,7 +188,8 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	r->buf_stride = o.stream_buf_size ? o.stream_buf_size : VHU_BUF_STRIDE;
 	if (r->nbufs < VHU_NBUFS_MIN || r->nbufs > VHU_NBUFS_MAX ||
 	    (r->nbufs & (r->nbufs - 1)) != 0 || r->buf_stride < VHU_BUF_STRIDE_MIN ||
-	    r->buf_stride > VHU_BUF_STRIDE_MAX || r->buf_stride % 8 != 0) {
+	    r->buf_stride > VHU_BUF_STRIDE_MAX || r->buf_stride % 8 != 0 ||
+	    (uint64_t)r->nbufs * r->buf_stride > SIZE_MAX / 2) {
 		free(r);
 		return -EINVAL;
 	}

@@ -41,6 +41,11 @@ struct vhu_ulistener;
 /* ------------------------------------------------------------------ */
 /* Ring                                                                */
 
+/*
+ * The option and statistics structs below grow at their ends as vhu gains
+ * features; until vhu 1.0 that is not an ABI promise: rebuild against the
+ * headers of the libvhu you link. Zero-initialise options you do not set.
+ */
 struct vhu_ring_opts {
 	/** SQ entries; 0 means 256. The CQ is sized from max_conns. */
 	unsigned int sq_entries;
@@ -59,6 +64,19 @@ struct vhu_ring_opts {
 	 */
 	bool busy_poll;
 	/**
+	 * Use the application's ring instead of creating one. vhu marks its
+	 * own user_data with bit 0 set: the application's user_data values
+	 * must have bit 0 clear (pointers to aligned objects do). CQEs that
+	 * are not vhu's go to foreign_cqe.
+	 */
+	struct io_uring *borrow;
+	/**
+	 * Called from poll()/wait() for CQEs of a borrowed ring that are not
+	 * vhu's. It must not mark the CQE seen: vhu advances the CQ.
+	 */
+	void (*foreign_cqe)(struct io_uring_cqe *cqe, void *ctx);
+	void *foreign_ctx;
+	/**
 	 * Receive buffers of stream-mode connections, shared by all of the
 	 * ring's: how many (a power of two, 8..32768; 0 means 64) and the
 	 * bytes of each (a multiple of 8, 4352..16 MiB; 0 means 64 KiB + 256,
@@ -72,19 +90,6 @@ struct vhu_ring_opts {
 	 */
 	unsigned int stream_bufs;
 	unsigned int stream_buf_size;
-	/**
-	 * Use the application's ring instead of creating one. vhu marks its
-	 * own user_data with bit 0 set: the application's user_data values
-	 * must have bit 0 clear (pointers to aligned objects do). CQEs that
-	 * are not vhu's go to foreign_cqe.
-	 */
-	struct io_uring *borrow;
-	/**
-	 * Called from poll()/wait() for CQEs of a borrowed ring that are not
-	 * vhu's. It must not mark the CQE seen: vhu advances the CQ.
-	 */
-	void (*foreign_cqe)(struct io_uring_cqe *cqe, void *ctx);
-	void *foreign_ctx;
 };
 
 /** Counters, for benchmarks and tests. */
