@@ -117,7 +117,7 @@ struct bench_client_ops {
 /** What a server counts (per thread, summed at the end). */
 struct bench_counts {
 	uint64_t msgs;		/**< requests received */
-	uint64_t replies;	/**< replies sent */
+	uint64_t replies;	/**< replies built for sending (a failed send ends the case) */
 	uint64_t fds;		/**< fds received */
 	uint64_t fd_msgs;	/**< requests that carried fds */
 	uint64_t probes;	/**< requests whose fds were written to */
