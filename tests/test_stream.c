@@ -1,116 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring engine in stream receive mode: multishot recvmsg into
- * provided buffers and the framer above it. The shared cases (uring_helpers.h)
- * run here in stream mode; the rest is what the framer alone must get right.
+ * What only stream receive mode (multishot recvmsg into provided buffers and
+ * the framer above it) must get right. The cases both modes share run as
+ * stream/NAME beside their bodies in test_conn.c and test_send.c.
  */
 #define _GNU_SOURCE
+#include <string.h>
+#include <unistd.h>
+
 #include "uring_helpers.h"
 
-#define MODE VHU_RECV_STREAM
+#define STREAM	VHU_RECV_STREAM
 
 TestSuite(stream, .init = t_setup, .fini = t_teardown, .timeout = 50);
-
-Test(stream, split_at_every_byte)
-{
-	th_case_split(MODE);
-}
-
-Test(stream, batch_in_one_write)
-{
-	th_case_batch(MODE);
-}
-
-Test(stream, fds_after_fdless_messages)
-{
-	th_case_fds_follow(MODE);
-}
-
-Test(stream, header_with_fds_then_body)
-{
-	th_case_header_then_body(MODE);
-}
-
-Test(stream, max_size_bodies_and_fds)
-{
-	th_case_max_size(MODE);
-}
-
-Test(stream, validation_closes_only_offender)
-{
-	th_case_validation(MODE);
-}
-
-Test(stream, fds_on_body_chunk)
-{
-	th_case_fds_on_body(MODE);
-}
-
-Test(stream, many_connections)
-{
-	th_case_many_conns(MODE);
-}
-
-Test(stream, close_in_on_message)
-{
-	th_case_close_in_handler(MODE);
-}
-
-Test(stream, close_with_sends_queued)
-{
-	th_case_close_with_sends(MODE);
-}
-
-Test(stream, close_with_receive_in_flight)
-{
-	th_case_close_recv_in_flight(MODE);
-}
-
-Test(stream, peer_gone_mid_message)
-{
-	th_case_peer_gone_mid_message(MODE);
-}
-
-Test(stream, destroy_closes_all)
-{
-	th_case_destroy_closes_all(MODE);
-}
-
-Test(stream, stalled_message_times_out)
-{
-	th_case_stall(MODE);
-}
-
-Test(stream, send_in_order)
-{
-	th_case_send_in_order(MODE);
-}
-
-Test(stream, send_fds_interleaved)
-{
-	th_case_send_fds(MODE);
-}
-
-Test(stream, send_short_sends)
-{
-	th_case_send_short(MODE);
-}
-
-Test(stream, send_backpressure)
-{
-	th_case_send_backpressure(MODE);
-}
-
-Test(stream, send_refused_keeps_fds)
-{
-	th_case_send_refused(MODE);
-}
-
-/* Provided buffers run out while a child writes; nothing lost or reordered. */
-Test(stream, flood_exhausts_buffers)
-{
-	th_case_flood(MODE, 20000);
-}
 
 /*
  * One read holding many fd-less messages and then an fd message, twice
@@ -120,7 +22,7 @@ Test(stream, flood_exhausts_buffers)
 Test(stream, fds_land_on_last_message_of_read)
 {
 	struct vhu_ring *ring = th_ring(0);
-	struct vhu_conn_opts o = th_opts(MODE);
+	struct vhu_conn_opts o = th_opts(STREAM);
 	struct vhu_mem_table mt;
 	uint32_t mts = th_mem_table(&mt, 2);
 	int mfd[2] = { t_memfd("x"), t_memfd("y") };
@@ -145,7 +47,7 @@ Test(stream, fds_land_on_last_message_of_read)
 	}
 	off = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
 	th_send(peer, buf, off, mfd, 2);
-	th_wait_msgs(ring, &rec, 27);
+	th_wait_msgs(ring, &rec, 27, NULL);
 	for (uint64_t i = 0; i < 20; i++) {
 		th_assert_msg(&rec, i, VHU_REQ_SET_FEATURES, &i, 8, 0);
 	}
@@ -163,21 +65,6 @@ Test(stream, fds_land_on_last_message_of_read)
 }
 
 /*
- * Megabytes waiting on sixteen sockets at once: more than the provided
- * buffers hold (a ring with 8 small ones), so the engine must recover from
- * -ENOBUFS (at least once) without losing or reordering a byte.
- */
-Test(stream, burst_exhausts_buffers)
-{
-	struct vhu_ring_stats st;
-
-	th_case_burst(MODE, &st);
-	cr_assert_gt(st.enobufs, 0, "the burst never exhausted the provided buffers: "
-		     "make it larger than the ring's buffers");
-	cr_assert_geq(st.rearms, st.enobufs);
-}
-
-/*
  * A message larger than max_size that arrives whole inside one receive
  * buffer, after a message that leaves its body unaligned (so the framer
  * would copy it into its max_size reassembly buffer): refused by its size
@@ -186,7 +73,7 @@ Test(stream, burst_exhausts_buffers)
 Test(stream, oversized_message_inside_one_buffer)
 {
 	struct vhu_ring *ring = th_ring(0);
-	struct vhu_conn_opts o = th_opts(MODE);
+	struct vhu_conn_opts o = th_opts(STREAM);
 	static uint8_t buf[20 + 12 + 6000];
 	struct th_rec rec;
 	uint64_t f = 7;
@@ -201,7 +88,7 @@ Test(stream, oversized_message_inside_one_buffer)
 	memset(buf + off, 0xab, 6000);
 	off += 6000;
 	th_send(peer, buf, off, NULL, 0);
-	th_wait_closed(ring, &rec);
+	th_wait_closed(ring, &rec, NULL);
 	th_assert_closed(&rec, -VHU_EOVERSIZED, "a whole oversized message");
 	cr_assert_eq(rec.n, 1);
 	th_assert_msg(&rec, 0, VHU_REQ_SET_FEATURES, &f, 8, 0);
