@@ -40,6 +40,41 @@ t_fd_count(void)
 	return n - 1;	/* the directory's own fd */
 }
 
+int
+t_fds_of(pid_t pid, const char *prefix)
+{
+	char dir[64], path[320], target[256];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	cr_assert_not_null(d, "%s: %s", dir, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		ssize_t l;
+
+		if (e->d_name[0] == '.') {
+			continue;
+		}
+		if (prefix == NULL) {
+			n++;
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		l = readlink(path, target, sizeof(target) - 1);
+		if (l < 0) {
+			continue;
+		}
+		target[l] = '\0';
+		if (strncmp(target, prefix, strlen(prefix)) == 0) {
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
 static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

@@ -70,6 +70,13 @@ void t_peer_stop(struct t_peer *p);
 #define T_QSD_BIN	"/usr/bin/qemu-storage-daemon"
 #define T_VIRTIOFSD_BIN	"/usr/lib/qemu/virtiofsd"
 
+/*
+ * Open fds of process pid (from /proc/PID/fd): all of them if prefix is
+ * NULL, else those whose link target starts with prefix ("/memfd:",
+ * "anon_inode:[eventfd]", ...).
+ */
+int t_fds_of(pid_t pid, const char *prefix);
+
 /* Spawned tools ---------------------------------------------------------- */
 
 /* Upper bound for one wait on a spawned tool; reaching it fails the test, nothing sleeps. */

@@ -339,192 +339,12 @@ max_size_bodies_and_fds(uint8_t mode)
 Test(conn, max_size_bodies_and_fds) { max_size_bodies_and_fds(EXACT); }
 Test(stream, max_size_bodies_and_fds) { max_size_bodies_and_fds(STREAM); }
 
-/* One hostile input for validation_closes_only_offender. */
-struct bad_input {
-	const char *name;
-	size_t len;		/* bytes written (one sendmsg) */
-	unsigned int nfds;	/* eventfds attached to that sendmsg */
-	bool shut;		/* the peer closes after writing */
-	int reason;		/* on_close must see exactly this */
-	int alt_reason;		/* ... or this, when the contract allows two (else 0) */
-	size_t msgs;		/* whole valid messages delivered before the close */
-};
-
-/* Build bad input number i into buf; false past the last one. */
-static bool
-bad_build(unsigned int i, uint8_t *buf, struct bad_input *c)
-{
-	struct vhu_vring_addr va = th_vring_addr(0, 0x10008);	/* desc not 16-aligned */
-	struct vhu_mem_table mt;
-	uint32_t mts;
-	uint8_t body[VHU_DEFAULT_MAX_SIZE + 1];
-
-	memset(c, 0, sizeof(*c));
-	memset(body, 0xab, sizeof(body));
-	switch (i) {
-	case 0:
-		c->name = "size field one above the limit";
-		c->len = th_put(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, body, sizeof(body));
-		c->reason = -VHU_EOVERSIZED;
-		break;
-	case 1:
-		c->name = "size field 0xffffffff, header alone";
-		c->len = th_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION,
-				    0xffffffffu, NULL, 0);
-		c->reason = -VHU_EOVERSIZED;
-		break;
-	case 2:
-		c->name = "version 0";
-		c->len = th_put_raw(buf, 0, VHU_REQ_GET_FEATURES, 0, 0, NULL, 0);
-		c->reason = -VHU_EVERSION;
-		break;
-	case 3:
-		c->name = "version 2";
-		c->len = th_put_raw(buf, 0, VHU_REQ_GET_FEATURES, 2, 0, NULL, 0);
-		c->reason = -VHU_EVERSION;
-		break;
-	case 4:
-		c->name = "reserved flag bit";
-		c->len = th_put_raw(buf, 0, VHU_REQ_GET_FEATURES, VHU_VERSION | 0x10, 0, NULL, 0);
-		c->reason = -VHU_EFLAGS;
-		break;
-	case 5:
-		c->name = "REPLY flag on a request";
-		c->len = th_put_raw(buf, 0, VHU_REQ_GET_FEATURES, VHU_VERSION | VHU_FLAG_REPLY, 0,
-				    NULL, 0);
-		c->reason = -VHU_EFLAGS;
-		break;
-	case 6:
-		c->name = "request code 0";
-		c->len = th_put(buf, 0, VHU_REQ_NONE, NULL, 0);
-		c->reason = -VHU_EREQUEST;
-		break;
-	case 7:
-		c->name = "request code past the last";
-		c->len = th_put(buf, 0, VHU_REQ_MAX + 1, NULL, 0);
-		c->reason = -VHU_EREQUEST;
-		break;
-	case 8:
-		c->name = "request code 0x80000001";
-		c->len = th_put(buf, 0, 0x80000001u, NULL, 0);
-		c->reason = -VHU_EREQUEST;
-		break;
-	case 9:
-		c->name = "SET_FEATURES with a 4-byte body";
-		c->len = th_put(buf, 0, VHU_REQ_SET_FEATURES, body, 4);
-		c->reason = -VHU_EBODYSIZE;
-		break;
-	case 10:
-		c->name = "GET_FEATURES with a body";
-		c->len = th_put(buf, 0, VHU_REQ_GET_FEATURES, body, 8);
-		c->reason = -VHU_EBODYSIZE;
-		break;
-	case 11:
-		c->name = "misaligned vring descriptor table";
-		c->len = th_put(buf, 0, VHU_REQ_SET_VRING_ADDR, &va, sizeof(va));
-		c->reason = -VHU_EBODY;
-		break;
-	case 12:
-		c->name = "memory table padding set, with its fd";
-		mts = th_mem_table(&mt, 1);
-		mt.padding = 1;
-		c->len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
-		c->nfds = 1;
-		c->reason = -VHU_EBODY;
-		break;
-	case 13:
-		c->name = "SET_VRING_CALL without NOFD and without fd";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0);
-		c->reason = -VHU_EFDS;
-		break;
-	case 14:
-		c->name = "GET_FEATURES with an fd";
-		c->len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-		c->nfds = 1;
-		c->reason = -VHU_EFDS;
-		break;
-	case 15:
-		c->name = "memory table of 2 regions with 1 fd";
-		mts = th_mem_table(&mt, 2);
-		c->len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
-		c->nfds = 1;
-		c->reason = -VHU_EFDS;
-		break;
-	case 16:
-		c->name = "memory table of 2 regions with 3 fds";
-		mts = th_mem_table(&mt, 2);
-		c->len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
-		c->nfds = 3;
-		c->reason = -VHU_EFDS;
-		break;
-	case 17:
-		c->name = "SET_VRING_CALL with NOFD and an fd";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, VHU_VRING_NOFD);
-		c->nfds = 1;
-		c->reason = -VHU_EFDS;
-		break;
-	case 18:
-		c->name = "SET_VRING_CALL with reserved bits, with its fd";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0x200);
-		c->nfds = 1;
-		c->reason = -VHU_EBODY;
-		break;
-	case 19:
-		c->name = "33 fds (one more than a message may carry)";
-		c->len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-		c->nfds = VHU_MAX_FDS + 1;
-		c->reason = -VHU_ECTRUNC;
-		c->alt_reason = -VHU_EFDS;
-		break;
-	case 20:
-		c->name = "body cut short, then close";
-		va = th_vring_addr(0, 0x10000);
-		c->len = th_put(buf, 0, VHU_REQ_SET_VRING_ADDR, &va, sizeof(va)) - 30;
-		c->shut = true;
-		c->reason = -VHU_EPARTIAL;
-		break;
-	case 21:
-		c->name = "header cut short, then close";
-		c->len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0) - 7;
-		c->shut = true;
-		c->reason = -VHU_EPARTIAL;
-		break;
-	case 22:
-		c->name = "fd message cut short, then close";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0) - 5;
-		c->nfds = 1;
-		c->shut = true;
-		c->reason = -VHU_EPARTIAL;
-		break;
-	case 23:
-		c->name = "close before any byte";
-		c->shut = true;
-		c->reason = -VHU_EDISCONNECT;
-		break;
-	case 24:
-		c->name = "close after a whole message";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_FEATURES, 7);
-		c->shut = true;
-		c->reason = -VHU_EDISCONNECT;
-		c->msgs = 1;
-		break;
-	case 25:
-		c->name = "a valid message, then version 2 in the same write";
-		c->len = th_put_u64(buf, 0, VHU_REQ_SET_FEATURES, 7);
-		c->len = th_put_raw(buf, c->len, VHU_REQ_GET_FEATURES, 2, 0, NULL, 0);
-		c->reason = -VHU_EVERSION;
-		c->msgs = 1;
-		break;
-	default:
-		return false;
-	}
-	return true;
-}
-
 /*
- * Each hostile input closes only its own connection: on_close once with
- * the reason that names the fault, every fd sent on it closed, and a second
- * connection on the same ring keeps delivering in order.
+ * Each hostile input of the table (hostile.c) closes only its own
+ * connection: on_close once with the reason that names the fault, every
+ * copy of the fd sent on it closed (probe), the peer sees the socket
+ * closed, and a second connection on the same ring keeps delivering in
+ * order.
  */
 static void
 validation_closes_only_offender(uint8_t mode)
@@ -533,57 +353,56 @@ validation_closes_only_offender(uint8_t mode)
 	struct vhu_ring *ring = th_ring(0);
 	struct vhu_conn_opts o = th_opts(mode);
 	struct th_rec good;
-	uint8_t *buf = malloc(2 * VHU_DEFAULT_MAX_SIZE);
+	uint8_t *buf = malloc(TH_HOSTILE_BUF);
 	uint64_t seq = 0;
-	struct bad_input c;
+	struct th_hostile c;
 	int pgood;
 
 	cr_assert_not_null(buf);
 	th_rec_init(&good);
 	pgood = th_attach(ring, &o, &good);
-	for (unsigned int i = 0; bad_build(i, buf, &c); i++) {
+	for (unsigned int i = 0; th_hostile_build(i, buf, &c); i++) {
+		struct vhu_conn_opts bo = th_opts(mode);
+		struct th_probe probe = th_probe_new();
+		int fds[TH_SCM_MAX_FD];
 		struct th_rec bad;
-		int fds[VHU_MAX_FDS + 1];
 		int before = t_fd_count();
 		size_t off;
 		int peer;
 
+		th_hostile_opts(&c, &bo);
 		th_rec_init(&bad);
-		peer = th_attach(ring, &o, &bad);
+		peer = th_attach(ring, &bo, &bad);
 		cr_assert_eq(vhu_ring_conn_count(ring), 2);
-		for (unsigned int k = 0; k < c.nfds; k++) {
-			fds[k] = t_eventfd();
-		}
+		th_probe_fds(&probe, fds, c.nfds);
 		if (c.len) {
 			th_send(peer, buf, c.len, fds, c.nfds);
 		}
-		th_close_all(fds, c.nfds);
+		th_probe_drop_wr(&probe);
 		if (c.shut) {
 			close(peer);
 			peer = -1;
 		}
-		th_wait_closed(ring, &bad, NULL);
-		if (c.alt_reason && bad.reason == c.alt_reason) {
-			c.reason = c.alt_reason;
-		}
-		th_assert_closed(&bad, c.reason, c.name);
+		th_wait_closed(ring, &bad, c.name);
+		th_assert_closed(&bad, c.reason[mode], c.name);
 		cr_assert_eq(bad.n, c.msgs, "%s: %zu messages delivered, want %zu", c.name, bad.n,
 			     c.msgs);
 		cr_assert_eq(vhu_ring_conn_count(ring), 1, "%s: conn count", c.name);
 		if (peer >= 0) {
-			th_assert_peer_eof(peer, NULL);
+			th_assert_peer_eof(peer, c.name);
 			close(peer);
 		}
 		th_rec_fini(&bad);
-		cr_assert_eq(t_fd_count(), before, "%s: %d fds open before, %d after the close",
-			     c.name, before, t_fd_count());
+		th_probe_assert_all_closed(&probe, c.name);
+		cr_assert_eq(t_fd_count(), before - 2, "%s: %d fds open before, %d after the close",
+			     c.name, before - 2, t_fd_count());
 
 		seq++;
 		off = th_put_u64(buf, 0, VHU_REQ_SET_FEATURES, seq);
 		th_send(pgood, buf, off, NULL, 0);
-		th_wait_msgs(ring, &good, seq, NULL);
+		th_wait_msgs(ring, &good, seq, c.name);
 	}
-	cr_assert_geq(seq, 26);
+	cr_assert_eq(seq, TH_NHOSTILE);
 	for (uint64_t i = 0; i < seq; i++) {
 		uint64_t v = i + 1;
 

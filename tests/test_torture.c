@@ -9,20 +9,199 @@
  * modes. Single-fault cases already in test_conn.c / test_stream.c are not
  * repeated here; docs/robustness.md maps each class to its tests.
  *
- * Long runs scale with VHU_TORTURE_SCALE (torture_helpers.h). Figures
+ * Long runs scale with VHU_TORTURE_SCALE (tt_scale below). Figures
  * (rates, memory per connection) are logged with cr_log_info, not asserted,
  * except for the documented memory budget.
  */
 #define _GNU_SOURCE
-#include "torture_helpers.h"
-
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uring_helpers.h"
 
 #include "../uring/framer.h"
 
 #define EXACT	VHU_RECV_EXACT
 #define STREAM	VHU_RECV_STREAM
+
+/* ------------------------------------------------------------------ */
+/* Scale, clocks, memory figures, a spawned vhu-backend                */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TT_SANITIZED	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TT_SANITIZED	1
+#endif
+#endif
+#ifndef TT_SANITIZED
+#define TT_SANITIZED	0
+#endif
+
+/*
+ * Counts of the long runs (flood, storms) are multiplied by
+ * VHU_TORTURE_SCALE (default 1: the full counts take a few seconds even
+ * under ASan+UBSan; set e.g. 0.1 on a slow machine).
+ */
+static double
+tt_scale(void)
+{
+	const char *s = getenv("VHU_TORTURE_SCALE");
+	char *end;
+	double v;
+
+	if (s == NULL || *s == '\0') {
+		return 1.0;
+	}
+	v = strtod(s, &end);
+	cr_assert(end != s && *end == '\0' && v > 0 && v <= 100,
+		  "VHU_TORTURE_SCALE must be a number in (0, 100], not '%s'", s);
+	return v;
+}
+
+static unsigned int
+tt_scaled(unsigned int full, unsigned int floor)
+{
+	double v = (double)full * tt_scale();
+
+	return v < (double)floor ? floor : (unsigned int)v;
+}
+
+static uint64_t
+tt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory figures                                                      */
+
+/* Resident set of this process in bytes (/proc/self/statm). */
+static long
+tt_rss_self(void)
+{
+	long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%ld %ld", &size, &res), 2);
+	fclose(f);
+	return res * sysconf(_SC_PAGESIZE);
+}
+
+/* VmRSS of another process in bytes (/proc/PID/status). */
+static long
+tt_rss_of(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) {
+			break;
+		}
+	}
+	fclose(f);
+	cr_assert_geq(kb, 0, "no VmRSS in %s", path);
+	return kb * 1024;
+}
+
+/* ------------------------------------------------------------------ */
+/* A spawned vhu-backend                                               */
+
+struct tt_backend {
+	struct t_proc p;	/* stdout and stderr on p.out */
+	char path[108];
+};
+
+#define TT_BACKEND_INIT	{ .p = T_PROC_INIT }
+
+static void
+tt_backend_kill(struct tt_backend *be)
+{
+	t_proc_stop(&be->p, SIGKILL);
+}
+
+/* Next line of the back-end's output; false at EOF. */
+static bool
+tt_backend_line(struct tt_backend *be, char *line, size_t len)
+{
+	return t_proc_line(&be->p, line, len);
+}
+
+/* Skip output up to a line containing what; fails at EOF. */
+static void
+tt_backend_wait_line(struct tt_backend *be, const char *what)
+{
+	t_proc_wait_line(&be->p, what);
+}
+
+/* Start tools/vhu-backend on t_path(name) in mode ("exact" or "stream"); wait until it listens. */
+static void
+tt_backend_start(struct tt_backend *be, const char *name, const char *mode)
+{
+	const char *args[] = { "--socket", NULL, "--recv-mode", mode, NULL };
+	char want[256];
+
+	snprintf(be->path, sizeof(be->path), "%s", t_path(name));
+	args[1] = be->path;
+	t_proc_spawn(&be->p, "vhu-backend", args, true);
+	snprintf(want, sizeof(want), "vhu-backend: listening on %s", be->path);
+	tt_backend_wait_line(be, want);
+}
+
+/* SIGTERM must end it with status 0 (under ASan that also means: nothing leaked). */
+static void
+tt_backend_stop(struct tt_backend *be)
+{
+	int status;
+
+	cr_assert_eq(kill(be->p.pid, SIGTERM), 0);
+	status = t_proc_stop(&be->p, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "back-end wait status 0x%x",
+		  status);
+}
+
+/* A blocking client socket connected to path. */
+static int
+tt_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s", path,
+		     strerror(errno));
+	return fd;
+}
+
+/* A forked child's sendmsg: no Criterion there; \return false unless all of buf went. */
+static bool
+child_send(int fd, const void *buf, size_t len, const int *fds, unsigned int nfds)
+{
+	return th_sendmsg(fd, buf, len, fds, nfds) == (ssize_t)len;
+}
 
 static struct tt_backend g_be = TT_BACKEND_INIT;
 
@@ -46,7 +225,7 @@ mode_name(uint8_t mode)
 /* The well-behaved neighbour                                          */
 
 struct good {
-	struct tt_rec rec;
+	struct th_rec rec;
 	int peer;
 	uint64_t next;		/* number of the next message to send */
 };
@@ -54,11 +233,11 @@ struct good {
 static void
 good_start(struct good *g, struct vhu_ring *ring, uint8_t mode, uint32_t timeout_ms)
 {
-	struct vhu_conn_opts o = tt_opts(mode);
+	struct vhu_conn_opts o = th_opts(mode);
 
 	o.msg_timeout_ms = timeout_ms;
-	tt_rec_init(&g->rec);
-	g->peer = tt_attach(ring, &o, &g->rec);
+	th_rec_init_seq(&g->rec);
+	g->peer = th_attach(ring, &o, &g->rec);
 	g->next = 0;
 }
 
@@ -67,9 +246,9 @@ static void
 good_send(struct good *g)
 {
 	uint8_t buf[32];
-	size_t len = tt_put_seq(buf, 0, g->next++);
+	size_t len = th_put_seq(buf, 0, g->next++);
 
-	tt_send(g->peer, buf, len, NULL, 0);
+	th_send(g->peer, buf, len, NULL, 0);
 }
 
 /*
@@ -81,19 +260,19 @@ static void
 good_step(struct good *g, struct vhu_ring *ring, const char *what)
 {
 	uint8_t buf[32];
-	size_t len = tt_put_seq(buf, 0, g->next++);
+	size_t len = th_put_seq(buf, 0, g->next++);
 
-	tt_send(g->peer, buf, 7, NULL, 0);
-	tt_flush(ring);
-	tt_send(g->peer, buf + 7, len - 7, NULL, 0);
-	tt_wait_msgs(ring, &g->rec, g->next, what);
-	tt_assert_open(&g->rec, what);
+	th_send(g->peer, buf, 7, NULL, 0);
+	th_flush(ring);
+	th_send(g->peer, buf + 7, len - 7, NULL, 0);
+	th_wait_msgs(ring, &g->rec, g->next, what);
+	th_assert_open(&g->rec, what);
 }
 
 static void
 good_check(struct good *g, const char *what)
 {
-	tt_assert_open(&g->rec, what);
+	th_assert_open(&g->rec, what);
 	cr_assert_eq(g->rec.n, g->next, "%s: %llu of %llu messages delivered", what,
 		     (unsigned long long)g->rec.n, (unsigned long long)g->next);
 }
@@ -102,383 +281,12 @@ good_check(struct good *g, const char *what)
 static void
 good_finish(struct good *g)
 {
-	tt_assert_closed(&g->rec, 0, "the well-behaved connection at destroy");
+	th_assert_closed(&g->rec, 0, "the well-behaved connection at destroy");
 	close(g->peer);
 }
 
 /* ------------------------------------------------------------------ */
-/* Hostile inputs, one connection each                                 */
-
-struct hostile {
-	const char *name;
-	uint8_t chan;		/* channel of the offender's receive rules */
-	uint8_t expect;
-	uint32_t max_size;	/* 0: default */
-	size_t len;		/* bytes written, in one sendmsg */
-	unsigned int nfds;	/* copies of the probe's write end attached to it */
-	bool shut;		/* the peer closes its end after writing */
-	int reason[2];		/* on_close reason, by receive mode */
-	uint64_t msgs;		/* valid messages delivered before the close */
-};
-
-#define BOTH(r)	{ (r), (r) }
-
-static struct vhu_mem_region
-region(uint64_t gpa, uint64_t size, uint64_t uaddr, uint64_t off)
-{
-	return (struct vhu_mem_region){ gpa, size, uaddr, off };
-}
-
-static size_t
-put_config(uint8_t *buf, uint32_t req, uint32_t offset, uint32_t csize, uint32_t flags,
-	   uint32_t size_field)
-{
-	uint8_t body[VHU_CONFIG_HDR_SIZE + 256];
-	struct vhu_config c = { .offset = offset, .size = csize, .flags = flags };
-	uint32_t len = size_field <= sizeof(body) ? size_field : (uint32_t)sizeof(body);
-
-	memset(body, 0x5a, sizeof(body));
-	memcpy(body, &c, VHU_CONFIG_HDR_SIZE < len ? VHU_CONFIG_HDR_SIZE : len);
-	return tt_put_raw(buf, 0, req, VHU_VERSION, size_field, body, len);
-}
-
-static size_t
-put_mem_table(uint8_t *buf, const struct vhu_mem_table *mt, uint32_t size)
-{
-	return tt_put(buf, 0, VHU_REQ_SET_MEM_TABLE, mt, size);
-}
-
-static size_t
-put_single_region(uint8_t *buf, uint32_t req, struct vhu_mem_region r)
-{
-	struct vhu_single_region s = { .padding = 0, .region = r };
-
-	return tt_put(buf, 0, req, &s, sizeof(s));
-}
-
-/* Build hostile input i into buf (room for 8 KiB); false past the last one. */
-static bool
-hostile_build(unsigned int i, uint8_t *buf, struct hostile *c)
-{
-	struct vhu_vring_addr va = { .index = 0, .desc = 0x1000, .used = 0x2000, .avail = 0x3000 };
-	struct vhu_vring_state vs = { 0, 256 };
-	static struct vhu_mem_table mt;
-	uint8_t pad[64];
-	uint32_t mts;
-
-	memset(c, 0, sizeof(*c));
-	memset(pad, 0xab, sizeof(pad));
-	c->chan = VHU_CHAN_FRONTEND;
-	c->expect = VHU_EXPECT_REQUEST;
-	switch (i) {
-	/* Oversized size fields. */
-	case 0:
-		c->name = "size 65 above a configured max_size of 64 (SET_CONFIG)";
-		c->max_size = 64;
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0, 53, 0, 65);
-		c->reason[0] = c->reason[1] = -VHU_EOVERSIZED;
-		break;
-	case 1:
-		c->name = "size 0x80000000 on GET_FEATURES, header alone";
-		c->len = tt_put_raw(buf, 0, VHU_REQ_GET_FEATURES, VHU_VERSION, 0x80000000u, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EOVERSIZED;
-		break;
-	case 2:
-		c->name = "size 0xffffffff on the back-end channel";
-		c->chan = VHU_CHAN_BACKEND;
-		c->len = tt_put_raw(buf, 0, VHU_BREQ_CONFIG_CHANGE_MSG, VHU_VERSION, 0xffffffffu,
-				    pad, sizeof(pad));
-		c->reason[0] = c->reason[1] = -VHU_EOVERSIZED;
-		break;
-	/* Size fields smaller than the body needs. */
-	case 3:
-		c->name = "SET_VRING_ADDR with size 39 (the body is 40)";
-		c->len = tt_put(buf, 0, VHU_REQ_SET_VRING_ADDR, &va, 39);
-		c->reason[0] = c->reason[1] = -VHU_EBODYSIZE;
-		break;
-	case 4:
-		c->name = "SET_MEM_TABLE with size 8 (no region)";
-		mt.nregions = 0;
-		mt.padding = 0;
-		c->len = put_mem_table(buf, &mt, 8);
-		c->reason[0] = c->reason[1] = -VHU_EBODYSIZE;
-		break;
-	case 5:
-		c->name = "SET_MEM_TABLE sized for 2 regions, nregions 3, with 2 fds";
-		mts = tt_mem_table(&mt, 3);
-		c->len = put_mem_table(buf, &mt, mts - 32);
-		c->nfds = 2;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 6:
-		c->name = "SET_CONFIG with size 11 (less than its 12-byte header)";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0, 0, 0, 11);
-		c->reason[0] = c->reason[1] = -VHU_EBODYSIZE;
-		break;
-	case 7:
-		c->name = "SET_CONFIG with size 16 whose config.size says 256";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0, 256, 0, 16);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	/* Version and flags. */
-	case 8:
-		c->name = "version 3";
-		c->len = tt_put_raw(buf, 0, VHU_REQ_GET_FEATURES, 3, 0, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EVERSION;
-		break;
-	case 9:
-		c->name = "flag bit 31";
-		c->len = tt_put_raw(buf, 0, VHU_REQ_GET_FEATURES, VHU_VERSION | 0x80000000u, 0,
-				    NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EFLAGS;
-		break;
-	case 10:
-		c->name = "every reserved flag bit";
-		c->len = tt_put_raw(buf, 0, VHU_REQ_SET_FEATURES,
-				    VHU_VERSION | VHU_FLAG_RESERVED_MASK, 8, pad, 8);
-		c->reason[0] = c->reason[1] = -VHU_EFLAGS;
-		break;
-	case 11:
-		c->name = "REPLY and NEED_REPLY on a request";
-		c->len = tt_put_raw(buf, 0, VHU_REQ_GET_FEATURES,
-				    VHU_VERSION | VHU_FLAG_REPLY | VHU_FLAG_NEED_REPLY, 0, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EFLAGS;
-		break;
-	case 12:
-		c->name = "a request on a socket that expects replies";
-		c->expect = VHU_EXPECT_REPLY;
-		c->len = tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EFLAGS;
-		break;
-	case 13:
-		c->name = "NEED_REPLY on a reply";
-		c->expect = VHU_EXPECT_REPLY;
-		c->len = tt_put_raw(buf, 0, VHU_REQ_GET_FEATURES,
-				    VHU_VERSION | VHU_FLAG_REPLY | VHU_FLAG_NEED_REPLY, 8, pad, 8);
-		c->reason[0] = c->reason[1] = -VHU_EFLAGS;
-		break;
-	/* Unknown request codes on both channels. */
-	case 14:
-		c->name = "front-end code 45 (one past the last)";
-		c->len = tt_put(buf, 0, VHU_REQ_MAX + 1, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	case 15:
-		c->name = "front-end code 0xffffffff";
-		c->len = tt_put(buf, 0, 0xffffffffu, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	case 16:
-		c->name = "back-end channel code 0";
-		c->chan = VHU_CHAN_BACKEND;
-		c->len = tt_put(buf, 0, VHU_BREQ_NONE, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	case 17:
-		c->name = "back-end channel code 11 (one past the last)";
-		c->chan = VHU_CHAN_BACKEND;
-		c->len = tt_put(buf, 0, VHU_BREQ_MAX + 1, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	case 18:
-		c->name = "back-end channel code 24 (a front-end request)";
-		c->chan = VHU_CHAN_BACKEND;
-		c->len = put_config(buf, VHU_REQ_GET_CONFIG, 0, 4, 0, 16);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	case 19:
-		c->name = "back-end channel reply with code 0x8000";
-		c->chan = VHU_CHAN_BACKEND;
-		c->expect = VHU_EXPECT_REPLY;
-		c->len = tt_put_raw(buf, 0, 0x8000, VHU_VERSION | VHU_FLAG_REPLY, 8, pad, 8);
-		c->reason[0] = c->reason[1] = -VHU_EREQUEST;
-		break;
-	/* Too many fds: one over the limit, past the control buffer, SCM_MAX_FD. */
-	case 20:
-		c->name = "33 fds on GET_FEATURES";
-		c->len = tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-		c->nfds = VHU_MAX_FDS + 1;
-		/* uring.h: stream control space holds a 33rd fd, exact mode's does not. */
-		c->reason[EXACT] = -VHU_ECTRUNC;
-		c->reason[STREAM] = -VHU_EFDS;
-		break;
-	case 21:
-		c->name = "34 fds on SET_VRING_KICK";
-		c->len = tt_put_u64(buf, 0, VHU_REQ_SET_VRING_KICK, 0);
-		c->nfds = VHU_MAX_FDS + 2;
-		c->reason[0] = c->reason[1] = -VHU_ECTRUNC;
-		break;
-	case 22:
-		c->name = "64 fds on a SET_MEM_TABLE of 32 regions";
-		mts = tt_mem_table(&mt, VHU_MAX_MEM_REGIONS);
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 64;
-		c->reason[0] = c->reason[1] = -VHU_ECTRUNC;
-		break;
-	case 23:
-		c->name = "253 fds (SCM_MAX_FD) on SET_VRING_CALL";
-		c->len = tt_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 1);
-		c->nfds = TT_SCM_MAX_FD;
-		c->reason[0] = c->reason[1] = -VHU_ECTRUNC;
-		break;
-	/* fds where none belong, fewer than the regions. */
-	case 24:
-		c->name = "SET_FEATURES with an fd";
-		c->len = tt_put_u64(buf, 0, VHU_REQ_SET_FEATURES, 1);
-		c->nfds = 1;
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	case 25:
-		c->name = "SET_VRING_NUM with 32 fds";
-		c->len = tt_put(buf, 0, VHU_REQ_SET_VRING_NUM, &vs, sizeof(vs));
-		c->nfds = VHU_MAX_FDS;
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	case 26:
-		c->name = "back-end CONFIG_CHANGE_MSG with an fd";
-		c->chan = VHU_CHAN_BACKEND;
-		c->len = tt_put(buf, 0, VHU_BREQ_CONFIG_CHANGE_MSG, NULL, 0);
-		c->nfds = 1;
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	case 27:
-		c->name = "SET_MEM_TABLE of 32 regions with 31 fds";
-		mts = tt_mem_table(&mt, VHU_MAX_MEM_REGIONS);
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = VHU_MAX_MEM_REGIONS - 1;
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	case 28:
-		c->name = "SET_MEM_TABLE of 3 regions with no fd";
-		mts = tt_mem_table(&mt, 3);
-		c->len = put_mem_table(buf, &mt, mts);
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	case 29:
-		c->name = "ADD_MEM_REG without its fd";
-		c->len = put_single_region(buf, VHU_REQ_ADD_MEM_REG, region(0, 4096, 0x10000, 0));
-		c->reason[0] = c->reason[1] = -VHU_EFDS;
-		break;
-	/* Memory regions that overflow or overlap (each with its fds). */
-	case 30:
-		c->name = "region guest address + size wraps";
-		mts = tt_mem_table(&mt, 1);
-		mt.regions[0].guest_phys_addr = UINT64_MAX - 4095;
-		mt.regions[0].size = 8192;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 1;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 31:
-		c->name = "region user address + size wraps";
-		mts = tt_mem_table(&mt, 2);
-		mt.regions[1].user_addr = UINT64_MAX;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 2;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 32:
-		c->name = "region mmap offset + size wraps";
-		mts = tt_mem_table(&mt, 1);
-		mt.regions[0].mmap_offset = UINT64_MAX - 100;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 1;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 33:
-		c->name = "region of size 0";
-		mts = tt_mem_table(&mt, 3);
-		mt.regions[2].size = 0;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 3;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 34:
-		c->name = "two regions overlapping by one page";
-		mts = tt_mem_table(&mt, 2);
-		mt.regions[1].guest_phys_addr = mt.regions[0].size - 4096;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 2;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 35:
-		c->name = "the same region twice";
-		mts = tt_mem_table(&mt, 2);
-		mt.regions[1] = mt.regions[0];
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = 2;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 36:
-		c->name = "a region inside the last of 32";
-		mts = tt_mem_table(&mt, VHU_MAX_MEM_REGIONS);
-		mt.regions[0].guest_phys_addr = mt.regions[31].guest_phys_addr + 4096;
-		mt.regions[0].size = 4096;
-		c->len = put_mem_table(buf, &mt, mts);
-		c->nfds = VHU_MAX_MEM_REGIONS;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 37:
-		c->name = "ADD_MEM_REG whose region wraps";
-		c->len = put_single_region(buf, VHU_REQ_ADD_MEM_REG,
-					   region(1ull << 63, 1ull << 63, 0x10000, 0));
-		c->nfds = 1;
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	/* Config space out of bounds. */
-	case 38:
-		c->name = "SET_CONFIG at offset 0x1000 (the end of config space)";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0x1000, 4, 0, 16);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 39:
-		c->name = "SET_CONFIG offset 0xfffffffc + size 8 wraps 32 bits";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0xfffffffcu, 8, 0, 20);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 40:
-		c->name = "SET_CONFIG offset 0xffc + size 8 crosses the end";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0xffc, 8, 0, 20);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 41:
-		c->name = "GET_CONFIG of size 0";
-		c->len = put_config(buf, VHU_REQ_GET_CONFIG, 0, 0, 0, 12);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	case 42:
-		c->name = "SET_CONFIG with unknown flag 0x4";
-		c->len = put_config(buf, VHU_REQ_SET_CONFIG, 0, 4, 4, 16);
-		c->reason[0] = c->reason[1] = -VHU_EBODY;
-		break;
-	/* Truncated, then closed. */
-	case 43:
-		c->name = "SET_MEM_TABLE with its 2 fds cut inside the body, then close";
-		mts = tt_mem_table(&mt, 2);
-		c->len = put_mem_table(buf, &mt, mts) - 33;
-		c->nfds = 2;
-		c->shut = true;
-		c->reason[0] = c->reason[1] = -VHU_EPARTIAL;
-		break;
-	case 44:
-		c->name = "11 header bytes with an fd, then close";
-		c->len = tt_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0) - 9;
-		c->nfds = 1;
-		c->shut = true;
-		c->reason[0] = c->reason[1] = -VHU_EPARTIAL;
-		break;
-	case 45:
-		c->name = "a valid message, then an oversized header in the same write";
-		c->len = tt_put_seq(buf, 0, 0);
-		c->len = tt_put_raw(buf, c->len, VHU_REQ_SET_CONFIG, VHU_VERSION, 1u << 20, NULL, 0);
-		c->reason[0] = c->reason[1] = -VHU_EOVERSIZED;
-		c->msgs = 1;
-		break;
-	default:
-		return false;
-	}
-	return true;
-}
+/* Hostile inputs (the table of hostile.c), one connection each         */
 
 /*
  * Each hostile input on its own connection, written between two messages
@@ -488,52 +296,50 @@ hostile_build(unsigned int i, uint8_t *buf, struct hostile *c)
 static void
 hostile_inputs(uint8_t mode)
 {
-	struct vhu_ring *ring = tt_ring(0);
-	uint8_t *buf = malloc(8192);
-	int fds[TT_SCM_MAX_FD];
-	struct hostile c;
+	struct vhu_ring *ring = th_ring(0);
+	uint8_t *buf = malloc(TH_HOSTILE_BUF);
+	int fds[TH_SCM_MAX_FD];
+	struct th_hostile c;
 	struct good g;
 	unsigned int i;
 
 	cr_assert_not_null(buf);
 	good_start(&g, ring, mode, 0);
-	for (i = 0; hostile_build(i, buf, &c); i++) {
-		struct vhu_conn_opts o = tt_opts(mode);
-		struct tt_probe probe = tt_probe_new();
+	for (i = 0; th_hostile_build(i, buf, &c); i++) {
+		struct vhu_conn_opts o = th_opts(mode);
+		struct th_probe probe = th_probe_new();
 		int before = t_fd_count();
-		struct tt_rec bad;
+		struct th_rec bad;
 		int peer;
 
-		o.rules.channel = c.chan;
-		o.rules.expect = c.expect;
-		o.rules.max_size = c.max_size;
-		tt_rec_init(&bad);
-		peer = tt_attach(ring, &o, &bad);
-		tt_probe_fds(&probe, fds, c.nfds);
+		th_hostile_opts(&c, &o);
+		th_rec_init_seq(&bad);
+		peer = th_attach(ring, &o, &bad);
+		th_probe_fds(&probe, fds, c.nfds);
 		good_send(&g);
-		tt_send(peer, buf, c.len, fds, c.nfds);
-		tt_probe_drop_wr(&probe);
+		th_send(peer, buf, c.len, fds, c.nfds);
+		th_probe_drop_wr(&probe);
 		if (c.shut) {
 			close(peer);
 			peer = -1;
 		}
 		good_send(&g);
-		tt_wait_closed(ring, &bad, c.name);
-		tt_wait_msgs(ring, &g.rec, g.next, c.name);
-		tt_assert_closed(&bad, c.reason[mode], c.name);
+		th_wait_closed(ring, &bad, c.name);
+		th_wait_msgs(ring, &g.rec, g.next, c.name);
+		th_assert_closed(&bad, c.reason[mode], c.name);
 		cr_assert_eq(bad.n, c.msgs, "%s: %llu messages delivered, want %llu", c.name,
 			     (unsigned long long)bad.n, (unsigned long long)c.msgs);
 		cr_assert_eq(vhu_ring_conn_count(ring), 1, "%s: connections left", c.name);
 		if (peer >= 0) {
-			tt_assert_peer_eof(peer, c.name);
+			th_assert_peer_eof(peer, c.name);
 			close(peer);
 		}
-		tt_probe_assert_all_closed(&probe, c.name);
+		th_probe_assert_all_closed(&probe, c.name);
 		cr_assert_eq(t_fd_count(), before - 2, "%s: %d fds open before, %d after", c.name,
 			     before - 2, t_fd_count());
 		good_check(&g, c.name);
 	}
-	cr_assert_eq(i, 46);
+	cr_assert_eq(i, TH_NHOSTILE);
 	cr_log_info("%s: %u hostile inputs, each closed alone; %llu good messages in order",
 		    mode_name(mode), i, (unsigned long long)g.rec.n);
 	free(buf);
@@ -555,8 +361,8 @@ Test(torture, hostile_inputs_stream)
 /* Stalled peers                                                       */
 
 struct stall {
-	struct tt_rec rec;
-	struct tt_probe probe;
+	struct th_rec rec;
+	struct th_probe probe;
 	int peer;
 };
 
@@ -573,10 +379,10 @@ static void
 stalled(uint8_t mode)
 {
 	enum { TIMEOUT_MS = 150, NS = 5, LORIS = 4 };
-	struct vhu_ring *ring = tt_ring(0);
+	struct vhu_ring *ring = th_ring(0);
 	struct stall s[NS];
 	struct vhu_mem_table mt;
-	uint32_t mts = tt_mem_table(&mt, 2);
+	uint32_t mts = th_mem_table(&mt, 2);
 	uint8_t buf[128];
 	uint64_t last_byte = 0;
 	unsigned int trickled = 0;
@@ -585,38 +391,38 @@ stalled(uint8_t mode)
 
 	good_start(&g, ring, mode, TIMEOUT_MS);
 	for (int i = 0; i < NS; i++) {
-		struct vhu_conn_opts o = tt_opts(mode);
+		struct vhu_conn_opts o = th_opts(mode);
 
 		/* s[3] is the stalled connection that has no timeout. */
 		o.msg_timeout_ms = i == 3 ? 0 : TIMEOUT_MS;
-		tt_rec_init(&s[i].rec);
-		s[i].peer = tt_attach(ring, &o, &s[i].rec);
-		s[i].probe = tt_probe_new();
+		th_rec_init_seq(&s[i].rec);
+		s[i].peer = th_attach(ring, &o, &s[i].rec);
+		s[i].probe = th_probe_new();
 	}
 	/* s[0]: half a header. s[1]: header and 30 body bytes with 2 fds. s[2]: idle. */
-	tt_put(buf, 0, VHU_REQ_SET_FEATURES, "12345678", 8);
-	tt_send(s[0].peer, buf, 6, NULL, 0);
-	tt_send(s[3].peer, buf, 6, NULL, 0);
-	put_mem_table(buf, &mt, mts);
-	tt_probe_fds(&s[1].probe, fds, 2);
-	tt_send(s[1].peer, buf, VHU_HDR_SIZE + 30, fds, 2);
-	tt_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, VHU_DEFAULT_MAX_SIZE, NULL,
+	th_put(buf, 0, VHU_REQ_SET_FEATURES, "12345678", 8);
+	th_send(s[0].peer, buf, 6, NULL, 0);
+	th_send(s[3].peer, buf, 6, NULL, 0);
+	th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
+	th_probe_fds(&s[1].probe, fds, 2);
+	th_send(s[1].peer, buf, VHU_HDR_SIZE + 30, fds, 2);
+	th_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, VHU_DEFAULT_MAX_SIZE, NULL,
 		   0);
-	tt_send(s[LORIS].peer, buf, VHU_HDR_SIZE, NULL, 0);
+	th_send(s[LORIS].peer, buf, VHU_HDR_SIZE, NULL, 0);
 	for (int i = 0; i < NS; i++) {
-		tt_probe_drop_wr(&s[i].probe);
+		th_probe_drop_wr(&s[i].probe);
 	}
 	while (s[0].rec.closes == 0 || s[1].rec.closes == 0 || s[LORIS].rec.closes == 0) {
 		if (s[LORIS].rec.closes == 0 && tt_now_ns() - last_byte >= 10000000ull) {
 			/* 4096 body bytes at this pace take 40 s: only the deadline ends it. */
 			cr_assert_lt(trickled, VHU_DEFAULT_MAX_SIZE - 1, "the slow loris was not cut");
-			tt_send(s[LORIS].peer, "x", 1, NULL, 0);
+			th_send(s[LORIS].peer, "x", 1, NULL, 0);
 			trickled++;
 			last_byte = tt_now_ns();
 		}
 		good_step(&g, ring, "good connection during the stalls");
 	}
-	tt_flush(ring);
+	th_flush(ring);
 	for (int i = 0; i < NS; i++) {
 		static const char *const what[NS] = {
 			"stalled in the header", "stalled in the body", NULL, NULL, "slow loris",
@@ -625,13 +431,13 @@ stalled(uint8_t mode)
 		if (what[i] == NULL) {
 			continue;
 		}
-		tt_assert_closed(&s[i].rec, -ETIMEDOUT, what[i]);
+		th_assert_closed(&s[i].rec, -ETIMEDOUT, what[i]);
 		cr_assert_eq(s[i].rec.n, 0);
-		tt_assert_peer_eof(s[i].peer, what[i]);
-		tt_probe_assert_all_closed(&s[i].probe, what[i]);
+		th_assert_peer_eof(s[i].peer, what[i]);
+		th_probe_assert_all_closed(&s[i].probe, what[i]);
 	}
-	tt_assert_open(&s[2].rec, "idle connection with a timeout");
-	tt_assert_open(&s[3].rec, "stalled connection without a timeout");
+	th_assert_open(&s[2].rec, "idle connection with a timeout");
+	th_assert_open(&s[3].rec, "stalled connection without a timeout");
 	cr_assert_eq(vhu_ring_conn_count(ring), 3);
 	good_check(&g, "good connection after the stalls");
 	cr_log_info("%s: %llu good messages went through while three peers stalled; the slow "
@@ -642,8 +448,8 @@ stalled(uint8_t mode)
 	for (int i = 0; i < NS; i++) {
 		close(s[i].peer);
 		if (i == 2 || i == 3) {
-			tt_assert_closed(&s[i].rec, 0, "destroy");
-			tt_probe_assert_all_closed(&s[i].probe, "unused probe");
+			th_assert_closed(&s[i].rec, 0, "destroy");
+			th_probe_assert_all_closed(&s[i].probe, "unused probe");
 		}
 	}
 }
@@ -675,12 +481,12 @@ killed_one(struct vhu_ring *ring, uint8_t mode, struct good *g, int v)
 		"killed after a SET_VRING_CALL header with its fd",
 		"killed after a whole message and half of the next",
 	};
-	struct vhu_conn_opts o = tt_opts(mode);
-	struct tt_probe probe = tt_probe_new();
+	struct vhu_conn_opts o = th_opts(mode);
+	struct th_probe probe = th_probe_new();
 	struct vhu_mem_table mt;
-	uint32_t mts = tt_mem_table(&mt, 2);
+	uint32_t mts = th_mem_table(&mt, 2);
 	uint8_t buf[256];
-	struct tt_rec rec;
+	struct th_rec rec;
 	int sync[2], fds[2], status = 0;
 	uint64_t want_msgs = 0;
 	size_t len = 0;
@@ -690,33 +496,33 @@ killed_one(struct vhu_ring *ring, uint8_t mode, struct good *g, int v)
 	char c;
 	int peer;
 
-	tt_rec_init(&rec);
-	peer = tt_attach(ring, &o, &rec);
+	th_rec_init_seq(&rec);
+	peer = th_attach(ring, &o, &rec);
 	switch (v) {
 	case 0:
-		len = tt_put_u64(buf, 0, VHU_REQ_SET_FEATURES, 1) - 13;
+		len = th_put_u64(buf, 0, VHU_REQ_SET_FEATURES, 1) - 13;
 		break;
 	case 1:
-		len = put_mem_table(buf, &mt, mts) - 40;
+		len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts) - 40;
 		nfds = 2;
 		break;
 	case 2:
-		tt_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0);
+		th_put_u64(buf, 0, VHU_REQ_SET_VRING_CALL, 0);
 		len = VHU_HDR_SIZE;
 		nfds = 1;
 		break;
 	default:
-		len = tt_put_seq(buf, 0, 0);
-		len = tt_put_seq(buf, len, 1) - 10;
+		len = th_put_seq(buf, 0, 0);
+		len = th_put_seq(buf, len, 1) - 10;
 		want_msgs = 1;
 		break;
 	}
-	tt_probe_fds(&probe, fds, nfds);
+	th_probe_fds(&probe, fds, nfds);
 	cr_assert_eq(pipe2(sync, O_CLOEXEC), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		if (!tt_child_send(peer, buf, len, fds, nfds) || write(sync[1], "k", 1) != 1) {
+		if (!child_send(peer, buf, len, fds, nfds) || write(sync[1], "k", 1) != 1) {
 			_exit(1);
 		}
 		for (;;) {
@@ -725,26 +531,26 @@ killed_one(struct vhu_ring *ring, uint8_t mode, struct good *g, int v)
 	}
 	close(peer);
 	close(sync[1]);
-	tt_probe_drop_wr(&probe);
+	th_probe_drop_wr(&probe);
 	pf = (struct pollfd){ .fd = sync[0], .events = POLLIN };
-	cr_assert_eq(poll(&pf, 1, TT_HANG_MS), 1, "%s: the child never wrote", what[v]);
+	cr_assert_eq(poll(&pf, 1, TH_HANG_MS), 1, "%s: the child never wrote", what[v]);
 	cr_assert_eq(read(sync[0], &c, 1), 1, "%s: the child failed to write", what[v]);
 	close(sync[0]);
 	good_step(g, ring, what[v]);
 	cr_assert_eq(kill(pid, SIGKILL), 0);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status 0x%x", status);
-	tt_wait_closed(ring, &rec, what[v]);
-	tt_assert_closed(&rec, -VHU_EPARTIAL, what[v]);
+	th_wait_closed(ring, &rec, what[v]);
+	th_assert_closed(&rec, -VHU_EPARTIAL, what[v]);
 	cr_assert_eq(rec.n, want_msgs, "%s: %llu messages", what[v], (unsigned long long)rec.n);
-	tt_probe_assert_all_closed(&probe, what[v]);
+	th_probe_assert_all_closed(&probe, what[v]);
 	good_step(g, ring, what[v]);
 }
 
 static void
 killed(uint8_t mode)
 {
-	struct vhu_ring *ring = tt_ring(0);
+	struct vhu_ring *ring = th_ring(0);
 	int before = t_fd_count();
 	struct good g;
 
@@ -773,7 +579,7 @@ Test(torture, peer_killed_mid_message_stream)
 /* Peers that never read their replies                                 */
 
 struct deaf {
-	struct tt_rec rec;
+	struct th_rec rec;
 	int peer;
 	uint8_t *reqs;		/* every request, back to back */
 	size_t len;
@@ -844,20 +650,20 @@ deaf_peers(uint8_t mode)
 	good_start(&g, ring, mode, 0);
 	g.rec.reply = true;
 	for (int k = 0; k < 2; k++) {
-		struct vhu_conn_opts o = tt_opts(mode);
+		struct vhu_conn_opts o = th_opts(mode);
 
 		if (k == 1) {
 			o.sendq_bytes = 1000;
 		}
-		tt_rec_init(&d[k].rec);
+		th_rec_init_seq(&d[k].rec);
 		d[k].rec.reply = true;
-		d[k].peer = tt_attach(ring, &o, &d[k].rec);
+		d[k].peer = th_attach(ring, &o, &d[k].rec);
 		d[k].bound = k == 1 ? 1000 / 20 : 256;
 		d[k].reqs = malloc((size_t)NREQ * 20);
 		cr_assert_not_null(d[k].reqs);
 		d[k].len = 0;
 		for (uint64_t i = 0; i < NREQ; i++) {
-			d[k].len = tt_put_seq(d[k].reqs, d[k].len, i);
+			d[k].len = th_put_seq(d[k].reqs, d[k].len, i);
 		}
 		d[k].sent = 0;
 	}
@@ -874,16 +680,16 @@ deaf_peers(uint8_t mode)
 				}
 				d[k].sent += (size_t)n;
 			}
-			tt_assert_open(&d[k].rec, "deaf peer's connection");
+			th_assert_open(&d[k].rec, "deaf peer's connection");
 			cr_assert_leq(vhu_conn_sendq_len(d[k].rec.conn), d[k].bound);
 		}
 		/* The well-behaved connection: one request, its reply read at once. */
 		good_step(&g, ring, "good connection beside deaf peers");
-		tt_flush(ring);
+		th_flush(ring);
 		{
 			uint64_t v;
 
-			tt_read_exact(g.peer, gbuf, 20, "good connection's reply");
+			th_read_exact(g.peer, gbuf, 20);
 			memcpy(&v, gbuf + VHU_HDR_SIZE, 8);
 			cr_assert_eq(v, g.next - 1, "good reply %llu", (unsigned long long)v);
 			good_replies++;
@@ -902,9 +708,9 @@ deaf_peers(uint8_t mode)
 	rss1 = tt_rss_self();
 	cr_assert_geq(rss0, 0, "the send queues never filled");
 	for (int k = 0; k < 2; k++) {
-		struct tt_rec *r = &d[k].rec;
+		struct th_rec *r = &d[k].rec;
 
-		tt_assert_open(r, "deaf peer's connection");
+		th_assert_open(r, "deaf peer's connection");
 		cr_assert_eq(r->replied + r->eqfull, NREQ);
 		cr_assert_gt(r->eqfull, 0);
 		cr_assert_leq(r->q_peak, d[k].bound, "queue of %u messages, bound %u", r->q_peak,
@@ -932,7 +738,7 @@ deaf_peers(uint8_t mode)
 			if (vhu_ring_wait(ring, 10) > 0 || n > 0) {
 				lastc = tt_now_ns();
 			}
-			cr_assert_lt(tt_now_ns() - lastc, (uint64_t)TT_HANG_MS * 1000000ull,
+			cr_assert_lt(tt_now_ns() - lastc, (uint64_t)TH_HANG_MS * 1000000ull,
 				     "deaf peer %d: %llu of %llu replies", k,
 				     (unsigned long long)got, (unsigned long long)d[k].rec.replied);
 		}
@@ -940,19 +746,19 @@ deaf_peers(uint8_t mode)
 		cr_assert_eq(got, d[k].rec.replied);
 		cr_assert_eq(vhu_conn_sendq_len(d[k].rec.conn), 0);
 		/* And the queue takes replies again. */
-		tt_send(d[k].peer, gbuf, tt_put_seq(gbuf, 0, NREQ), NULL, 0);
-		tt_wait_msgs(ring, &d[k].rec, NREQ + 1, "deaf peer, reading now");
-		tt_flush(ring);
-		tt_read_exact(d[k].peer, acc, 20, "reply after the drain");
+		th_send(d[k].peer, gbuf, th_put_seq(gbuf, 0, NREQ), NULL, 0);
+		th_wait_msgs(ring, &d[k].rec, NREQ + 1, "deaf peer, reading now");
+		th_flush(ring);
+		th_read_exact(d[k].peer, acc, 20);
 		cr_assert_eq(d[k].rec.replied + d[k].rec.eqfull, NREQ + 1);
-		tt_assert_seq(&d[k].rec, "deaf peer's requests");
+		th_assert_seq(&d[k].rec, "deaf peer's requests");
 	}
 	good_check(&g, "good connection beside deaf peers");
 	cr_assert_eq(good_replies, g.next);
 	vhu_ring_destroy(ring);
 	good_finish(&g);
 	for (int k = 0; k < 2; k++) {
-		tt_assert_closed(&d[k].rec, 0, "deaf peer at destroy");
+		th_assert_closed(&d[k].rec, 0, "deaf peer at destroy");
 		close(d[k].peer);
 		free(d[k].reqs);
 	}
@@ -980,16 +786,16 @@ static void
 flood(uint8_t mode)
 {
 	unsigned int count = tt_scaled(1000000, 10000);
-	struct vhu_ring *ring = tt_ring(0);
-	struct vhu_conn_opts o = tt_opts(mode);
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(mode);
 	struct vhu_ring_stats st;
-	struct tt_rec rec;
+	struct th_rec rec;
 	uint64_t t0, t1;
 	int status = -1, peer;
 	pid_t pid;
 
-	tt_rec_init(&rec);
-	peer = tt_attach(ring, &o, &rec);
+	th_rec_init_seq(&rec);
+	peer = th_attach(ring, &o, &rec);
 	t0 = tt_now_ns();
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
@@ -998,7 +804,7 @@ flood(uint8_t mode)
 		size_t off = 0;
 
 		for (unsigned int i = 0; i < count; i++) {
-			off = tt_put_seq(buf, off, i);
+			off = th_put_seq(buf, off, i);
 			if (off + 32 > sizeof(buf) || i + 1 == count) {
 				size_t done = 0;
 
@@ -1016,12 +822,12 @@ flood(uint8_t mode)
 		_exit(0);
 	}
 	close(peer);
-	tt_wait_closed(ring, &rec, "flood");
+	th_wait_closed(ring, &rec, "flood");
 	t1 = tt_now_ns();
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer status 0x%x", status);
-	tt_assert_closed(&rec, -VHU_EDISCONNECT, "after the flood");
-	tt_assert_seq(&rec, "flood");
+	th_assert_closed(&rec, -VHU_EDISCONNECT, "after the flood");
+	th_assert_seq(&rec, "flood");
 	cr_assert_eq(rec.n, count, "%llu of %u messages", (unsigned long long)rec.n, count);
 	vhu_ring_get_stats(ring, &st);
 	cr_log_info("%s: flood of %u messages in %.3f s: %.0f messages/s; %llu CQEs, %llu enters, "
@@ -1119,13 +925,13 @@ storm_child(const char *path, unsigned int n)
 
 			switch ((b + j) % 4) {
 			case 1:	/* part of a header: -VHU_EPARTIAL */
-				len = tt_put_u64(msg, 0, VHU_REQ_SET_FEATURES, 1) - 15;
+				len = th_put_u64(msg, 0, VHU_REQ_SET_FEATURES, 1) - 15;
 				break;
 			case 2:	/* a whole message, replies never read: delivered, then EOF */
-				len = tt_put(msg, 0, VHU_REQ_GET_FEATURES, NULL, 0);
+				len = th_put(msg, 0, VHU_REQ_GET_FEATURES, NULL, 0);
 				break;
 			case 3:	/* a bad header: -VHU_EVERSION */
-				len = tt_put_raw(msg, 0, VHU_REQ_GET_FEATURES, 2, 0, NULL, 0);
+				len = th_put_raw(msg, 0, VHU_REQ_GET_FEATURES, 2, 0, NULL, 0);
 				break;
 			default: /* nothing: -VHU_EDISCONNECT */
 				break;
@@ -1152,7 +958,7 @@ static void
 storm(uint8_t mode)
 {
 	unsigned int n = tt_scaled(10000, 400) / 100 * 100;
-	struct vhu_ring *ring = tt_ring(n + 64);
+	struct vhu_ring *ring = th_ring(n + 64);
 	struct vhu_ulistener_opts lo;
 	struct vhu_ulistener *l = NULL;
 	struct storm s;
@@ -1164,7 +970,7 @@ storm(uint8_t mode)
 	memset(&s, 0, sizeof(s));
 	memset(&lo, 0, sizeof(lo));
 	lo.path = t_path("storm.sock");
-	lo.conn = tt_opts(mode);
+	lo.conn = th_opts(mode);
 	lo.ops.on_message = storm_on_message;
 	lo.ops.on_close = storm_on_close;
 	lo.ctx = &s;
@@ -1183,13 +989,13 @@ storm(uint8_t mode)
 			last_closed = s.closed;
 			last_t = tt_now_ns();
 		}
-		cr_assert_lt(tt_now_ns() - last_t, (uint64_t)TT_HANG_MS * 1000000ull,
+		cr_assert_lt(tt_now_ns() - last_t, (uint64_t)TH_HANG_MS * 1000000ull,
 			     "storm stuck at %llu of %u closed", (unsigned long long)s.closed, n);
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "storm child status 0x%x",
 		  status);
-	tt_flush(ring);
+	th_flush(ring);
 	cr_assert_eq(s.accepted, n);
 	cr_assert_eq(s.closed, n);
 	cr_assert_eq(s.other, 0, "%llu closed with %s", (unsigned long long)s.other,
@@ -1221,7 +1027,7 @@ Test(torture, connect_close_storm_stream)
 /* Memory per connection                                               */
 
 struct rss_set {
-	struct tt_rec *rec;
+	struct th_rec *rec;
 	unsigned int from;
 	unsigned int to;
 	uint64_t want;
@@ -1243,20 +1049,20 @@ rss_done(void *arg)
 
 /* Connections [from, to) each write req, get it delivered, and read reply_len bytes back. */
 static void
-rss_exchange(struct vhu_ring *ring, struct tt_rec *rec, const int *peer, unsigned int from,
+rss_exchange(struct vhu_ring *ring, struct th_rec *rec, const int *peer, unsigned int from,
 	     unsigned int to, const uint8_t *req, size_t len, size_t split, size_t reply_len)
 {
 	struct rss_set s = { rec, from, to, rec[from].n + 1 };
 	static uint8_t sink[64 * 1024];
 
 	for (unsigned int i = from; i < to; i++) {
-		tt_send(peer[i], req, split, NULL, 0);
+		th_send(peer[i], req, split, NULL, 0);
 	}
 	if (split < len) {
 		/* The rest in a later read: the message straddles two receives. */
-		tt_flush(ring);
+		th_flush(ring);
 		for (unsigned int i = from; i < to; i++) {
-			tt_send(peer[i], req + split, len - split, NULL, 0);
+			th_send(peer[i], req + split, len - split, NULL, 0);
 		}
 	}
 	for (unsigned int i = from; i < to; i++) {
@@ -1276,7 +1082,7 @@ rss_exchange(struct vhu_ring *ring, struct tt_rec *rec, const int *peer, unsigne
 		}
 		cr_assert_eq(got, reply_len, "connection %u: %zu reply bytes", i, got);
 	}
-	tt_run_until(ring, rss_done, &s, "exchange on every connection");
+	th_run_until(ring, rss_done, &s, "exchange on every connection");
 }
 
 /*
@@ -1292,8 +1098,8 @@ static void
 rss_per_conn(uint8_t mode)
 {
 	enum { WARM = 24, N = 1000, TOTAL = WARM + N };
-	struct vhu_conn_opts o = tt_opts(mode);
-	struct tt_rec *rec = calloc(TOTAL, sizeof(*rec));
+	struct vhu_conn_opts o = th_opts(mode);
+	struct th_rec *rec = calloc(TOTAL, sizeof(*rec));
 	int *peer = calloc(TOTAL, sizeof(*peer));
 	uint8_t *big = malloc(VHU_HDR_SIZE + VHU_DEFAULT_MAX_SIZE);
 	long rss0, rss1, rss2, rss3, per_small, per_full;
@@ -1310,28 +1116,28 @@ rss_per_conn(uint8_t mode)
 	 */
 	mallopt(M_PERTURB, 0);
 	memset(big, 0x77, VHU_HDR_SIZE + VHU_DEFAULT_MAX_SIZE);
-	blen = tt_put_raw(big, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, VHU_DEFAULT_MAX_SIZE,
+	blen = th_put_raw(big, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, VHU_DEFAULT_MAX_SIZE,
 			  big + VHU_HDR_SIZE, VHU_DEFAULT_MAX_SIZE);
-	len = tt_put_seq(req, 0, 0);
+	len = th_put_seq(req, 0, 0);
 	rss0 = tt_rss_self();
-	ring = tt_ring(0);
+	ring = th_ring(0);
 	for (unsigned int i = 0; i < TOTAL; i++) {
-		tt_rec_init(&rec[i]);
+		th_rec_init_seq(&rec[i]);
 		rec[i].reply = true;
 	}
 	for (unsigned int i = 0; i < WARM; i++) {
-		peer[i] = tt_attach(ring, &o, &rec[i]);
+		peer[i] = th_attach(ring, &o, &rec[i]);
 	}
 	rss_exchange(ring, rec, peer, 0, WARM, req, len, len, 20);
 	rss1 = tt_rss_self();
 	for (unsigned int i = WARM; i < TOTAL; i++) {
-		peer[i] = tt_attach(ring, &o, &rec[i]);
+		peer[i] = th_attach(ring, &o, &rec[i]);
 	}
 	rss_exchange(ring, rec, peer, WARM, TOTAL, req, len, len, 20);
 	rss2 = tt_rss_self();
 	cr_assert_eq(vhu_ring_conn_count(ring), TOTAL);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	rc = vhu_conn_attach(ring, sv[0], &o, &tt_ops, NULL, NULL);
+	rc = vhu_conn_attach(ring, sv[0], &o, &th_ops, NULL, NULL);
 	cr_assert_eq(rc, -EMFILE, "attach past max_conns: %s", vhu_strerror(rc));
 	close(sv[1]);
 	for (unsigned int i = WARM; i < TOTAL; i++) {
@@ -1362,7 +1168,7 @@ rss_per_conn(uint8_t mode)
 	}
 	vhu_ring_destroy(ring);
 	for (unsigned int i = 0; i < TOTAL; i++) {
-		tt_assert_closed(&rec[i], 0, "destroy");
+		th_assert_closed(&rec[i], 0, "destroy");
 		close(peer[i]);
 	}
 	free(big);
@@ -1411,27 +1217,27 @@ be_storm_child(const char *path, unsigned int n, int probe_wr, int memfd)
 
 			switch ((b + j) % 6) {
 			case 1:	/* part of a header */
-				len = tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0) - 5;
-				ok = tt_child_send(fd[j], buf, len, NULL, 0);
+				len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0) - 5;
+				ok = child_send(fd[j], buf, len, NULL, 0);
 				break;
 			case 2:	/* a request whose reply is never read */
-				len = tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-				ok = tt_child_send(fd[j], buf, len, NULL, 0);
+				len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
+				ok = child_send(fd[j], buf, len, NULL, 0);
 				break;
 			case 3:	/* a memory table with its memfd and bad padding */
-				mts = tt_mem_table(&mt, 1);
+				mts = th_mem_table(&mt, 1);
 				mt.padding = 7;
-				len = tt_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
-				ok = tt_child_send(fd[j], buf, len, &memfd, 1);
+				len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts);
+				ok = child_send(fd[j], buf, len, &memfd, 1);
 				break;
 			case 4:	/* 64 fds: MSG_CTRUNC */
-				len = tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
-				ok = tt_child_send(fd[j], buf, len, fds, 64);
+				len = th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0);
+				ok = child_send(fd[j], buf, len, fds, 64);
 				break;
 			case 5:	/* a memory table cut short, with its 2 fds */
-				mts = tt_mem_table(&mt, 2);
-				len = tt_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts) - 20;
-				ok = tt_child_send(fd[j], buf, len, fds, 2);
+				mts = th_mem_table(&mt, 2);
+				len = th_put(buf, 0, VHU_REQ_SET_MEM_TABLE, &mt, mts) - 20;
+				ok = child_send(fd[j], buf, len, fds, 2);
 				break;
 			default:
 				break;
@@ -1455,8 +1261,8 @@ be_round_trip(const char *path)
 	struct vhu_hdr h;
 	int fd = tt_connect(path);
 
-	tt_send(fd, buf, tt_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0), NULL, 0);
-	tt_read_exact(fd, buf, 20, "GET_FEATURES reply");
+	th_send(fd, buf, th_put(buf, 0, VHU_REQ_GET_FEATURES, NULL, 0), NULL, 0);
+	th_read_exact(fd, buf, 20);
 	memcpy(&h, buf, sizeof(h));
 	cr_assert_eq(h.request, VHU_REQ_GET_FEATURES);
 	cr_assert_eq(h.flags, VHU_VERSION | VHU_FLAG_REPLY);
@@ -1476,7 +1282,7 @@ static void
 backend_storm(const char *mode)
 {
 	unsigned int n = tt_scaled(1000, 120) / 60 * 60;
-	struct tt_probe probe = tt_probe_new();
+	struct th_probe probe = th_probe_new();
 	int memfd = t_memfd("region");
 	unsigned int closed = 0, accepted = 0;
 	int base, status = -1;
@@ -1487,14 +1293,14 @@ backend_storm(const char *mode)
 	tt_backend_start(&g_be, "be.sock", mode);
 	be_round_trip(g_be.path);
 	tt_backend_wait_line(&g_be, ": closed");
-	base = tt_fds_of(g_be.p.pid, NULL);
+	base = t_fds_of(g_be.p.pid, NULL);
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		be_storm_child(g_be.path, n, probe.wr, memfd);
 	}
 	close(memfd);
-	tt_probe_drop_wr(&probe);
+	th_probe_drop_wr(&probe);
 	while (closed < n && tt_backend_line(&g_be, line, sizeof(line))) {
 		if (strstr(line, ": accepted")) {
 			accepted++;
@@ -1507,10 +1313,10 @@ backend_storm(const char *mode)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "storm child status 0x%x",
 		  status);
-	cr_assert_eq(tt_fds_of(g_be.p.pid, NULL), base, "back-end fds: %d before, %d after",
-		     base, tt_fds_of(g_be.p.pid, NULL));
-	cr_assert_eq(tt_fds_of(g_be.p.pid, "/memfd:"), 0, "the back-end kept a memfd");
-	tt_probe_assert_all_closed(&probe, "fds sent to the back-end");
+	cr_assert_eq(t_fds_of(g_be.p.pid, NULL), base, "back-end fds: %d before, %d after",
+		     base, t_fds_of(g_be.p.pid, NULL));
+	cr_assert_eq(t_fds_of(g_be.p.pid, "/memfd:"), 0, "the back-end kept a memfd");
+	th_probe_assert_all_closed(&probe, "fds sent to the back-end");
 	be_round_trip(g_be.path);
 	cr_log_info("vhu-backend (%s): storm of %u connections, fds back to %d", mode, n, base);
 	tt_backend_stop(&g_be);
@@ -1544,12 +1350,12 @@ backend_deaf(const char *mode)
 	int err = 0;
 
 	for (int i = 0; i < 512; i++) {
-		len = tt_put(buf, len, VHU_REQ_GET_FEATURES, NULL, 0);
+		len = th_put(buf, len, VHU_REQ_GET_FEATURES, NULL, 0);
 	}
 	tt_backend_start(&g_be, "be.sock", mode);
 	be_round_trip(g_be.path);
 	tt_backend_wait_line(&g_be, ": closed");
-	base = tt_fds_of(g_be.p.pid, NULL);
+	base = t_fds_of(g_be.p.pid, NULL);
 	rss0 = tt_rss_of(g_be.p.pid);
 	fd = tt_connect(g_be.path);
 	tt_backend_wait_line(&g_be, ": accepted");
@@ -1557,7 +1363,7 @@ backend_deaf(const char *mode)
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		ssize_t n;
 
-		cr_assert_eq(poll(&p, 1, TT_HANG_MS), 1, "the back-end stopped reading, and did "
+		cr_assert_eq(poll(&p, 1, TH_HANG_MS), 1, "the back-end stopped reading, and did "
 			     "not close, after %zu bytes", total);
 		n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EAGAIN) {
@@ -1579,7 +1385,7 @@ backend_deaf(const char *mode)
 		    "back-end closed it; back-end RSS %ld KiB before, %ld KiB after", mode,
 		    total / 1024, rss0 / 1024, rss1 / 1024);
 	cr_assert_lt(rss1 - rss0, 2l << 20, "back-end RSS grew by %ld KiB", (rss1 - rss0) / 1024);
-	cr_assert_eq(tt_fds_of(g_be.p.pid, NULL), base);
+	cr_assert_eq(t_fds_of(g_be.p.pid, NULL), base);
 	be_round_trip(g_be.path);
 	tt_backend_stop(&g_be);
 }
@@ -1607,24 +1413,24 @@ Test(torture, max_size_beyond_buffer_refused)
 {
 	static const uint32_t bad[] = { UINT32_MAX, UINT32_MAX - VHU_HDR_SIZE,
 					VHU_CONN_MAX_SIZE + 1u };
-	struct vhu_ring *ring = tt_ring(0);
+	struct vhu_ring *ring = th_ring(0);
 
 	for (unsigned int m = 0; m < 2; m++) {
 		uint8_t mode = m ? STREAM : EXACT;
 
 		for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-			struct vhu_conn_opts o = tt_opts(mode);
+			struct vhu_conn_opts o = th_opts(mode);
 			struct vhu_conn *c = (struct vhu_conn *)&o;
 			int sv[2];
 			int rc;
 
 			o.rules.max_size = bad[i];
 			cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-			rc = vhu_conn_attach(ring, sv[0], &o, &tt_ops, NULL, &c);
+			rc = vhu_conn_attach(ring, sv[0], &o, &th_ops, NULL, &c);
 			cr_assert_eq(rc, -EINVAL, "%s, max_size %u: attach gave %s",
 				     mode_name(mode), bad[i], vhu_errname(rc));
 			cr_assert_null(c);
-			tt_assert_peer_eof(sv[1], "refused attach");
+			th_assert_peer_eof(sv[1], "refused attach");
 			close(sv[1]);
 		}
 	}
@@ -1659,7 +1465,7 @@ Test(torture, framer_length_does_not_wrap)
 	uint8_t buf[40];
 
 	memset(buf, 0, sizeof(buf));
-	tt_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, 0xfffffff8u, NULL, 0);
+	th_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, 0xfffffff8u, NULL, 0);
 	for (unsigned int i = 0; i < 2; i++) {
 		unsigned int n = 0;
 		int rc;
@@ -1682,51 +1488,6 @@ Test(torture, framer_length_does_not_wrap)
 	vhu__framer_fini(&f);
 }
 
-struct big_rec {
-	unsigned int n;
-	uint32_t size;
-	bool body_ok;
-	int closes;
-	int reason;
-};
-
-static int
-big_on_message(struct vhu_conn *conn, struct vhu_msg *m, void *ctx)
-{
-	struct big_rec *b = ctx;
-	const uint8_t *body = m->body;
-
-	(void)conn;
-	b->n++;
-	b->size = m->hdr.size;
-	b->body_ok = true;
-	for (uint32_t i = 8; i < m->hdr.size; i++) {
-		if (body[i] != (uint8_t)(i * 7u)) {
-			b->body_ok = false;
-			break;
-		}
-	}
-	return 0;
-}
-
-static void
-big_on_close(struct vhu_conn *conn, int reason, void *ctx)
-{
-	struct big_rec *b = ctx;
-
-	(void)conn;
-	b->closes++;
-	b->reason = reason;
-}
-
-static bool
-big_done(void *arg)
-{
-	const struct big_rec *b = arg;
-
-	return b->n > 0 || b->closes > 0;
-}
-
 /*
  * The largest limit the engine takes: a message of exactly VHU_CONN_MAX_SIZE
  * is held until its last byte arrives (nothing after the first 40 bytes),
@@ -1736,59 +1497,55 @@ big_done(void *arg)
 static void
 largest_message(uint8_t mode)
 {
-	static const struct vhu_conn_ops ops = {
-		.on_message = big_on_message, .on_close = big_on_close,
-	};
 	const uint32_t size = VHU_CONN_MAX_SIZE;
 	size_t len = VHU_HDR_SIZE + (size_t)size;
-	struct vhu_ring *ring = tt_ring(0);
-	struct vhu_conn_opts o = tt_opts(mode);
-	struct big_rec b;
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(mode);
+	struct th_rec rec;
+	struct th_want w = { .rec = &rec, .n = 1 };
 	uint8_t *buf = malloc(len);
-	int sv[2], status = -1;
+	int peer, status = -1;
 	pid_t pid;
 
 	cr_assert_not_null(buf);
-	memset(&b, 0, sizeof(b));
-	tt_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, size, NULL, 0);
+	th_put_raw(buf, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, size, NULL, 0);
 	memset(buf + VHU_HDR_SIZE, 0, 8);
 	for (uint32_t i = 8; i < size; i++) {
 		buf[VHU_HDR_SIZE + i] = (uint8_t)(i * 7u);
 	}
 	o.rules.max_size = size;
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	cr_assert_eq(vhu_conn_attach(ring, sv[0], &o, &ops, &b, NULL), 0);
-	tt_send(sv[1], buf, 20, NULL, 0);
-	tt_flush(ring);
-	tt_send(sv[1], buf + 20, 20, NULL, 0);
-	tt_flush(ring);
-	cr_assert_eq(b.n, 0u, "%s: a %u-byte message was delivered after 40 bytes",
+	th_rec_init(&rec);
+	peer = th_attach(ring, &o, &rec);
+	th_send(peer, buf, 20, NULL, 0);
+	th_flush(ring);
+	th_send(peer, buf + 20, 20, NULL, 0);
+	th_flush(ring);
+	cr_assert_eq(rec.n, 0u, "%s: a %u-byte message was delivered after 40 bytes",
 		     mode_name(mode), size);
-	cr_assert_eq(b.closes, 0, "%s: closed (%s)", mode_name(mode), vhu_errname(b.reason));
+	th_assert_open(&rec, mode_name(mode));
 	/* The rest is far more than the socket buffer: a child writes it while we read. */
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		uint8_t over[VHU_HDR_SIZE];
 
-		tt_put_raw(over, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, size + 1u, NULL, 0);
-		_exit(tt_child_send(sv[1], buf + 40, len - 40, NULL, 0) &&
-		      tt_child_send(sv[1], over, sizeof(over), NULL, 0) ? 0 : 1);
+		th_put_raw(over, 0, VHU_REQ_CREATE_CRYPTO_SESSION, VHU_VERSION, size + 1u, NULL, 0);
+		_exit(child_send(peer, buf + 40, len - 40, NULL, 0) &&
+		      child_send(peer, over, sizeof(over), NULL, 0) ? 0 : 1);
 	}
-	tt_run_until(ring, big_done, &b, "largest message");
-	cr_assert_eq(b.n, 1u);
-	cr_assert_eq(b.size, size, "%s: delivered with size %u", mode_name(mode), b.size);
-	cr_assert(b.body_ok, "%s: body bytes differ", mode_name(mode));
+	th_run_until(ring, th_done_msgs, &w, "largest message");
+	cr_assert_eq(rec.n, 1u);
+	cr_assert_eq(rec.msg[0].hdr.size, size, "%s: delivered with size %u", mode_name(mode),
+		     rec.msg[0].hdr.size);
+	th_assert_bytes(rec.msg[0].body, buf + VHU_HDR_SIZE, size, mode_name(mode));
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer failed");
-	while (b.closes == 0) {
-		cr_assert_geq(vhu_ring_wait(ring, 100), 0);
-	}
-	cr_assert_eq(b.reason, -VHU_EOVERSIZED, "%s: closed with %s", mode_name(mode),
-		     vhu_errname(b.reason));
-	cr_assert_eq(b.n, 1u);
+	th_wait_closed(ring, &rec, mode_name(mode));
+	th_assert_closed(&rec, -VHU_EOVERSIZED, mode_name(mode));
+	cr_assert_eq(rec.n, 1u);
 	vhu_ring_destroy(ring);
-	close(sv[1]);
+	close(peer);
+	th_rec_fini(&rec);
 	free(buf);
 }
 
@@ -1851,7 +1608,7 @@ lis_wait_accepted(struct vhu_ring *ring, const struct lis_rec *rec, unsigned int
 Test(torture, listener_backs_off_at_rlimit_nofile)
 {
 	enum { CLIENTS = 30, POLLS = 1000 };
-	struct vhu_ring *ring = tt_ring(0);
+	struct vhu_ring *ring = th_ring(0);
 	struct vhu_ulistener_opts lo;
 	struct vhu_ulistener *l = NULL;
 	struct vhu_ring_stats s0, s1;
@@ -1864,7 +1621,7 @@ Test(torture, listener_backs_off_at_rlimit_nofile)
 	memset(&rec, 0, sizeof(rec));
 	memset(&lo, 0, sizeof(lo));
 	lo.path = t_path("emfile.sock");
-	lo.conn = tt_opts(STREAM);
+	lo.conn = th_opts(STREAM);
 	lo.ops.on_close = lis_close;
 	lo.ctx = &rec;
 	lo.on_accept = lis_accept;
@@ -1949,26 +1706,26 @@ Test(torture, listener_backs_off_at_rlimit_nofile)
 Test(torture, bug_stream_pipelined_requests_overflow_send_queue, .disabled = TT_BUG_DISABLED)
 {
 	enum { N = 300 };
-	struct vhu_ring *ring = tt_ring(0);
-	struct vhu_conn_opts o = tt_opts(STREAM);
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(STREAM);
 	uint8_t *buf = malloc(N * 20);
 	size_t len = 0, got = 0;
-	struct tt_rec rec;
+	struct th_rec rec;
 	int peer;
 
 	cr_assert_not_null(buf);
-	tt_rec_init(&rec);
+	th_rec_init_seq(&rec);
 	rec.reply = true;
-	peer = tt_attach(ring, &o, &rec);
+	peer = th_attach(ring, &o, &rec);
 	for (unsigned int i = 0; i < N; i++) {
-		len = tt_put_seq(buf, len, i);
+		len = th_put_seq(buf, len, i);
 	}
-	tt_send(peer, buf, len, NULL, 0);
-	tt_wait_msgs(ring, &rec, N, "pipelined requests");
+	th_send(peer, buf, len, NULL, 0);
+	th_wait_msgs(ring, &rec, N, "pipelined requests");
 	for (;;) {
 		ssize_t n;
 
-		tt_flush(ring);
+		th_flush(ring);
 		n = recv(peer, buf, (size_t)N * 20, MSG_DONTWAIT);
 		if (n > 0) {
 			got += (size_t)n;

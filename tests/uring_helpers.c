@@ -24,6 +24,13 @@ th_rec_init(struct th_rec *r)
 }
 
 void
+th_rec_init_seq(struct th_rec *r)
+{
+	th_rec_init(r);
+	r->seq = true;
+}
+
+void
 th_rec_fini(struct th_rec *r)
 {
 	for (size_t i = 0; i < r->n; i++) {
@@ -38,6 +45,63 @@ th_rec_fini(struct th_rec *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* The number a message of a sequenced stream carries. \return false if it carries none. */
+static bool
+msg_seq(const struct vhu_msg *m, uint64_t *seq)
+{
+	if (m->hdr.request == VHU_REQ_SET_FEATURES && m->hdr.size == 8) {
+		memcpy(seq, m->body, 8);
+		return true;
+	}
+	if (m->hdr.request == VHU_REQ_SET_VRING_NUM && m->hdr.size == 8) {
+		struct vhu_vring_state vs;
+
+		memcpy(&vs, m->body, sizeof(vs));
+		*seq = vs.num;
+		return true;
+	}
+	return false;
+}
+
+/* Sequence mode: check the message's place, count its fds, reply if asked. */
+static int
+on_message_seq(struct th_rec *r, struct vhu_conn *conn, struct vhu_msg *m)
+{
+	uint64_t idx = r->n++;
+	uint64_t seq = UINT64_MAX;
+	bool has = msg_seq(m, &seq);
+	uint64_t want = th_seq_req(idx) == VHU_REQ_SET_VRING_NUM ? (uint32_t)idx : idx;
+	bool ok = m->hdr.request == th_seq_req(idx) && (!has || seq == want);
+
+	r->nfds += m->fds.n;
+	if (!ok && !r->seq_bad) {
+		r->seq_bad = true;
+		r->seq_at = idx;
+		r->seq_got = has ? seq : (uint64_t)m->hdr.request << 32;
+	}
+	if (r->reply) {
+		static const uint8_t pad[64 * 1024];
+		uint32_t plen = r->reply_pad < sizeof(pad) ? r->reply_pad : (uint32_t)sizeof(pad);
+		struct vhu_hdr h = vhu_hdr_reply(m->hdr.request, 8 + plen);
+		uint64_t echo = has ? seq : idx;
+		int rc = vhu_conn_send(conn, &h, &echo, 8, pad, plen, NULL, 0);
+		unsigned int q;
+
+		if (rc == -VHU_EQFULL) {
+			r->eqfull++;
+		} else if (rc < 0) {
+			return rc;
+		} else {
+			r->replied++;
+		}
+		q = vhu_conn_sendq_len(conn);
+		if (q > r->q_peak) {
+			r->q_peak = q;
+		}
+	}
+	return 0;
+}
+
 int
 th_on_message(struct vhu_conn *conn, struct vhu_msg *m, void *ctx)
 {
@@ -49,6 +113,9 @@ th_on_message(struct vhu_conn *conn, struct vhu_msg *m, void *ctx)
 	}
 	if (r->conn != NULL && r->conn != conn) {
 		r->wrong_conn++;
+	}
+	if (r->seq) {
+		return on_message_seq(r, conn, m);
 	}
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 64;
@@ -115,8 +182,15 @@ th_assert_open(const struct th_rec *r, const char *what)
 	cr_assert_eq(r->closes, 0, "%s: closed unexpectedly with %d (%s)", what, r->reason,
 		     vhu_errname(r->reason));
 	cr_assert_eq(r->wrong_conn, 0, "%s: callbacks with a foreign conn pointer", what);
+	th_assert_seq(r, what);
 }
 
+void
+th_assert_seq(const struct th_rec *r, const char *what)
+{
+	cr_assert(!r->seq_bad, "%s: message %llu carried %llu: lost or reordered", what,
+		  (unsigned long long)r->seq_at, (unsigned long long)r->seq_got);
+}
 
 struct vhu_ring *
 th_ring(unsigned int max_conns)
@@ -323,6 +397,31 @@ th_put_u64(uint8_t *buf, size_t off, uint32_t req, uint64_t v)
 	return th_put(buf, off, req, &v, sizeof(v));
 }
 
+uint32_t
+th_seq_req(uint64_t i)
+{
+	static const uint32_t req[3] = {
+		VHU_REQ_SET_FEATURES, VHU_REQ_SET_VRING_NUM, VHU_REQ_GET_FEATURES,
+	};
+
+	return req[i % 3];
+}
+
+size_t
+th_put_seq(uint8_t *buf, size_t off, uint64_t i)
+{
+	struct vhu_vring_state vs = { 0, (uint32_t)i };
+
+	switch (th_seq_req(i)) {
+	case VHU_REQ_SET_FEATURES:
+		return th_put_u64(buf, off, VHU_REQ_SET_FEATURES, i);
+	case VHU_REQ_SET_VRING_NUM:
+		return th_put(buf, off, VHU_REQ_SET_VRING_NUM, &vs, sizeof(vs));
+	default:
+		return th_put(buf, off, VHU_REQ_GET_FEATURES, NULL, 0);
+	}
+}
+
 struct vhu_vring_addr
 th_vring_addr(uint32_t index, uint64_t desc)
 {
@@ -342,9 +441,9 @@ th_mem_table(struct vhu_mem_table *mt, unsigned int n)
 	memset(mt, 0, sizeof(*mt));
 	mt->nregions = n;
 	for (unsigned int i = 0; i < n; i++) {
-		mt->regions[i].guest_phys_addr = (uint64_t)i * 0x100000;
-		mt->regions[i].size = 0x1000;
-		mt->regions[i].user_addr = 0x7f0000000000ull + (uint64_t)i * 0x100000;
+		mt->regions[i].guest_phys_addr = (uint64_t)i << 30;
+		mt->regions[i].size = 1ull << 20;
+		mt->regions[i].user_addr = 0x7f0000000000ull + ((uint64_t)i << 30);
 	}
 	return VHU_MEM_TABLE_SIZE(n);
 }
@@ -357,11 +456,6 @@ th_pattern(uint8_t *p, size_t len, unsigned int seed)
 	}
 }
 
-
-/*
- * One sendmsg of buf with fds (no assertions: a forked writer uses it).
- * \return what sendmsg returned; -1 with errno set on failure.
- */
 ssize_t
 th_sendmsg(int fd, const void *buf, size_t len, const int *fds, unsigned int nfds)
 {
@@ -369,10 +463,10 @@ th_sendmsg(int fd, const void *buf, size_t len, const int *fds, unsigned int nfd
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 2 * VHU_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * TH_SCM_MAX_FD)];
 	} cb;
 
-	if (nfds > 2 * VHU_MAX_FDS) {
+	if (nfds > TH_SCM_MAX_FD) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -560,6 +654,45 @@ th_fd_check(int mark, const char *what)
 
 
 /* Destroy the ring, then check rec saw on_close(0) exactly once and free it. */
+struct th_probe
+th_probe_new(void)
+{
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0, "pipe2: %s", strerror(errno));
+	return (struct th_probe){ p[0], p[1] };
+}
+
+void
+th_probe_fds(const struct th_probe *p, int *fds, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		fds[i] = p->wr;
+	}
+}
+
+void
+th_probe_drop_wr(struct th_probe *p)
+{
+	if (p->wr >= 0) {
+		close(p->wr);
+		p->wr = -1;
+	}
+}
+
+void
+th_probe_assert_all_closed(struct th_probe *p, const char *what)
+{
+	struct pollfd pf = { .fd = p->rd, .events = POLLIN };
+	char c;
+
+	th_probe_drop_wr(p);
+	cr_assert_eq(poll(&pf, 1, TH_HANG_MS), 1, "%s: a copy of a sent fd is still open", what);
+	cr_assert_eq(read(p->rd, &c, 1), 0, "%s: the probe pipe is not at EOF", what);
+	close(p->rd);
+	p->rd = -1;
+}
+
 void
 th_finish(struct vhu_ring *ring, struct th_rec *rec, int peer)
 {
