@@ -6,7 +6,7 @@
  * /proc/PID/fd (same inode as the file sent), what it logs on its stderr.
  */
 #define _GNU_SOURCE
-#include "helpers.h"
+#include "tool_helpers.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,31 +41,22 @@
 #define NCLIENTS	20
 #define VRING_BASE	42u
 
-/* The spawned back-end (stdout and stderr on one pipe) ------------------- */
+/* The spawned back-end: t_tool.backend (stdout and stderr on one pipe) ---- */
 
-static struct t_proc be = T_PROC_INIT;
-
-/* The back-end must never outlive a test, failed or not. */
-static void
-fini(void)
-{
-	t_proc_stop(&be, SIGKILL);
-	t_teardown();
-}
-
-TestSuite(backend, .init = t_setup, .fini = fini, .timeout = 60);
+/* The back-end must never outlive a test, failed or not: t_tool_fini kills it. */
+TestSuite(backend, .init = t_setup, .fini = t_tool_fini, .timeout = 60);
 
 static void
 be_spawn(const char *const *args)
 {
-	t_proc_spawn(&be, "vhu-backend", args, true);
+	t_proc_spawn(&t_tool.backend, "vhu-backend", args, true);
 }
 
 /* Skip output until a line containing what; fails at EOF. */
 static void
 be_wait_line(const char *what)
 {
-	t_proc_wait_line(&be, what);
+	t_proc_wait_line(&t_tool.backend, what);
 }
 
 static void
@@ -88,7 +79,7 @@ be_start(const char *mode, const char *const *extra)
 static int
 be_wait_exit(void)
 {
-	return t_proc_stop(&be, 0);
+	return t_proc_stop(&t_tool.backend, 0);
 }
 
 /* SIGTERM must end it with status 0 (under ASan, that also means no leak). */
@@ -97,7 +88,7 @@ be_stop_cleanly(void)
 {
 	int status;
 
-	cr_assert_eq(kill(be.pid, SIGTERM), 0);
+	cr_assert_eq(kill(t_tool.backend.pid, SIGTERM), 0);
 	status = be_wait_exit();
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status 0x%x", status);
 }
@@ -112,7 +103,7 @@ be_fds_of(dev_t dev, ino_t ino)
 	DIR *d;
 	int n = 0;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)be.pid);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)t_tool.backend.pid);
 	d = opendir(dir);
 	cr_assert_not_null(d);
 	while ((e = readdir(d)) != NULL) {
@@ -132,31 +123,7 @@ be_fds_of(dev_t dev, ino_t ino)
 static int
 be_fds_named(const char *prefix)
 {
-	char dir[64], path[320], target[256];
-	struct dirent *e;
-	DIR *d;
-	ssize_t l;
-	int n = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)be.pid);
-	d = opendir(dir);
-	cr_assert_not_null(d);
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.') {
-			continue;
-		}
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		l = readlink(path, target, sizeof(target) - 1);
-		if (l < 0) {
-			continue;
-		}
-		target[l] = '\0';
-		if (prefix == NULL || strncmp(target, prefix, strlen(prefix)) == 0) {
-			n++;
-		}
-	}
-	closedir(d);
-	return n;
+	return t_fds_of(t_tool.backend.pid, prefix);
 }
 
 struct file_id {

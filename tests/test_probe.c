@@ -7,7 +7,7 @@
  * and answer with exactly the faults under test.
  */
 #define _GNU_SOURCE
-#include "helpers.h"
+#include "tool_helpers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,103 +42,45 @@
 #define BE_PF		"0x0000000000018229"
 #define BE_PF_ACKED	"0x0000000000018209"
 
-/* Spawned processes and fake-peer sockets, cleaned up by fini even after a failed assert. */
-static struct {
-	struct t_proc probe;
-	struct t_proc backend;
-	struct t_peer peer;
-	int lfd;		/* fake back-end: listening socket */
-	int cfd;		/* fake back-end: accepted connection */
-} g = { .probe = T_PROC_INIT, .backend = T_PROC_INIT, .lfd = -1, .cfd = -1 };
-
-static void
-close_fd(int *fd)
-{
-	if (*fd >= 0) {
-		close(*fd);
-		*fd = -1;
-	}
-}
-
-static void
-fini(void)
-{
-	t_proc_stop(&g.probe, SIGKILL);
-	t_proc_stop(&g.backend, SIGKILL);
-	t_peer_stop(&g.peer);
-	close_fd(&g.cfd);
-	close_fd(&g.lfd);
-	t_teardown();
-}
-
-TestSuite(probe, .init = t_setup, .fini = fini, .timeout = 60);
+TestSuite(probe, .init = t_setup, .fini = t_tool_fini, .timeout = 60);
 
 /* Running the probe -------------------------------------------------- */
-
-struct result {
-	int status;		/* exit status, or -1 if it did not exit normally */
-	char out[32768];
-	size_t out_len;
-	char err[8192];
-	size_t err_len;
-};
 
 /* Start the probe with args (NULL-terminated); its output is collected by probe_wait(). */
 static void
 probe_start(const char *const *args)
 {
-	t_proc_spawn(&g.probe, "vhu-probe", args, false);
+	t_proc_spawn(&t_tool.probe, "vhu-probe", args, false);
 }
 
 /* Read both pipes to EOF (each wait bounded), then reap the probe. */
 static void
-probe_wait(struct result *r)
+probe_wait(struct t_result *r)
 {
-	int status;
-
-	r->out_len = 0;
-	r->err_len = 0;
-	r->out[0] = '\0';
-	r->err[0] = '\0';
-	t_proc_drain(&g.probe, r->out, sizeof(r->out), &r->out_len, r->err, sizeof(r->err),
-		     &r->err_len);
-	status = t_proc_stop(&g.probe, 0);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	t_proc_result(&t_tool.probe, r);
 }
 
 /* Run the probe to completion. */
 static void
-probe_run(const char *const *args, struct result *r)
+probe_run(const char *const *args, struct t_result *r)
 {
 	probe_start(args);
 	probe_wait(r);
 }
 
 static void
-expect_exit(const struct result *r, int status)
+expect_exit(const struct t_result *r, int status)
 {
 	cr_assert_eq(r->status, status,
 		     "vhu-probe exited %d, expected %d\nstdout:\n%s\nstderr:\n%s",
 		     r->status, status, r->out, r->err);
 }
 
-static void
-expect_has(const char *text, const char *what)
-{
-	cr_assert_not_null(strstr(text, what), "expected \"%s\" in:\n%s", what, text);
-}
-
-static void
-expect_lacks(const char *text, const char *what)
-{
-	cr_assert_null(strstr(text, what), "did not expect \"%s\" in:\n%s", what, text);
-}
-
 /* JSON ---------------------------------------------------------------- */
 
 /* The whole output is one JSON object on one line. */
 static void
-expect_json_object(const struct result *r)
+expect_json_object(const struct t_result *r)
 {
 	const char *end;
 
@@ -183,7 +125,7 @@ json_hex(const char *json, const char *key)
 static const char *
 backend_start(void)
 {
-	t_proc_start_backend(&g.backend, t_path("be.sock"));
+	t_proc_start_backend(&t_tool.backend, t_path("be.sock"));
 	return t_path("be.sock");
 }
 
@@ -191,31 +133,31 @@ Test(probe, backend_text_report)
 {
 	const char *sock = backend_start();
 	const char *args[] = { "--device", "blk", sock, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_run(args, &r);
 	expect_exit(&r, 0);
-	expect_has(r.out, "features          " BE_FEATURES "\n"
+	t_expect_has(r.out, "features          " BE_FEATURES "\n"
 		   "   2  SEG_MAX\n   6  BLK_SIZE\n   9  FLUSH\n  12  MQ\n"
 		   "  28  RING_INDIRECT_DESC\n  29  RING_EVENT_IDX\n  30  PROTOCOL_FEATURES\n"
 		   "  32  VERSION_1\n");
-	expect_has(r.out, "protocol features " BE_PF "\n"
+	t_expect_has(r.out, "protocol features " BE_PF "\n"
 		   "   0  MQ\n   3  REPLY_ACK\n   5  BACKEND_REQ\n   9  CONFIG\n"
 		   "  15  CONFIGURE_MEM_SLOTS\n  16  STATUS\n");
-	expect_has(r.out, "acked             " BE_PF_ACKED "\n");
-	expect_has(r.out, "queues            2\n");
-	expect_has(r.out, "memory slots      32\n");
+	t_expect_has(r.out, "acked             " BE_PF_ACKED "\n");
+	t_expect_has(r.out, "queues            2\n");
+	t_expect_has(r.out, "memory slots      32\n");
 	/* The back-end has 60 bytes of config: 256 is refused, the blk retry succeeds. */
-	expect_has(r.out, "config            refused for 256 bytes at offset 0\n");
-	expect_has(r.out, "config            60 bytes at offset 0\n"
+	t_expect_has(r.out, "config            refused for 256 bytes at offset 0\n");
+	t_expect_has(r.out, "config            60 bytes at offset 0\n"
 		   "  0000  00 08 00 00 00 00 00 00 00 00 00 00 7e 00 00 00  |............~...|\n");
-	expect_has(r.out, "  capacity                  2048 sectors (1048576 bytes)\n");
-	expect_has(r.out, "  seg_max                   126\n");
-	expect_has(r.out, "  blk_size                  512\n");
-	expect_has(r.out, "  num_queues                2\n");
-	expect_has(r.out, "status            0x00\n");
-	expect_has(r.out, "round trips (us)\n  GET_FEATURES  ");
-	expect_has(r.out, "\n  GET_STATUS  ");
+	t_expect_has(r.out, "  capacity                  2048 sectors (1048576 bytes)\n");
+	t_expect_has(r.out, "  seg_max                   126\n");
+	t_expect_has(r.out, "  blk_size                  512\n");
+	t_expect_has(r.out, "  num_queues                2\n");
+	t_expect_has(r.out, "status            0x00\n");
+	t_expect_has(r.out, "round trips (us)\n  GET_FEATURES  ");
+	t_expect_has(r.out, "\n  GET_STATUS  ");
 	cr_assert_eq(r.err_len, 0, "unexpected stderr: %s", r.err);
 }
 
@@ -223,32 +165,32 @@ Test(probe, backend_json_report)
 {
 	const char *sock = backend_start();
 	const char *args[] = { "--json", "--device", "blk", sock, NULL };
-	struct result r;
+	struct t_result r;
 	char want[256];
 
 	probe_run(args, &r);
 	expect_exit(&r, 0);
 	expect_json_object(&r);
 	snprintf(want, sizeof(want), "{\"socket\":\"%s\",", sock);
-	expect_has(r.out, want);
-	expect_has(r.out, "\"features\":\"" BE_FEATURES "\"");
-	expect_has(r.out, "\"feature_names\":[\"SEG_MAX\",\"BLK_SIZE\",\"FLUSH\",\"MQ\","
+	t_expect_has(r.out, want);
+	t_expect_has(r.out, "\"features\":\"" BE_FEATURES "\"");
+	t_expect_has(r.out, "\"feature_names\":[\"SEG_MAX\",\"BLK_SIZE\",\"FLUSH\",\"MQ\","
 		   "\"RING_INDIRECT_DESC\",\"RING_EVENT_IDX\",\"PROTOCOL_FEATURES\","
 		   "\"VERSION_1\"]");
-	expect_has(r.out, "\"protocol_features\":\"" BE_PF "\"");
-	expect_has(r.out, "\"protocol_feature_names\":[\"MQ\",\"REPLY_ACK\",\"BACKEND_REQ\","
+	t_expect_has(r.out, "\"protocol_features\":\"" BE_PF "\"");
+	t_expect_has(r.out, "\"protocol_feature_names\":[\"MQ\",\"REPLY_ACK\",\"BACKEND_REQ\","
 		   "\"CONFIG\",\"CONFIGURE_MEM_SLOTS\",\"STATUS\"]");
-	expect_has(r.out, "\"protocol_features_acked\":\"" BE_PF_ACKED "\"");
-	expect_has(r.out, "\"queues\":2,");
-	expect_has(r.out, "\"max_mem_slots\":32,");
-	expect_has(r.out, "\"config\":{\"refused_sizes\":[256],\"offset\":0,\"size\":60,"
+	t_expect_has(r.out, "\"protocol_features_acked\":\"" BE_PF_ACKED "\"");
+	t_expect_has(r.out, "\"queues\":2,");
+	t_expect_has(r.out, "\"max_mem_slots\":32,");
+	t_expect_has(r.out, "\"config\":{\"refused_sizes\":[256],\"offset\":0,\"size\":60,"
 		   "\"hex\":\"0008000000000000000000007e000000");
-	expect_has(r.out, "\"capacity_sectors\":2048,\"capacity_bytes\":1048576,");
-	expect_has(r.out, "\"num_queues\":2,");
-	expect_has(r.out, "\"status\":0,");
-	expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":true,\"us\":");
-	expect_has(r.out, "\"exit_status\":0}");
-	expect_lacks(r.out, "\"error\"");
+	t_expect_has(r.out, "\"capacity_sectors\":2048,\"capacity_bytes\":1048576,");
+	t_expect_has(r.out, "\"num_queues\":2,");
+	t_expect_has(r.out, "\"status\":0,");
+	t_expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":true,\"us\":");
+	t_expect_has(r.out, "\"exit_status\":0}");
+	t_expect_lacks(r.out, "\"error\"");
 }
 
 Test(probe, backend_without_device_does_not_retry_config)
@@ -256,20 +198,20 @@ Test(probe, backend_without_device_does_not_retry_config)
 	const char *sock = backend_start();
 	const char *args[] = { "--json", sock, NULL };
 	const char *args16[] = { "--json", "--config-size", "16", sock, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_run(args, &r);
 	expect_exit(&r, 0);
 	expect_json_object(&r);
 	/* Without --device, device bits have no names and a refusal is final. */
-	expect_has(r.out, "\"feature_names\":[\"bit 2\",\"bit 6\",\"bit 9\",\"bit 12\",");
-	expect_has(r.out, "\"config\":{\"refused_sizes\":[256]}");
-	expect_lacks(r.out, "\"blk\"");
+	t_expect_has(r.out, "\"feature_names\":[\"bit 2\",\"bit 6\",\"bit 9\",\"bit 12\",");
+	t_expect_has(r.out, "\"config\":{\"refused_sizes\":[256]}");
+	t_expect_lacks(r.out, "\"blk\"");
 
 	probe_run(args16, &r);
 	expect_exit(&r, 0);
 	expect_json_object(&r);
-	expect_has(r.out, "\"config\":{\"refused_sizes\":[],\"offset\":0,\"size\":16,"
+	t_expect_has(r.out, "\"config\":{\"refused_sizes\":[],\"offset\":0,\"size\":16,"
 		   "\"hex\":\"0008000000000000000000007e000000\"}");
 }
 
@@ -277,100 +219,78 @@ Test(probe, backend_without_device_does_not_retry_config)
 
 Test(probe, qemu_storage_daemon)
 {
-	const char *text_args[] = { "--device", "blk", g.peer.path, NULL };
-	const char *json_args[] = { "--device", "blk", "--json", g.peer.path, NULL };
-	struct result r;
+	const char *text_args[] = { "--device", "blk", t_tool.peer.path, NULL };
+	const char *json_args[] = { "--device", "blk", "--json", t_tool.peer.path, NULL };
+	struct t_result r;
 	char names[1024];
 
-	t_peer_start_qsd(&g.peer);
+	t_peer_start_qsd(&t_tool.peer);
 
 	probe_run(text_args, &r);
 	expect_exit(&r, 0);
-	expect_has(r.out, "  30  PROTOCOL_FEATURES\n");
-	expect_has(r.out, "  32  VERSION_1\n");
-	expect_has(r.out, "   0  MQ\n");
-	expect_has(r.out, "   9  CONFIG\n");
-	expect_has(r.out, "queues            1\n");
-	expect_has(r.out, "  capacity                  131072 sectors (67108864 bytes)\n");
-	expect_has(r.out, "  num_queues                1\n");
+	t_expect_has(r.out, "  30  PROTOCOL_FEATURES\n");
+	t_expect_has(r.out, "  32  VERSION_1\n");
+	t_expect_has(r.out, "   0  MQ\n");
+	t_expect_has(r.out, "   9  CONFIG\n");
+	t_expect_has(r.out, "queues            1\n");
+	t_expect_has(r.out, "  capacity                  131072 sectors (67108864 bytes)\n");
+	t_expect_has(r.out, "  num_queues                1\n");
 
 	probe_run(json_args, &r);
 	expect_exit(&r, 0);
 	expect_json_object(&r);
 	json_array(r.out, "feature_names", names, sizeof(names));
-	expect_has(names, "\"VERSION_1\"");
-	expect_has(names, "\"PROTOCOL_FEATURES\"");
+	t_expect_has(names, "\"VERSION_1\"");
+	t_expect_has(names, "\"PROTOCOL_FEATURES\"");
 	json_array(r.out, "protocol_feature_names", names, sizeof(names));
-	expect_has(names, "\"MQ\"");
-	expect_has(names, "\"CONFIG\"");
+	t_expect_has(names, "\"MQ\"");
+	t_expect_has(names, "\"CONFIG\"");
 	cr_assert_eq(json_hex(r.out, "protocol_features_acked"),
 		     json_hex(r.out, "protocol_features") & PROBE_PF);
-	expect_has(r.out, "\"queues\":1,");
-	expect_has(r.out, "\"capacity_sectors\":131072,\"capacity_bytes\":67108864,");
+	t_expect_has(r.out, "\"queues\":1,");
+	t_expect_has(r.out, "\"capacity_sectors\":131072,\"capacity_bytes\":67108864,");
 }
 
 Test(probe, virtiofsd_text)
 {
-	const char *args[] = { g.peer.path, NULL };
-	struct result r;
+	const char *args[] = { t_tool.peer.path, NULL };
+	struct t_result r;
 
-	t_peer_start_virtiofsd(&g.peer);
+	t_peer_start_virtiofsd(&t_tool.peer);
 	probe_run(args, &r);
 	expect_exit(&r, 0);
-	expect_has(r.out, "  30  PROTOCOL_FEATURES\n");
-	expect_has(r.out, "  32  VERSION_1\n");
-	expect_has(r.out, "   0  MQ\n");
-	expect_has(r.out, "   3  REPLY_ACK\n");
-	expect_has(r.out, "   5  BACKEND_REQ\n");
-	expect_has(r.out, "queues            ");
+	t_expect_has(r.out, "  30  PROTOCOL_FEATURES\n");
+	t_expect_has(r.out, "  32  VERSION_1\n");
+	t_expect_has(r.out, "   0  MQ\n");
+	t_expect_has(r.out, "   3  REPLY_ACK\n");
+	t_expect_has(r.out, "   5  BACKEND_REQ\n");
+	t_expect_has(r.out, "queues            ");
 }
 
 Test(probe, virtiofsd_json)
 {
-	const char *args[] = { "--json", g.peer.path, NULL };
-	struct result r;
+	const char *args[] = { "--json", t_tool.peer.path, NULL };
+	struct t_result r;
 	char names[1024];
 	uint64_t offered;
 
-	t_peer_start_virtiofsd(&g.peer);
+	t_peer_start_virtiofsd(&t_tool.peer);
 	probe_run(args, &r);
 	expect_exit(&r, 0);
 	expect_json_object(&r);
 	json_array(r.out, "protocol_feature_names", names, sizeof(names));
-	expect_has(names, "\"MQ\"");
-	expect_has(names, "\"REPLY_ACK\"");
-	expect_has(names, "\"BACKEND_REQ\"");
+	t_expect_has(names, "\"MQ\"");
+	t_expect_has(names, "\"REPLY_ACK\"");
+	t_expect_has(names, "\"BACKEND_REQ\"");
 	offered = json_hex(r.out, "protocol_features");
 	cr_assert_neq(offered & PF(BACKEND_REQ), 0);
 	/* BACKEND_REQ and the rest are offered but never acked: the probe cannot serve them. */
 	cr_assert_eq(json_hex(r.out, "protocol_features_acked"), offered & PROBE_PF);
-	expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":true,");
-	expect_has(r.out, "\"queues\":");
+	t_expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":true,");
+	t_expect_has(r.out, "\"queues\":");
 }
 
 /* A fake back-end played by the test ------------------------------------ */
-
-static const char *
-fake_listen(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *path = t_path("fake.sock");
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	g.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(g.lfd, 0);
-	cr_assert_eq(bind(g.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind: %s",
-		     strerror(errno));
-	cr_assert_eq(listen(g.lfd, 4), 0);
-	return path;
-}
-
-static void
-fake_accept(void)
-{
-	g.cfd = accept4(g.lfd, NULL, NULL, SOCK_CLOEXEC);
-	cr_assert_geq(g.cfd, 0, "accept: %s", strerror(errno));
-}
 
 /* Read exactly one request and compare every byte: header, then body. */
 static void
@@ -382,7 +302,7 @@ fake_expect(uint32_t request, uint32_t flags, const void *body, uint32_t size)
 	ssize_t n;
 
 	cr_assert_leq(len, sizeof(got));
-	n = recv(g.cfd, got, len, MSG_WAITALL);
+	n = recv(t_tool.cfd, got, len, MSG_WAITALL);
 	cr_assert_eq(n, (ssize_t)len, "expected %s: got %zd of %zu bytes",
 		     vhu_req_name(VHU_CHAN_FRONTEND, request), n, len);
 	memcpy(&h, got, sizeof(h));
@@ -397,7 +317,7 @@ fake_expect(uint32_t request, uint32_t flags, const void *body, uint32_t size)
 static void
 fake_send(const void *buf, size_t len)
 {
-	cr_assert_eq(send(g.cfd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+	cr_assert_eq(send(t_tool.cfd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
 }
 
 static void
@@ -426,7 +346,7 @@ fake_expect_eof(void)
 {
 	uint8_t b;
 
-	cr_assert_eq(recv(g.cfd, &b, 1, 0), 0, "the probe sent more than expected");
+	cr_assert_eq(recv(t_tool.cfd, &b, 1, 0), 0, "the probe sent more than expected");
 }
 
 /* GET_FEATURES as the probe must send it, answered with features. */
@@ -439,14 +359,14 @@ fake_features(uint64_t features)
 
 Test(probe, negotiation_bytes_and_unnamed_bits)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	uint64_t offered = PF(MQ) | PF(LOG_SHMFD) | PF(REPLY_ACK) | PF(STATUS) | F(22);
 	uint64_t acked = PF(MQ) | PF(REPLY_ACK) | PF(STATUS);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1) | F(41));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, offered);
@@ -462,26 +382,26 @@ Test(probe, negotiation_bytes_and_unnamed_bits)
 	probe_wait(&r);
 
 	expect_exit(&r, 0);
-	expect_has(r.out, "features          0x0000020140000000\n"
+	t_expect_has(r.out, "features          0x0000020140000000\n"
 		   "  30  PROTOCOL_FEATURES\n  32  VERSION_1\n  41  bit 41\n");
-	expect_has(r.out, "protocol features 0x000000000041000b\n"
+	t_expect_has(r.out, "protocol features 0x000000000041000b\n"
 		   "   0  MQ\n   1  LOG_SHMFD\n   3  REPLY_ACK\n  16  STATUS\n  22  bit 22\n");
-	expect_has(r.out, "acked             0x0000000000010009\n");
-	expect_has(r.out, "queues            4\n");
-	expect_has(r.out, "status            0x0f ACKNOWLEDGE DRIVER DRIVER_OK FEATURES_OK\n");
-	expect_lacks(r.out, "memory slots");
-	expect_lacks(r.out, "config");
+	t_expect_has(r.out, "acked             0x0000000000010009\n");
+	t_expect_has(r.out, "queues            4\n");
+	t_expect_has(r.out, "status            0x0f ACKNOWLEDGE DRIVER DRIVER_OK FEATURES_OK\n");
+	t_expect_lacks(r.out, "memory slots");
+	t_expect_lacks(r.out, "config");
 }
 
 Test(probe, no_reply_ack_means_no_ack_awaited)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--json", path, NULL };
 	uint64_t acked = PF(MQ);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, PF(MQ) | PF(BACKEND_REQ));
@@ -494,28 +414,28 @@ Test(probe, no_reply_ack_means_no_ack_awaited)
 
 	expect_exit(&r, 0);
 	expect_json_object(&r);
-	expect_has(r.out, "\"protocol_features_acked\":\"0x0000000000000001\"");
-	expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":false,");
-	expect_has(r.out, "\"queues\":1,");
+	t_expect_has(r.out, "\"protocol_features_acked\":\"0x0000000000000001\"");
+	t_expect_has(r.out, "{\"request\":\"SET_PROTOCOL_FEATURES\",\"replied\":false,");
+	t_expect_has(r.out, "\"queues\":1,");
 }
 
 Test(probe, without_protocol_features_only_get_features)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--json", path, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_VERSION_1));
 	fake_expect_eof();
 	probe_wait(&r);
 
 	expect_exit(&r, 0);
 	expect_json_object(&r);
-	expect_has(r.out, "\"features\":\"0x0000000100000000\",\"feature_names\":[\"VERSION_1\"],");
-	expect_lacks(r.out, "\"protocol_features\"");
-	expect_has(r.out, "\"round_trips_us\":[{\"request\":\"GET_FEATURES\",\"replied\":true,"
+	t_expect_has(r.out, "\"features\":\"0x0000000100000000\",\"feature_names\":[\"VERSION_1\"],");
+	t_expect_lacks(r.out, "\"protocol_features\"");
+	t_expect_has(r.out, "\"round_trips_us\":[{\"request\":\"GET_FEATURES\",\"replied\":true,"
 		   "\"us\":");
 }
 
@@ -537,11 +457,11 @@ put(uint8_t *b, size_t off, uint64_t v, size_t width)
 
 Test(probe, config_refused_then_blk_retry_decoded)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--device", "blk", path, NULL };
 	uint8_t cfg[VHU_CONFIG_HDR_SIZE + 60] = { 0 };
 	uint64_t capacity = 0x123456789ull;
-	struct result r;
+	struct t_result r;
 	char want[128];
 
 	put(cfg, 4, 60, 4);
@@ -555,7 +475,7 @@ Test(probe, config_refused_then_blk_retry_decoded)
 	put(cfg, 12 + 34, 3, 2);	/* num_queues */
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, PF(CONFIG));
@@ -569,18 +489,18 @@ Test(probe, config_refused_then_blk_retry_decoded)
 	probe_wait(&r);
 
 	expect_exit(&r, 0);
-	expect_has(r.out, "config            refused for 256 bytes at offset 0\n");
-	expect_has(r.out, "config            60 bytes at offset 0\n"
+	t_expect_has(r.out, "config            refused for 256 bytes at offset 0\n");
+	t_expect_has(r.out, "config            60 bytes at offset 0\n"
 		   "  0000  89 67 45 23 01 00 00 00 00 00 01 00 7e 00 00 00  |.gE#........~...|\n"
 		   "  0010  00 04 10 3f 00 10 00 00 00 00 00 00 00 00 00 00  |...?............|\n");
 	snprintf(want, sizeof(want), "  capacity                  %" PRIu64 " sectors (%" PRIu64
 		 " bytes)\n", capacity, capacity * 512);
-	expect_has(r.out, want);
-	expect_has(r.out, "  size_max                  65536\n");
-	expect_has(r.out, "  seg_max                   126\n");
-	expect_has(r.out, "  geometry                  1024 cylinders, 16 heads, 63 sectors\n");
-	expect_has(r.out, "  blk_size                  4096\n");
-	expect_has(r.out, "  num_queues                3\n");
+	t_expect_has(r.out, want);
+	t_expect_has(r.out, "  size_max                  65536\n");
+	t_expect_has(r.out, "  seg_max                   126\n");
+	t_expect_has(r.out, "  geometry                  1024 cylinders, 16 heads, 63 sectors\n");
+	t_expect_has(r.out, "  blk_size                  4096\n");
+	t_expect_has(r.out, "  num_queues                3\n");
 }
 
 /* Exit statuses ----------------------------------------------------------- */
@@ -593,29 +513,29 @@ Test(probe, usage_errors_exit_2)
 	const char *bad_device[] = { "--device", "net", "x.sock", NULL };
 	const char *two[] = { "a.sock", "b.sock", NULL };
 	const char *help[] = { "--help", NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_run(none, &r);
 	expect_exit(&r, 2);
-	expect_has(r.err, "SOCKET is required");
+	t_expect_has(r.err, "SOCKET is required");
 	probe_run(bad_timeout, &r);
 	expect_exit(&r, 2);
-	expect_has(r.err, "--timeout");
+	t_expect_has(r.err, "--timeout");
 	probe_run(bad_size, &r);
 	expect_exit(&r, 2);
-	expect_has(r.err, "--config-size");
+	t_expect_has(r.err, "--config-size");
 	probe_run(bad_device, &r);
 	expect_exit(&r, 2);
-	expect_has(r.err, "--device");
+	t_expect_has(r.err, "--device");
 	probe_run(two, &r);
 	expect_exit(&r, 2);
 
 	probe_run(help, &r);
 	expect_exit(&r, 0);
-	expect_has(r.out, "Usage: vhu-probe");
-	expect_has(r.out, "  3  cannot connect");
-	expect_has(r.out, "  6  timeout");
-	expect_has(r.out, "Examples:\n  vhu-probe ");
+	t_expect_has(r.out, "Usage: vhu-probe");
+	t_expect_has(r.out, "  3  cannot connect");
+	t_expect_has(r.out, "  6  timeout");
+	t_expect_has(r.out, "Examples:\n  vhu-probe ");
 }
 
 Test(probe, no_listener_exits_3)
@@ -623,147 +543,147 @@ Test(probe, no_listener_exits_3)
 	const char *missing[] = { t_path("missing.sock"), NULL };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *bound[] = { t_path("bound.sock"), NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_run(missing, &r);
 	expect_exit(&r, 3);
-	expect_has(r.err, "cannot connect");
-	expect_has(r.err, "(ENOENT)");
+	t_expect_has(r.err, "cannot connect");
+	t_expect_has(r.err, "(ENOENT)");
 	cr_assert_eq(r.out_len, 0);
 
 	/* A socket file nobody listens on. */
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", bound[0]);
-	g.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(g.lfd, 0);
-	cr_assert_eq(bind(g.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	t_tool.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(t_tool.lfd, 0);
+	cr_assert_eq(bind(t_tool.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	probe_run(bound, &r);
 	expect_exit(&r, 3);
-	expect_has(r.err, "(ECONNREFUSED)");
+	t_expect_has(r.err, "(ECONNREFUSED)");
 }
 
 Test(probe, peer_closes_at_once_exits_4)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	const char *json[] = { "--json", path, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
-	close_fd(&g.cfd);
+	t_tool.cfd = t_fake_accept();
+	t_close_fd(&t_tool.cfd);
 	probe_wait(&r);
 	expect_exit(&r, 4);
-	expect_has(r.err, "vhu-probe: GET_FEATURES: the back-end closed the connection");
+	t_expect_has(r.err, "vhu-probe: GET_FEATURES: the back-end closed the connection");
 
 	probe_start(json);
-	fake_accept();
-	close_fd(&g.cfd);
+	t_tool.cfd = t_fake_accept();
+	t_close_fd(&t_tool.cfd);
 	probe_wait(&r);
 	expect_exit(&r, 4);
 	expect_json_object(&r);
-	expect_has(r.out, "\"exit_status\":4,\"error\":{\"request\":\"GET_FEATURES\",");
+	t_expect_has(r.out, "\"exit_status\":4,\"error\":{\"request\":\"GET_FEATURES\",");
 }
 
 Test(probe, peer_closes_inside_reply_exits_4)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 8);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	/* A header that promises 8 bytes, then 3 of them, then EOF. */
 	fake_send(&h, sizeof(h));
 	fake_send("abc", 3);
-	close_fd(&g.cfd);
+	t_close_fd(&t_tool.cfd);
 	probe_wait(&r);
 	expect_exit(&r, 4);
-	expect_has(r.err, "(VHU_EPARTIAL)");
+	t_expect_has(r.err, "(VHU_EPARTIAL)");
 }
 
 Test(probe, version_2_reply_exits_5)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	uint64_t v = F(VHU_F_VERSION_1);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply(VHU_REQ_GET_FEATURES, 0x2 | VHU_FLAG_REPLY, &v, sizeof(v));
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "vhu-probe: GET_FEATURES: protocol error: "
+	t_expect_has(r.err, "vhu-probe: GET_FEATURES: protocol error: "
 		   "InvalidMessage: header version is not 1 (VHU_EVERSION)\n");
-	expect_has(r.err, "vhu-probe: offending message: request GET_FEATURES (1), "
+	t_expect_has(r.err, "vhu-probe: offending message: request GET_FEATURES (1), "
 		   "flags 0x6 (version 2, REPLY), size 8\n");
 	/* Nothing from a rejected message is reported as the back-end's offer. */
-	expect_lacks(r.out, "features");
+	t_expect_lacks(r.out, "features");
 }
 
 Test(probe, version_2_reply_json_names_the_fault)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--json", path, NULL };
 	uint64_t v = F(VHU_F_VERSION_1);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply(VHU_REQ_GET_FEATURES, 0x2 | VHU_FLAG_REPLY, &v, sizeof(v));
 	probe_wait(&r);
 	expect_exit(&r, 5);
 	expect_json_object(&r);
-	expect_has(r.out, "\"exit_status\":5,\"error\":{\"request\":\"GET_FEATURES\","
+	t_expect_has(r.out, "\"exit_status\":5,\"error\":{\"request\":\"GET_FEATURES\","
 		   "\"code\":\"VHU_EVERSION\",");
-	expect_has(r.out, "\"offending_message\":{\"request\":\"GET_FEATURES\",\"code\":1,"
+	t_expect_has(r.out, "\"offending_message\":{\"request\":\"GET_FEATURES\",\"code\":1,"
 		   "\"flags\":\"0x6\",\"size\":8}}}\n");
-	expect_lacks(r.out, "\"features\"");
+	t_expect_lacks(r.out, "\"features\"");
 }
 
 Test(probe, oversized_reply_header_exits_5_before_any_body)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 100000);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	/* No body follows: a probe that trusted the size would wait for it and time out. */
 	fake_send(&h, sizeof(h));
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "(VHU_EOVERSIZED)");
-	expect_has(r.err, "offending message: request GET_FEATURES (1), "
+	t_expect_has(r.err, "(VHU_EOVERSIZED)");
+	t_expect_has(r.err, "offending message: request GET_FEATURES (1), "
 		   "flags 0x5 (version 1, REPLY), size 100000\n");
 }
 
 Test(probe, reply_to_another_request_exits_5)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, 0);
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "(VHU_EREPLY)");
-	expect_has(r.err, "offending message: request GET_PROTOCOL_FEATURES (15), "
+	t_expect_has(r.err, "(VHU_EREPLY)");
+	t_expect_has(r.err, "offending message: request GET_PROTOCOL_FEATURES (15), "
 		   "flags 0x5 (version 1, REPLY), size 8\n");
 }
 
 Test(probe, reply_with_fd_exits_5)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 8);
 	uint8_t msg[VHU_HDR_SIZE + 8] = { 0 };
@@ -771,29 +691,29 @@ Test(probe, reply_with_fd_exits_5)
 	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int efd = t_eventfd();
-	struct result r;
+	struct t_result r;
 
 	memcpy(msg, &h, sizeof(h));
 	cr_assert_eq(vhu_cmsg_build(&mh, &cbuf, &efd, 1), 0);
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
-	cr_assert_eq(sendmsg(g.cfd, &mh, MSG_NOSIGNAL), (ssize_t)sizeof(msg));
+	cr_assert_eq(sendmsg(t_tool.cfd, &mh, MSG_NOSIGNAL), (ssize_t)sizeof(msg));
 	close(efd);
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "IncorrectFds");
+	t_expect_has(r.err, "IncorrectFds");
 }
 
 Test(probe, refused_protocol_features_exits_5)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { path, NULL };
 	uint64_t acked = PF(REPLY_ACK);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, PF(REPLY_ACK));
@@ -801,20 +721,20 @@ Test(probe, refused_protocol_features_exits_5)
 	fake_reply_u64(VHU_REQ_SET_PROTOCOL_FEATURES, 1);
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "vhu-probe: SET_PROTOCOL_FEATURES: protocol error: the back-end "
+	t_expect_has(r.err, "vhu-probe: SET_PROTOCOL_FEATURES: protocol error: the back-end "
 		   "refused the protocol features 0x8 (ack 1)");
 }
 
 Test(probe, config_of_the_wrong_size_exits_5)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--config-size", "60", path, NULL };
 	uint8_t cfg[VHU_CONFIG_HDR_SIZE + 16] = { 0 };
-	struct result r;
+	struct t_result r;
 
 	put(cfg, 4, 16, 4);
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	fake_reply_u64(VHU_REQ_GET_PROTOCOL_FEATURES, PF(CONFIG));
@@ -823,64 +743,64 @@ Test(probe, config_of_the_wrong_size_exits_5)
 	fake_reply(VHU_REQ_GET_CONFIG, VHU_VERSION | VHU_FLAG_REPLY, cfg, sizeof(cfg));
 	probe_wait(&r);
 	expect_exit(&r, 5);
-	expect_has(r.err, "GET_CONFIG answered offset 0 size 16 for offset 0 size 60 (VHU_EBODY)");
-	expect_has(r.err, "offending message: request GET_CONFIG (24), flags 0x5 (version 1, "
+	t_expect_has(r.err, "GET_CONFIG answered offset 0 size 16 for offset 0 size 60 (VHU_EBODY)");
+	t_expect_has(r.err, "offending message: request GET_CONFIG (24), flags 0x5 (version 1, "
 		   "REPLY), size 28\n");
 }
 
 Test(probe, silent_peer_exits_6)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--timeout", "200", path, NULL };
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	/* Hold the connection open and answer nothing; the probe's own clock ends it. */
 	probe_wait(&r);
 	expect_exit(&r, 6);
-	expect_has(r.err, "vhu-probe: GET_FEATURES: timeout: not answered within 200 ms\n");
+	t_expect_has(r.err, "vhu-probe: GET_FEATURES: timeout: not answered within 200 ms\n");
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_expect_eof();
 }
 
 Test(probe, peer_stalling_inside_header_exits_6)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--timeout", "200", "--json", path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_FEATURES, 8);
-	struct result r;
+	struct t_result r;
 
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_expect(VHU_REQ_GET_FEATURES, VHU_VERSION, NULL, 0);
 	fake_send(&h, 6);
 	probe_wait(&r);
 	expect_exit(&r, 6);
 	expect_json_object(&r);
-	expect_has(r.out, "\"exit_status\":6,\"error\":{\"request\":\"GET_FEATURES\","
+	t_expect_has(r.out, "\"exit_status\":6,\"error\":{\"request\":\"GET_FEATURES\","
 		   "\"code\":\"ETIMEDOUT\",");
 }
 
 Test(probe, peer_stalling_inside_body_exits_6)
 {
-	const char *path = fake_listen();
+	const char *path = t_fake_listen("fake.sock");
 	const char *args[] = { "--timeout", "200", path, NULL };
 	struct vhu_hdr h = vhu_hdr_reply(VHU_REQ_GET_PROTOCOL_FEATURES, 8);
 	uint8_t msg[VHU_HDR_SIZE + 4] = { 0 };
-	struct result r;
+	struct t_result r;
 
 	memcpy(msg, &h, sizeof(h));
 	probe_start(args);
-	fake_accept();
+	t_tool.cfd = t_fake_accept();
 	fake_features(F(VHU_F_PROTOCOL_FEATURES));
 	fake_expect(VHU_REQ_GET_PROTOCOL_FEATURES, VHU_VERSION, NULL, 0);
 	/* A whole header and half of its body; the deadline is per request. */
 	fake_send(msg, sizeof(msg));
 	probe_wait(&r);
 	expect_exit(&r, 6);
-	expect_has(r.err,
+	t_expect_has(r.err,
 		   "vhu-probe: GET_PROTOCOL_FEATURES: timeout: not answered within 200 ms\n");
 	/* What was learnt before the stall is still reported. */
-	expect_has(r.out, "features          0x0000000040000000\n");
+	t_expect_has(r.out, "features          0x0000000040000000\n");
 }

@@ -11,7 +11,7 @@
  * Nothing sleeps: every wait is a bounded poll() on a pipe or socket.
  */
 #define _GNU_SOURCE
-#include "helpers.h"
+#include "tool_helpers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,45 +38,15 @@
 #define WAIT_MS		20000
 #define REGION_SIZE	0x100000u
 
-/* Spawned processes and sockets, cleaned up by fini even after a failed assert. */
+/* What the tracer (t_tool.trace) wrote on its stdout and stderr. */
 static struct {
-	struct t_proc trace;	/* its stdout and stderr collect into out and err */
 	char out[131072];
 	size_t out_len;
 	char err[16384];
 	size_t err_len;
-	struct t_proc backend;
-	struct t_proc probe;
-	struct t_peer peer;
-	int lfd;		/* fake back-end: listening socket */
-	struct vhu_endpoint *fe;
-} g = {
-	.trace = T_PROC_INIT, .backend = T_PROC_INIT, .probe = T_PROC_INIT, .lfd = -1,
-};
+} g;
 
-static void
-close_fd(int *fd)
-{
-	if (*fd >= 0) {
-		close(*fd);
-		*fd = -1;
-	}
-}
-
-static void
-fini(void)
-{
-	vhu_endpoint_destroy(g.fe);
-	g.fe = NULL;
-	t_proc_stop(&g.probe, SIGKILL);
-	t_proc_stop(&g.trace, SIGKILL);
-	t_proc_stop(&g.backend, SIGKILL);
-	t_peer_stop(&g.peer);
-	close_fd(&g.lfd);
-	t_teardown();
-}
-
-TestSuite(trace, .init = t_setup, .fini = fini, .timeout = 60);
+TestSuite(trace, .init = t_setup, .fini = t_tool_fini, .timeout = 60);
 
 /* Processes ----------------------------------------------------------- */
 
@@ -105,7 +75,7 @@ trace_spawn(const char *const *args)
 	g.err_len = 0;
 	g.out[0] = '\0';
 	g.err[0] = '\0';
-	t_proc_spawn(&g.trace, "vhu-trace", args, false);
+	t_proc_spawn(&t_tool.trace, "vhu-trace", args, false);
 }
 
 /* Start the tracer between trace_sock() and connect; returns once it says it listens. */
@@ -122,22 +92,22 @@ trace_start(const char *connect, const char *const *extra)
 	args[n] = NULL;
 	trace_spawn(args);
 	snprintf(want, sizeof(want), "vhu-trace: listening on %s\n", trace_sock());
-	t_proc_read_until(g.trace.err, g.err, sizeof(g.err), &g.err_len, want, "vhu-trace");
+	t_proc_read_until(t_tool.trace.err, g.err, sizeof(g.err), &g.err_len, want, "vhu-trace");
 }
 
 /* Read the trace until it holds what (e.g. an event line). */
 static void
 trace_read_until(const char *what)
 {
-	t_proc_read_until(g.trace.out, g.out, sizeof(g.out), &g.out_len, what, "vhu-trace");
+	t_proc_read_until(t_tool.trace.out, g.out, sizeof(g.out), &g.out_len, what, "vhu-trace");
 }
 
 /* Wait for the tracer to exit by itself; \return its exit status. */
 static int
 trace_finish(void)
 {
-	t_proc_drain(&g.trace, g.out, sizeof(g.out), &g.out_len, g.err, sizeof(g.err), &g.err_len);
-	return wait_exit(&g.trace);
+	t_proc_drain(&t_tool.trace, g.out, sizeof(g.out), &g.out_len, g.err, sizeof(g.err), &g.err_len);
+	return wait_exit(&t_tool.trace);
 }
 
 static void
@@ -147,82 +117,22 @@ expect_exit(int status, int want)
 		     status, want, g.out, g.err);
 }
 
-/* Runs of spaces become one, so that checks do not depend on column widths. */
-static void
-squeeze(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (; *in != '\0' && o + 1 < len; in++) {
-		if (*in == ' ' && o > 0 && out[o - 1] == ' ') {
-			continue;
-		}
-		out[o++] = *in;
-	}
-	out[o] = '\0';
-}
-
-static void
-expect_has(const char *text, const char *what)
-{
-	static char sq[sizeof(g.out)];
-
-	squeeze(text, sq, sizeof(sq));
-	cr_assert_not_null(strstr(sq, what), "expected \"%s\" in:\n%s", what, text);
-}
-
-static void
-expect_lacks(const char *text, const char *what)
-{
-	static char sq[sizeof(g.out)];
-
-	squeeze(text, sq, sizeof(sq));
-	cr_assert_null(strstr(sq, what), "did not expect \"%s\" in:\n%s", what, text);
-}
-
 /* The fake back-end and raw transfers ------------------------------------- */
-
-static const char *
-fake_listen(void)
-{
-	const char *path = t_path("be.sock");
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-
-	g.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(g.lfd, 0);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	cr_assert_eq(bind(g.lfd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-	cr_assert_eq(listen(g.lfd, 4), 0);
-	return path;
-}
-
-/* The tracer connects to the fake back-end when a front-end connects to it. */
-static int
-fake_accept(void)
-{
-	struct pollfd p = { .fd = g.lfd, .events = POLLIN };
-	int fd;
-
-	cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "vhu-trace did not connect to the back-end");
-	fd = accept4(g.lfd, NULL, NULL, SOCK_CLOEXEC);
-	cr_assert_geq(fd, 0, "accept: %s", strerror(errno));
-	return fd;
-}
 
 static struct vhu_endpoint *
 fe_connect(void)
 {
-	int rc = vhu_endpoint_connect(trace_sock(), NULL, &g.fe);
+	int rc = vhu_endpoint_connect(trace_sock(), NULL, &t_tool.fe);
 
 	cr_assert_eq(rc, 0, "connect to the tracer: %s", vhu_strerror(rc));
-	return g.fe;
+	return t_tool.fe;
 }
 
 static void
 fe_close(void)
 {
-	vhu_endpoint_destroy(g.fe);
-	g.fe = NULL;
+	vhu_endpoint_destroy(t_tool.fe);
+	t_tool.fe = NULL;
 }
 
 /* Exactly len bytes from fd with plain recvmsg; fds (if any arrive) into fds. */
@@ -307,7 +217,7 @@ fe_to_be(int be, const uint8_t *msg, size_t len, const int *fds, unsigned int nf
 	uint8_t got[8192];
 
 	cr_assert_leq(len, sizeof(got));
-	raw_send(vhu_endpoint_fd(g.fe), msg, len, fds, nfds);
+	raw_send(vhu_endpoint_fd(t_tool.fe), msg, len, fds, nfds);
 	raw_recv(be, got, len, got_fds);
 	cr_assert_arr_eq(got, msg, len, "the back-end got different bytes");
 }
@@ -319,7 +229,7 @@ be_to_fe(int be, const uint8_t *msg, size_t len)
 
 	cr_assert_leq(len, sizeof(got));
 	raw_send(be, msg, len, NULL, 0);
-	raw_recv(vhu_endpoint_fd(g.fe), got, len, NULL);
+	raw_recv(vhu_endpoint_fd(t_tool.fe), got, len, NULL);
 	cr_assert_arr_eq(got, msg, len, "the front-end got different bytes");
 }
 
@@ -368,9 +278,9 @@ forward_exact(const char *mode)
 	size_t len;
 	int be, m[2], kick, call, i;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	/* One session only: the listening path went away when the front-end came. */
 	cr_assert_neq(access(trace_sock(), F_OK), 0, "the listening socket is still there");
 
@@ -413,20 +323,20 @@ forward_exact(const char *mode)
 	close(kick);
 	close(call);
 
-	expect_has(g.out, " ---- session 1: front-end connected; connecting to ");
-	expect_has(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
+	t_expect_has_squeezed(g.out, " ---- session 1: front-end connected; connecting to ");
+	t_expect_has_squeezed(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
 		   "fds=2(memfd,memfd) " TRACE_MEM_TABLE "\n");
-	expect_has(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " F->B main SET_VRING_KICK flags=0x1 size=8 fds=1(eventfd) "
+	t_expect_has_squeezed(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " F->B main SET_VRING_KICK flags=0x1 size=8 fds=1(eventfd) "
 		   "index=0 nofd=false u64=0x0\n");
-	expect_has(g.out, " F->B main SET_VRING_CALL flags=0x1 size=8 fds=1(eventfd) "
+	t_expect_has_squeezed(g.out, " F->B main SET_VRING_CALL flags=0x1 size=8 fds=1(eventfd) "
 		   "index=1 nofd=false u64=0x1\n");
-	expect_has(g.out, " F->B main SET_VRING_ERR flags=0x1 size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main SET_VRING_ERR flags=0x1 size=8 fds=0 "
 		   "index=0 nofd=true u64=0x100\n");
-	expect_has(g.out, " ---- session 1: main: the front-end side closed: Disconnect");
-	expect_has(g.out, " ---- session 1: main: closed the back-end side\n");
-	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
-	expect_lacks(g.out, "INVALID");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: the front-end side closed: Disconnect");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: closed the back-end side\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+	t_expect_lacks_squeezed(g.out, "INVALID");
 }
 
 Test(trace, forwards_bytes_and_fds_exactly)
@@ -447,7 +357,7 @@ call_u64(uint32_t req, bool need_reply, const void *body, uint32_t len, const in
 {
 	struct vhu_hdr h = vhu_hdr_request(req, len, need_reply);
 	uint64_t reply = ~0ull;
-	ssize_t n = vhu_endpoint_call(g.fe, &h, body, len, fds, nfds, &reply, sizeof(reply), NULL);
+	ssize_t n = vhu_endpoint_call(t_tool.fe, &h, body, len, fds, nfds, &reply, sizeof(reply), NULL);
 
 	cr_assert_eq(n, (ssize_t)sizeof(reply), "%s through the tracer: %s",
 		     vhu_req_name(VHU_CHAN_FRONTEND, req), n < 0 ? vhu_strerror((int)n) : "size");
@@ -494,28 +404,28 @@ setup_through_trace(const char *backend)
 	close(kick);
 	close(call);
 
-	expect_has(g.out, " F->B main SET_PROTOCOL_FEATURES flags=0x9(NEED_REPLY) size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main SET_PROTOCOL_FEATURES flags=0x9(NEED_REPLY) size=8 fds=0 "
 		   "protocol_features=0x8(REPLY_ACK)\n");
-	expect_has(g.out, " B->F main SET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " B->F main SET_OWNER flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
+	t_expect_has_squeezed(g.out, " B->F main SET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " B->F main SET_OWNER flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " F->B main SET_MEM_TABLE flags=0x9(NEED_REPLY) size=72 "
 		   "fds=2(memfd,memfd) " TRACE_MEM_TABLE "\n");
-	expect_has(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " F->B main SET_VRING_CALL flags=0x9(NEED_REPLY) size=8 "
+	t_expect_has_squeezed(g.out, " B->F main SET_MEM_TABLE flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " F->B main SET_VRING_CALL flags=0x9(NEED_REPLY) size=8 "
 		   "fds=1(eventfd) index=0 nofd=false u64=0x0\n");
-	expect_has(g.out, " B->F main SET_VRING_CALL flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " F->B main SET_VRING_KICK flags=0x9(NEED_REPLY) size=8 "
+	t_expect_has_squeezed(g.out, " B->F main SET_VRING_CALL flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " F->B main SET_VRING_KICK flags=0x9(NEED_REPLY) size=8 "
 		   "fds=1(eventfd) index=0 nofd=false u64=0x0\n");
-	expect_has(g.out, " B->F main SET_VRING_KICK flags=0x5(REPLY) size=8 fds=0 ack=0\n");
-	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
-	expect_lacks(g.out, "INVALID");
+	t_expect_has_squeezed(g.out, " B->F main SET_VRING_KICK flags=0x5(REPLY) size=8 fds=0 ack=0\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+	t_expect_lacks_squeezed(g.out, "INVALID");
 }
 
 /* Start vhu-backend with 2 queues and a 1 MiB disk; returns once it says it listens. */
 static const char *
 backend_start(void)
 {
-	t_proc_start_backend(&g.backend, t_path("be.sock"));
+	t_proc_start_backend(&t_tool.backend, t_path("be.sock"));
 	return t_path("be.sock");
 }
 
@@ -526,33 +436,19 @@ Test(trace, vhu_backend_acks_come_back_through_the_tracer)
 
 Test(trace, qemu_storage_daemon_acks_come_back_through_the_tracer)
 {
-	t_peer_start_qsd(&g.peer);
-	setup_through_trace(g.peer.path);
+	t_peer_start_qsd(&t_tool.peer);
+	setup_through_trace(t_tool.peer.path);
 }
 
 /* vhu-probe through the tracer ---------------------------------------------- */
 
-struct result {
-	int status;
-	char out[32768];
-	size_t out_len;
-	char err[8192];
-	size_t err_len;
-};
-
 static void
-probe_run(const char *sock, struct result *r)
+probe_run(const char *sock, struct t_result *r)
 {
 	const char *args[] = { "--json", "--device", "blk", sock, NULL };
 
-	t_proc_spawn(&g.probe, "vhu-probe", args, false);
-	r->out_len = 0;
-	r->err_len = 0;
-	r->out[0] = '\0';
-	r->err[0] = '\0';
-	t_proc_drain(&g.probe, r->out, sizeof(r->out), &r->out_len, r->err, sizeof(r->err),
-		     &r->err_len);
-	r->status = wait_exit(&g.probe);
+	t_proc_spawn(&t_tool.probe, "vhu-probe", args, false);
+	t_proc_result(&t_tool.probe, r);
 	cr_assert_eq(r->status, 0, "vhu-probe on %s exited %d:\n%s\n%s", sock, r->status, r->out,
 		     r->err);
 }
@@ -575,7 +471,7 @@ Test(trace, probe_report_is_the_same_through_the_tracer)
 		"GET_MAX_MEM_SLOTS", "GET_CONFIG", "GET_STATUS",
 	};
 	const char *be = backend_start();
-	static struct result direct, traced;
+	static struct t_result direct, traced;
 	char a[4096], b[4096], want[128];
 	size_t i;
 
@@ -587,28 +483,28 @@ Test(trace, probe_report_is_the_same_through_the_tracer)
 	report_core(direct.out, a, sizeof(a));
 	report_core(traced.out, b, sizeof(b));
 	cr_assert_str_eq(b, a, "the report differs through the tracer");
-	expect_has(traced.out, "\"queues\":2,");
+	t_expect_has_squeezed(traced.out, "\"queues\":2,");
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(want, sizeof(want), " F->B main %s flags=0x", names[i]);
-		expect_has(g.out, want);
+		t_expect_has_squeezed(g.out, want);
 		snprintf(want, sizeof(want), " B->F main %s flags=0x5(REPLY) ", names[i]);
-		expect_has(g.out, want);
+		t_expect_has_squeezed(g.out, want);
 	}
-	expect_has(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
 		   "features=0x170001244(bit2,bit6,bit9,bit12,RING_INDIRECT_DESC,RING_EVENT_IDX,"
 		   "PROTOCOL_FEATURES,VERSION_1)\n");
-	expect_has(g.out, " B->F main GET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " B->F main GET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 "
 		   "protocol_features=0x18229(MQ,REPLY_ACK,BACKEND_REQ,CONFIG,"
 		   "CONFIGURE_MEM_SLOTS,STATUS)\n");
-	expect_has(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=2\n");
-	expect_has(g.out, " F->B main GET_CONFIG flags=0x1 size=268 fds=0 config_offset=0 "
+	t_expect_has_squeezed(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=2\n");
+	t_expect_has_squeezed(g.out, " F->B main GET_CONFIG flags=0x1 size=268 fds=0 config_offset=0 "
 		   "config_size=256 config_flags=0x0\n");
 	/* The refusal of 256 bytes, then the 60 bytes the blk retry asks for. */
-	expect_has(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=0 fds=0\n");
-	expect_has(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=72 fds=0 config_offset=0 "
+	t_expect_has_squeezed(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=0 fds=0\n");
+	t_expect_has_squeezed(g.out, " B->F main GET_CONFIG flags=0x5(REPLY) size=72 fds=0 config_offset=0 "
 		   "config_size=60 config_flags=0x0\n");
-	expect_lacks(g.out, "INVALID");
+	t_expect_lacks_squeezed(g.out, "INVALID");
 	snprintf(want, sizeof(want), "vhu-trace: listening on %s\n", trace_sock());
 	cr_assert_str_eq(g.err, want, "unexpected stderr");
 }
@@ -624,9 +520,9 @@ Test(trace, backend_channel_is_traced_both_ways)
 	struct stat st;
 	int be, sv[2], ch;
 
-	trace_start(fake_listen(), NULL);
+	trace_start(t_fake_listen("be.sock"), NULL);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	len = msg_bytes(msg, VHU_REQ_SET_BACKEND_REQ_FD, 0x1, NULL, 0);
@@ -664,18 +560,18 @@ Test(trace, backend_channel_is_traced_both_ways)
 	close(be);
 	expect_exit(trace_finish(), 0);
 
-	expect_has(g.out, " F->B main SET_BACKEND_REQ_FD flags=0x1 size=0 fds=1 "
+	t_expect_has_squeezed(g.out, " F->B main SET_BACKEND_REQ_FD flags=0x1 size=0 fds=1 "
 		   "[back-end channel interposed]\n");
-	expect_has(g.out, " ---- session 1: backend-channel: opened, traced through a "
+	t_expect_has_squeezed(g.out, " ---- session 1: backend-channel: opened, traced through a "
 		   "socketpair\n");
-	expect_has(g.out, " B->F backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x9(NEED_REPLY) "
+	t_expect_has_squeezed(g.out, " B->F backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x9(NEED_REPLY) "
 		   "size=0 fds=0\n");
-	expect_has(g.out, " F->B backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x5(REPLY) "
+	t_expect_has_squeezed(g.out, " F->B backend-channel BACKEND_CONFIG_CHANGE_MSG flags=0x5(REPLY) "
 		   "size=8 fds=0 ack=0\n");
-	expect_has(g.out, " ---- session 1: backend-channel: the front-end side closed: "
+	t_expect_has_squeezed(g.out, " ---- session 1: backend-channel: the front-end side closed: "
 		   "Disconnect");
-	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
-	expect_lacks(g.out, "INVALID");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+	t_expect_lacks_squeezed(g.out, "INVALID");
 }
 
 /* JSON lines ------------------------------------------------------------ */
@@ -709,9 +605,9 @@ Test(trace, json_lines_parse)
 	uint64_t v = F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1);
 	int be, m[2];
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	m[0] = region_memfd("a");
 	m[1] = region_memfd("b");
 	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_MEM_TABLE, 0x9, &t, mem_table(&t)), m, 2,
@@ -728,9 +624,9 @@ Test(trace, json_lines_parse)
 
 	/* session_start, 3 messages, 2 closes, session_end. */
 	cr_assert_eq(expect_json_lines(g.out), 7, "unexpected line count:\n%s", g.out);
-	expect_has(g.out, ",\"event\":\"session_start\",\"session\":1,\"text\":\"front-end "
+	t_expect_has_squeezed(g.out, ",\"event\":\"session_start\",\"session\":1,\"text\":\"front-end "
 		   "connected; connecting to ");
-	expect_has(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"SET_MEM_TABLE\","
+	t_expect_has_squeezed(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"SET_MEM_TABLE\","
 		   "\"code\":5,\"flags\":\"0x9\",\"reply\":false,\"need_reply\":true,\"size\":72,"
 		   "\"fds\":2,\"fd_types\":[\"memfd\",\"memfd\"],\"body\":{\"nregions\":2,"
 		   "\"regions\":[{\"gpa\":\"0x0\",\"size\":\"0x100000\","
@@ -738,18 +634,18 @@ Test(trace, json_lines_parse)
 		   "\"offset\":\"0x0\"},{\"gpa\":\"0x100000\",\"size\":\"0x100000\","
 		   "\"uaddr\":\"0x7f0000100000\",\"offset\":\"0x0\"}]},\"valid\":true,"
 		   "\"hex\":\"050000000900000048000000020000000000000000000000");
-	expect_has(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
+	t_expect_has_squeezed(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
 		   "\"code\":1,\"flags\":\"0x1\",\"reply\":false,\"need_reply\":false,\"size\":0,"
 		   "\"fds\":0,\"fd_types\":[],\"body\":{},\"valid\":true,"
 		   "\"hex\":\"010000000100000000000000\"}\n");
-	expect_has(g.out, ",\"dir\":\"B->F\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
+	t_expect_has_squeezed(g.out, ",\"dir\":\"B->F\",\"channel\":\"main\",\"request\":\"GET_FEATURES\","
 		   "\"code\":1,\"flags\":\"0x5\",\"reply\":true,\"need_reply\":false,\"size\":8,"
 		   "\"fds\":0,\"fd_types\":[],\"body\":{\"features\":\"0x140000000\","
 		   "\"feature_names\":[\"PROTOCOL_FEATURES\",\"VERSION_1\"]},\"valid\":true,"
 		   "\"hex\":\"0100000005000000080000000000004001000000\"}\n");
-	expect_has(g.out, ",\"event\":\"close\",\"session\":1,\"channel\":\"main\","
+	t_expect_has_squeezed(g.out, ",\"event\":\"close\",\"session\":1,\"channel\":\"main\","
 		   "\"side\":\"front-end\",\"reason\":\"VHU_EDISCONNECT\",");
-	expect_has(g.out, ",\"event\":\"session_end\",\"session\":1,\"text\":\"ended (exit "
+	t_expect_has_squeezed(g.out, ",\"event\":\"session_end\",\"session\":1,\"text\":\"ended (exit "
 		   "status 0)\"}\n");
 }
 
@@ -768,22 +664,22 @@ Test(trace, strict_closes_both_sides_on_a_bad_version)
 	uint8_t msg[64];
 	int be;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
-	raw_send(vhu_endpoint_fd(g.fe), msg, bad_version(msg), NULL, 0);
+	be = t_fake_accept();
+	raw_send(vhu_endpoint_fd(t_tool.fe), msg, bad_version(msg), NULL, 0);
 	/* Nothing of it reaches the back-end: EOF is the first thing it reads. */
 	expect_eof(be, "the fake back-end");
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_eof(vhu_endpoint_fd(t_tool.fe), "the front-end");
 	close(be);
 	expect_exit(trace_finish(), 5);
-	expect_has(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
 		   "[strict: not forwarded] INVALID VHU_EVERSION: ");
-	expect_has(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: "
+	t_expect_has_squeezed(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: "
 		   "header version is not 1\n");
-	expect_has(g.out, " ---- session 1: ended (exit status 5)\n");
-	expect_has(g.err, "GET_FEATURES from the front-end breaks the rules: ");
-	expect_has(g.err, "(VHU_EVERSION); --strict: closing both sides\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 5)\n");
+	t_expect_has_squeezed(g.err, "GET_FEATURES from the front-end breaks the rules: ");
+	t_expect_has_squeezed(g.err, "(VHU_EVERSION); --strict: closing both sides\n");
 }
 
 Test(trace, strict_refuses_a_reply_from_the_front_end)
@@ -793,25 +689,25 @@ Test(trace, strict_refuses_a_reply_from_the_front_end)
 	uint64_t v = 1;
 	int be;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	/* Framable and well-formed as a reply, but a front-end only sends requests. */
-	raw_send(vhu_endpoint_fd(g.fe), msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8),
+	raw_send(vhu_endpoint_fd(t_tool.fe), msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8),
 		 NULL, 0);
 	expect_eof(be, "the fake back-end");
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_eof(vhu_endpoint_fd(t_tool.fe), "the front-end");
 	close(be);
 	expect_exit(trace_finish(), 5);
-	expect_has(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
 		   "features=0x1(bit0) [strict: not forwarded] INVALID VHU_EFLAGS: ");
-	expect_has(g.err, "GET_FEATURES from the front-end breaks the rules: ");
-	expect_has(g.err, "--strict: closing both sides\n");
+	t_expect_has_squeezed(g.err, "GET_FEATURES from the front-end breaks the rules: ");
+	t_expect_has_squeezed(g.err, "--strict: closing both sides\n");
 	/* Said once: the close that follows is the tracer's own. */
-	expect_lacks(g.err, "main, front-end side:");
-	expect_has(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: ");
-	expect_has(g.out, " ---- session 1: main: closed the back-end side\n");
-	expect_has(g.out, " ---- session 1: ended (exit status 5)\n");
+	t_expect_lacks_squeezed(g.err, "main, front-end side:");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: closed the front-end side: InvalidMessage: ");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: closed the back-end side\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 5)\n");
 }
 
 /*
@@ -831,9 +727,9 @@ malformed_forwarded(const char *mode)
 	size_t len;
 	int be, memfd;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 
 	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8);
 	fe_to_be(be, msg, len, NULL, 0, NULL);
@@ -857,22 +753,22 @@ malformed_forwarded(const char *mode)
 	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x5, &v, 8);
 	be_to_fe(be, msg, len);
 	close(be);
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_eof(vhu_endpoint_fd(t_tool.fe), "the front-end");
 	expect_exit(trace_finish(), 0);
 
-	expect_has(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 "
 		   "features=0x1(bit0) INVALID VHU_EFLAGS: ");
-	expect_has(g.out, " F->B main CREATE_CRYPTO_SESSION flags=0x1 size=5000 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main CREATE_CRYPTO_SESSION flags=0x1 size=5000 fds=0 "
 		   "INVALID VHU_EOVERSIZED: ");
-	expect_has(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
+	t_expect_has_squeezed(g.out, " F->B main GET_FEATURES flags=0x2 size=0 fds=0 "
 		   "INVALID VHU_EVERSION: ");
-	expect_has(g.out, " size=5 fds=0 INVALID VHU_EREQUEST: ");
-	expect_has(g.out, " F->B main SET_FEATURES flags=0x101 size=8 fds=0 features=0x1(bit0) "
+	t_expect_has_squeezed(g.out, " size=5 fds=0 INVALID VHU_EREQUEST: ");
+	t_expect_has_squeezed(g.out, " F->B main SET_FEATURES flags=0x101 size=8 fds=0 features=0x1(bit0) "
 		   "INVALID VHU_EFLAGS: ");
-	expect_has(g.out, " F->B main SET_OWNER flags=0x1 size=0 fds=1 INVALID VHU_EFDS: ");
-	expect_has(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 ");
-	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
-	expect_lacks(g.err, "closing both sides");
+	t_expect_has_squeezed(g.out, " F->B main SET_OWNER flags=0x1 size=0 fds=1 INVALID VHU_EFDS: ");
+	t_expect_has_squeezed(g.out, " B->F main GET_FEATURES flags=0x5(REPLY) size=8 fds=0 ");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+	t_expect_lacks_squeezed(g.err, "closing both sides");
 }
 
 Test(trace, malformed_messages_are_forwarded_and_flagged)
@@ -900,19 +796,19 @@ close_after_message(const char *mode)
 	size_t len;
 	int be;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	len = msg_bytes(msg, VHU_REQ_RESET_OWNER, 0x1, NULL, 0);
-	raw_send(vhu_endpoint_fd(g.fe), msg, len, NULL, 0);
+	raw_send(vhu_endpoint_fd(t_tool.fe), msg, len, NULL, 0);
 	fe_close();
 	raw_recv(be, got, len, NULL);
 	cr_assert_arr_eq(got, msg, len);
 	expect_eof(be, "the fake back-end");
 	close(be);
 	expect_exit(trace_finish(), 0);
-	expect_has(g.out, " F->B main RESET_OWNER flags=0x1 size=0 fds=0\n");
-	expect_has(g.out, " ---- session 1: ended (exit status 0)\n");
+	t_expect_has_squeezed(g.out, " F->B main RESET_OWNER flags=0x1 size=0 fds=0\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
 }
 
 Test(trace, frontend_closing_ends_the_session_after_its_last_message)
@@ -936,13 +832,13 @@ Test(trace, frontend_closing_after_a_burst_loses_nothing)
 	size_t len = 0;
 	int be, i;
 
-	trace_start(fake_listen(), NULL);
+	trace_start(t_fake_listen("be.sock"), NULL);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	for (i = 0; i < NMSG; i++) {
 		memset(body, i, sizeof(body));
 		len = msg_bytes(msg, VHU_REQ_CREATE_CRYPTO_SESSION, 0x1, body, BODY);
-		raw_send(vhu_endpoint_fd(g.fe), msg, len, NULL, 0);
+		raw_send(vhu_endpoint_fd(t_tool.fe), msg, len, NULL, 0);
 	}
 	fe_close();
 	for (i = 0; i < NMSG; i++) {
@@ -963,20 +859,20 @@ Test(trace, backend_closing_ends_the_session_after_its_last_message)
 	size_t len;
 	int be;
 
-	trace_start(fake_listen(), NULL);
+	trace_start(t_fake_listen("be.sock"), NULL);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x1, NULL, 0), NULL, 0, NULL);
 	len = msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x5, &v, 8);
 	raw_send(be, msg, len, NULL, 0);
 	close(be);
-	raw_recv(vhu_endpoint_fd(g.fe), got, len, NULL);
+	raw_recv(vhu_endpoint_fd(t_tool.fe), got, len, NULL);
 	cr_assert_arr_eq(got, msg, len);
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_eof(vhu_endpoint_fd(t_tool.fe), "the front-end");
 	expect_exit(trace_finish(), 0);
-	expect_has(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=3\n");
-	expect_has(g.out, " ---- session 1: main: the back-end side closed: Disconnect");
-	expect_has(g.out, " ---- session 1: main: closed the front-end side\n");
+	t_expect_has_squeezed(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=3\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: the back-end side closed: Disconnect");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: closed the front-end side\n");
 }
 
 Test(trace, keep_listening_serves_the_next_frontend)
@@ -985,12 +881,12 @@ Test(trace, keep_listening_serves_the_next_frontend)
 	uint8_t msg[64];
 	int be, i, st;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	for (i = 1; i <= 2; i++) {
 		char want[64];
 
 		fe_connect();
-		be = fake_accept();
+		be = t_fake_accept();
 		fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0,
 			 NULL);
 		fe_close();
@@ -1001,7 +897,7 @@ Test(trace, keep_listening_serves_the_next_frontend)
 		trace_read_until(want);
 	}
 	cr_assert_eq(access(trace_sock(), F_OK), 0, "the listening socket is gone");
-	cr_assert_eq(kill(g.trace.pid, SIGTERM), 0);
+	cr_assert_eq(kill(t_tool.trace.pid, SIGTERM), 0);
 	st = trace_finish();
 	expect_exit(st, 0);
 	cr_assert_neq(access(trace_sock(), F_OK), 0, "the listening socket was left behind");
@@ -1019,9 +915,9 @@ Test(trace, output_file_and_hex)
 	ssize_t n;
 	int be, fd;
 
-	trace_start(fake_listen(), extra);
+	trace_start(t_fake_listen("be.sock"), extra);
 	fe_connect();
-	be = fake_accept();
+	be = t_fake_accept();
 	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_VRING_NUM, 0x1, &vs, sizeof(vs)), NULL, 0,
 		 NULL);
 	fe_close();
@@ -1036,7 +932,7 @@ Test(trace, output_file_and_hex)
 	close(fd);
 	cr_assert_gt(n, 0);
 	text[n] = '\0';
-	expect_has(text, " F->B main SET_VRING_NUM flags=0x1 size=8 fds=0 index=0 num=256\n"
+	t_expect_has_squeezed(text, " F->B main SET_VRING_NUM flags=0x1 size=8 fds=0 index=0 num=256\n"
 		   " 0000 08 00 00 00 01 00 00 00 08 00 00 00 00 00 00 00\n"
 		   " 0010 00 01 00 00\n");
 }
@@ -1047,11 +943,11 @@ Test(trace, connect_failure_exits_3)
 
 	trace_start(t_path("nobody.sock"), NULL);
 	fe_connect();
-	expect_eof(vhu_endpoint_fd(g.fe), "the front-end");
+	expect_eof(vhu_endpoint_fd(t_tool.fe), "the front-end");
 	expect_exit(trace_finish(), 3);
 	snprintf(want, sizeof(want), "vhu-trace: cannot connect to %s: ", t_path("nobody.sock"));
-	expect_has(g.err, want);
-	expect_has(g.out, " ---- session 1: ended (exit status 3)\n");
+	t_expect_has_squeezed(g.err, want);
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 3)\n");
 }
 
 Test(trace, usage_errors_and_help)
@@ -1069,17 +965,17 @@ Test(trace, usage_errors_and_help)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		trace_spawn(bad[i]);
 		expect_exit(trace_finish(), 2);
-		expect_has(g.err, "vhu-trace: ");
+		t_expect_has_squeezed(g.err, "vhu-trace: ");
 	}
-	expect_has(g.err, "\"stray\"");
+	t_expect_has_squeezed(g.err, "\"stray\"");
 
 	trace_spawn(help);
 	expect_exit(trace_finish(), 0);
-	expect_has(g.out, "Usage: vhu-trace --listen PATH --connect PATH [options]\n");
-	expect_has(g.out, "Exit status:\n");
-	expect_has(g.out, "Examples:\n");
+	t_expect_has_squeezed(g.out, "Usage: vhu-trace --listen PATH --connect PATH [options]\n");
+	t_expect_has_squeezed(g.out, "Exit status:\n");
+	t_expect_has_squeezed(g.out, "Examples:\n");
 
 	trace_spawn(nodir);
 	expect_exit(trace_finish(), 3);
-	expect_has(g.err, "vhu-trace: cannot listen on /nonexistent-dir/tr.sock: ");
+	t_expect_has_squeezed(g.err, "vhu-trace: cannot listen on /nonexistent-dir/tr.sock: ");
 }
