@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 tools/setup-deps.sh build
 if [ -d build-release/meson-private ]; then
-	meson configure build-release -Dbuildtype=release -Db_lto=true -Dtests=false >/dev/null
+	meson configure build-release -Dbuildtype=release -Db_lto=true -Dtests=disabled >/dev/null
 else
-	meson setup build-release -Dbuildtype=release -Db_lto=true -Dtests=false >/dev/null
+	meson setup build-release -Dbuildtype=release -Db_lto=true -Dtests=disabled >/dev/null
 fi
 ninja -C build-release >/dev/null
 exec build-release/bench/vhu-bench "$@"

@@ -17,8 +17,8 @@ setup() { # dir, options...
 }
 
 status=0
-setup build -Dwerror=true
-setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+setup build -Dwerror=true -Dtests=enabled
+setup build-asan -Dwerror=true -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false
 for dir in build build-asan; do
 	echo "== $dir: build" >&2
 	ninja -C "$dir" >/dev/null

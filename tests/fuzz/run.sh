@@ -21,7 +21,7 @@ per=$((total / ${#targets[@]}))
 tools/setup-deps.sh test
 build=build-fuzz
 if [ ! -d "$build/meson-private" ]; then
-	CC=clang meson setup "$build" -Dfuzz=true -Dtests=false >/dev/null
+	CC=clang meson setup "$build" -Dfuzz=true -Dtests=disabled >/dev/null
 fi
 echo "== fuzz: build ($build)" >&2
 if ! ninja -C "$build" "${targets[@]/#/tests/fuzz/}" >"$build/ninja.log" 2>&1; then
