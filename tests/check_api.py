@@ -2,7 +2,9 @@
 """API checks, run as a meson test:
 1. every public header compiles on its own (C and with -Wall -Werror);
 2. libvhu.so exports exactly the functions the public headers declare
-   (no missing implementation, nothing exported that is not documented);
+   (no missing implementation, nothing exported that is not documented),
+   each with the symbol version lib/libvhu.map gives it: the node that
+   lists it by name, else the last node (the release being developed);
 3. the README's example compiles against the headers and library and, run
    with no peer, fails cleanly with a named error.
 Prints 'api: N passed, N failed'."""
@@ -17,10 +19,12 @@ src, build = sys.argv[1], sys.argv[2]
 sanitize = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "none" else None
 san_flags = [f"-fsanitize={sanitize}"] if sanitize else []
 cc = os.environ.get("CC", "cc")
-incs = ["-I", f"{src}/lib/include", "-I", f"{src}/uring/include"]
+# <vhu/version.h> is generated into the build tree.
+incs = ["-I", f"{build}/lib/include", "-I", f"{src}/lib/include", "-I", f"{src}/uring/include"]
 headers = sorted(
-    [f"{src}/lib/include/vhu/{h}" for h in os.listdir(f"{src}/lib/include/vhu")]
-    + [f"{src}/uring/include/vhu/{h}" for h in os.listdir(f"{src}/uring/include/vhu")])
+    [f"{d}/{h}" for d in (f"{src}/lib/include/vhu", f"{src}/uring/include/vhu")
+     for h in os.listdir(d) if h.endswith(".h")]
+    + [f"{build}/lib/include/vhu/version.h"])
 lib = f"{build}/uring/libvhu.so"
 passed = failed = 0
 
@@ -55,13 +59,41 @@ with tempfile.TemporaryDirectory() as tmp:
                 declared.add(m.group(1))
     nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True)
     check(nm.returncode == 0, f"nm {lib}: {nm.stderr}")
-    exported = {l.split()[-1].split("@")[0] for l in nm.stdout.splitlines()
-                if " T " in l or " W " in l}
+    versions = {}
+    for l in nm.stdout.splitlines():
+        if " T " in l or " W " in l:
+            name, _, ver = l.split()[-1].partition("@")
+            versions[name] = ver.lstrip("@")
+    exported = set(versions)
     for name in sorted(declared - exported):
         check(False, f"{name} is declared in a public header but not exported by libvhu.so")
     for name in sorted(exported - declared):
         check(False, f"libvhu.so exports {name}, which no public header declares")
     check(bool(declared) and declared <= exported, "declared functions exported")
+
+    # The map: released nodes list their functions by name; only the last
+    # node (the release being developed) may use a wildcard.
+    text = re.sub(r"/\*.*?\*/", "", open(f"{src}/lib/libvhu.map").read(), flags=re.S)
+    nodes = re.findall(r"(VHU_[\w.]+)\s*\{(.*?)\}", text, re.S)
+    check(len(nodes) >= 1, "libvhu.map has symbol version nodes")
+    listed = {}
+    for i, (node, body) in enumerate(nodes):
+        glob = re.search(r"global:(.*?)(?:local:|$)", body, re.S)
+        names = [n.strip() for n in (glob.group(1) if glob else "").split(";") if n.strip()]
+        for n in names:
+            if any(c in n for c in "*?["):
+                check(i == len(nodes) - 1, f"libvhu.map: {node} is released but has a wildcard {n}")
+            else:
+                check(n not in listed, f"libvhu.map: {n} listed in {listed.get(n)} and {node}")
+                listed[n] = node
+    last = nodes[-1][0] if nodes else None
+    for name in sorted(listed.keys() - exported):
+        check(False, f"libvhu.map lists {name} ({listed[name]}), which libvhu.so does not export"
+              " (a symbol of a released node must never go away)")
+    for name in sorted(exported):
+        want = listed.get(name, last)
+        check(versions[name] == want,
+              f"libvhu.so exports {name} as version {versions[name] or 'none'}, libvhu.map says {want}")
 
     readme = open(f"{src}/README.md").read()
     m = re.search(r"```c\n(.*?)```", readme, re.S)

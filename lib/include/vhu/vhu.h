@@ -2,7 +2,8 @@
 /**
  * \file
  * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
- * fd passing, endpoint and listener. The io_uring engine is <vhu/uring.h>.
+ * fd passing, endpoint and listener, and the version (vhu_version()). The
+ * io_uring engine is <vhu/uring.h>.
  */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H
@@ -12,6 +13,7 @@
 #include <vhu/fds.h>
 #include <vhu/iov.h>
 #include <vhu/listener.h>
+#include <vhu/version.h>
 #include <vhu/wire.h>
 
 #endif

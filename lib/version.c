@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: MIT */
+#include <vhu/version.h>
+
+const char *vhu_version(void)
+{
+	return VHU_VERSION_STRING;
+}
