@@ -2,7 +2,8 @@
 /*
  * The version three ways: the macros of <vhu/version.h>, the string the
  * library returns, and meson's project version (VHU_PROJECT_VERSION, passed
- * by tests/meson.build). This test links libvhu.so, as programs do.
+ * by tests/meson.build). This test links libvhu.so, as programs do (unless
+ * the build has no libvhu.so: VHU_LINKED_SHARED).
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -51,6 +52,8 @@ Test(version, from_the_shared_library)
 {
 	Dl_info info;
 
+	if (!VHU_LINKED_SHARED)
+		cr_skip_test("-Ddefault_library=static: no libvhu.so");
 	cr_assert_neq(dladdr((void *)vhu_version, &info), 0);
 	cr_assert_not_null(strstr(info.dli_fname, "/libvhu.so"), "vhu_version() is in %s",
 			   info.dli_fname);

@@ -38,6 +38,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 struct vhu_endpoint;
 
@@ -232,6 +235,9 @@ ssize_t vhu_endpoint_call(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
 			  const void *body, size_t body_len, const int *fds, unsigned int nfds,
 			  void *reply_buf, size_t reply_len, struct vhu_fds *reply_fds);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

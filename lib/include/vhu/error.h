@@ -23,6 +23,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 /** SocketRetry: the operation would block (or was interrupted); try again. */
 #define VHU_ERETRY EAGAIN
@@ -79,6 +82,9 @@ bool vhu_err_is_invalid_message(int err);
 /** \return true if err is IncorrectFds or one of its refinements. */
 bool vhu_err_is_incorrect_fds(int err);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

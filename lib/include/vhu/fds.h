@@ -19,6 +19,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 /** An owning set of up to VHU_MAX_FDS received fds. */
 struct vhu_fds {
@@ -74,6 +77,9 @@ int vhu_cmsg_collect(const struct msghdr *mh, int msg_flags, struct vhu_fds *out
 /** \return true if fds a and b refer to the same open file description's inode. */
 int vhu_fd_same_file(int a, int b);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

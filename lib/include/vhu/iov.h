@@ -14,6 +14,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 /**
  * A cursor over a mutable iovec array. Advancing edits the first iovec's
@@ -58,6 +61,9 @@ unsigned int vhu_iov_tail(const struct iovec *src, unsigned int cnt, size_t off,
  */
 size_t vhu_iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t off, void *buf, size_t len);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 struct vhu_listener;
 
@@ -58,6 +61,9 @@ int vhu_listener_accept_fd(struct vhu_listener *l);
 int vhu_listener_accept(struct vhu_listener *l, const struct vhu_rules *rules,
 			struct vhu_endpoint **out);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

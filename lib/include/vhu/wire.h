@@ -18,6 +18,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Header                                                              */
@@ -408,6 +411,9 @@ vhu_hdr_reply(uint32_t request, uint32_t size)
 	return h;
 }
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

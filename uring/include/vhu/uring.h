@@ -31,6 +31,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default) /* the API: exported even under -fvisibility=hidden */
+#endif
 
 struct io_uring;
 struct io_uring_cqe;
@@ -353,6 +356,9 @@ int vhu_ring_listen(struct vhu_ring *ring, const struct vhu_ulistener_opts *opts
 /** Stop listening, remove the path, free. Accepted connections stay. */
 void vhu_ulistener_close(struct vhu_ulistener *l);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
