@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc libc6-dev meson ninja-build pkg-config liburing-dev)
-test_pkgs=(libcriterion-dev qemu-system-common python3 clang libclang-rt-dev gnuplot-nox)
+test_pkgs=(libcriterion-dev qemu-system-common python3 clang libclang-rt-dev gnuplot-nox doxygen)
 
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;

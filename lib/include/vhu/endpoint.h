@@ -191,7 +191,7 @@ int vhu_endpoint_recv_body_bytes(struct vhu_endpoint *ep, const struct vhu_hdr *
 
 /**
  * Receive a message whose body has exactly len bytes (crosvm's
- * recv_body::<T>): header then body, validated.
+ * `recv_body::<T>`): header then body, validated.
  * \return 0, -VHU_EBODYSIZE if hdr.size != len, or any error of the two
  *         steps.
  */
