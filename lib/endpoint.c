@@ -533,6 +533,9 @@ recv_body_rules(struct vhu_endpoint *ep, const struct vhu_rules *rules,
 		}
 	}
 	rc = vhu_msg_check(rules, hdr, buf, fds ? fds->n : 0);
+	if (rc == 0 && fds) {
+		rc = vhu_msg_check_fd_kinds(rules, hdr, fds->fd, fds->n, vhu_endpoint_fd(ep));
+	}
 	if (rc < 0) {
 		goto fail;
 	}
@@ -636,6 +639,9 @@ vhu_endpoint_recv_payload_into_buf(struct vhu_endpoint *ep, struct vhu_hdr *hdr,
 		memcpy(gather.b + body_len, payload, plen);
 	}
 	rc = vhu_msg_check(&ep->rules, hdr, whole, fds ? fds->n : 0);
+	if (rc == 0 && fds) {
+		rc = vhu_msg_check_fd_kinds(&ep->rules, hdr, fds->fd, fds->n, vhu_endpoint_fd(ep));
+	}
 	if (rc < 0) {
 		goto fail;
 	}

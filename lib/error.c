@@ -70,6 +70,10 @@ static const struct code_text vhu_codes[VHU_ERROR_END - VHU_ERROR_BASE] = {
 		"VHU_EREPLY",
 		"InvalidMessage: the reply does not answer the request that was sent",
 	},
+	[VHU_EFDKIND - VHU_ERROR_BASE] = {
+		"VHU_EFDKIND",
+		"IncorrectFds: a file descriptor is not the kind of file its request needs",
+	},
 };
 
 /* The errnos a socket layer actually meets; the rest print as "E?". */
@@ -202,6 +206,7 @@ vhu_err_is_incorrect_fds(int err)
 	switch (magnitude(err)) {
 	case VHU_EFDS:
 	case VHU_ECTRUNC:
+	case VHU_EFDKIND:
 		return true;
 	default:
 		return false;

@@ -147,8 +147,15 @@ vhu_cmsg_collect(const struct msghdr *mh, int msg_flags, struct vhu_fds *out)
 	size_t total = 0;
 	unsigned int k;
 
-	if (!mh->msg_control || mh->msg_controllen < sizeof(struct cmsghdr)) {
+	if (!mh->msg_control) {
 		return (msg_flags & MSG_CTRUNC) ? -VHU_ECTRUNC : 0;
+	}
+	if (mh->msg_controllen < sizeof(struct cmsghdr)) {
+		/*
+		 * Truncated with nothing delivered although the buffer had room:
+		 * the kernel could not install a single fd in this process.
+		 */
+		return (msg_flags & MSG_CTRUNC) ? -EMFILE : 0;
 	}
 	for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR((struct msghdr *)mh, cm)) {
 		if (is_rights(cm)) {
@@ -157,7 +164,13 @@ vhu_cmsg_collect(const struct msghdr *mh, int msg_flags, struct vhu_fds *out)
 	}
 	if (msg_flags & MSG_CTRUNC) {
 		close_all(mh);
-		return -VHU_ECTRUNC;
+		/*
+		 * Every control buffer here has room for VHU_MAX_FDS fds. Fewer
+		 * arrived, yet the kernel truncated: it ran out of room in the fd
+		 * table (RLIMIT_NOFILE), the receiver's shortage, not the peer's
+		 * fault. A full buffer means the peer sent too many.
+		 */
+		return total < VHU_MAX_FDS ? -EMFILE : -VHU_ECTRUNC;
 	}
 	if (total == 0) {
 		return 0;

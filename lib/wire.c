@@ -121,68 +121,69 @@ _Static_assert(sizeof(struct vhu_shmem_config) <= UINT16_MAX, "reply_size fits u
 
 /*
  * Columns: code, request body rule, request body size, request fd rule,
- * reply rule, reply body rule, reply body size, reply fd rule.
+ * reply rule, reply body rule, reply body size, reply fd rule, then the
+ * kind of file the request's fds and the reply's fds must be.
  * ACK rows describe the optional u64 ack (FIXED 8, no fds).
  */
 #define FRONTEND_REQUESTS(X) \
-	X(GET_FEATURES,          NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(SET_FEATURES,          FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_OWNER,             NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(RESET_OWNER,           NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_MEM_TABLE,         MEM_TABLE, 0,  NREGIONS, ACK,    VAR,    8,    NONE) \
-	X(SET_LOG_BASE,          FIXED,     16, OPT_ONE,  ALWAYS, FIXED,  8,    NONE) \
-	X(SET_LOG_FD,            NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_NUM,         FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_ADDR,        FIXED,     40, NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_BASE,        FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(GET_VRING_BASE,        FIXED,     8,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(SET_VRING_KICK,        FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_CALL,        FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_ERR,         FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE) \
-	X(GET_PROTOCOL_FEATURES, NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(SET_PROTOCOL_FEATURES, FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(GET_QUEUE_NUM,         NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(SET_VRING_ENABLE,      FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SEND_RARP,             FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(NET_SET_MTU,           FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_BACKEND_REQ_FD,    NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE) \
-	X(IOTLB_MSG,             FIXED,     32, NONE,     ACK,    FIXED,  8,    NONE) \
-	X(SET_VRING_ENDIAN,      FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(GET_CONFIG,            CONFIG,    0,  NONE,     ALWAYS, CONFIG, 0,    NONE) \
-	X(SET_CONFIG,            CONFIG,    0,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(CREATE_CRYPTO_SESSION, VAR,       8,  NONE,     ALWAYS, VAR,    8,    NONE) \
-	X(CLOSE_CRYPTO_SESSION,  FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(POSTCOPY_ADVISE,       NONE,      0,  NONE,     ALWAYS, NONE,   0,    ONE) \
-	X(POSTCOPY_LISTEN,       NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(POSTCOPY_END,          NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(GET_INFLIGHT_FD,       FIXED,     24, NONE,     ALWAYS, FIXED,  24,   OPT_ONE) \
-	X(SET_INFLIGHT_FD,       FIXED,     24, ONE,      ACK,    FIXED,  8,    NONE) \
-	X(GPU_SET_SOCKET,        NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE) \
-	X(RESET_DEVICE,          NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(VRING_KICK,            FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(GET_MAX_MEM_SLOTS,     NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(ADD_MEM_REG,           FIXED,     40, ONE,      ACK,    VAR,    8,    NONE) \
-	X(REM_MEM_REG,           FIXED,     40, OPT_ONE,  ACK,    FIXED,  8,    NONE) \
-	X(SET_STATUS,            FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE) \
-	X(GET_STATUS,            NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(GET_SHARED_OBJECT,     FIXED,     16, NONE,     ALWAYS, FIXED,  8,    OPT_ONE) \
-	X(SET_DEVICE_STATE_FD,   FIXED,     8,  ONE,      ALWAYS, FIXED,  8,    OPT_ONE) \
-	X(CHECK_DEVICE_STATE,    NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE) \
-	X(GET_SHMEM_CONFIG,      NONE,      0,  NONE,     ALWAYS, FIXED,  2056, NONE)
+	X(GET_FEATURES,          NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_FEATURES,          FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_OWNER,             NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(RESET_OWNER,           NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_MEM_TABLE,         MEM_TABLE, 0,  NREGIONS, ACK,    VAR,    8,    NONE, FILE   , ANY    ) \
+	X(SET_LOG_BASE,          FIXED,     16, OPT_ONE,  ALWAYS, FIXED,  8,    NONE, FILE   , ANY    ) \
+	X(SET_LOG_FD,            NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE, EVENTFD, ANY    ) \
+	X(SET_VRING_NUM,         FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_VRING_ADDR,        FIXED,     40, NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_VRING_BASE,        FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_VRING_BASE,        FIXED,     8,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_VRING_KICK,        FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE, EVENTFD, ANY    ) \
+	X(SET_VRING_CALL,        FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE, EVENTFD, ANY    ) \
+	X(SET_VRING_ERR,         FIXED,     8,  NOFD_BIT, ACK,    FIXED,  8,    NONE, EVENTFD, ANY    ) \
+	X(GET_PROTOCOL_FEATURES, NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_PROTOCOL_FEATURES, FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_QUEUE_NUM,         NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_VRING_ENABLE,      FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SEND_RARP,             FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(NET_SET_MTU,           FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_BACKEND_REQ_FD,    NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE, SOCKET , ANY    ) \
+	X(IOTLB_MSG,             FIXED,     32, NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(SET_VRING_ENDIAN,      FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_CONFIG,            CONFIG,    0,  NONE,     ALWAYS, CONFIG, 0,    NONE, ANY    , ANY    ) \
+	X(SET_CONFIG,            CONFIG,    0,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(CREATE_CRYPTO_SESSION, VAR,       8,  NONE,     ALWAYS, VAR,    8,    NONE, ANY    , ANY    ) \
+	X(CLOSE_CRYPTO_SESSION,  FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(POSTCOPY_ADVISE,       NONE,      0,  NONE,     ALWAYS, NONE,   0,    ONE, ANY    , ANY    ) \
+	X(POSTCOPY_LISTEN,       NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(POSTCOPY_END,          NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_INFLIGHT_FD,       FIXED,     24, NONE,     ALWAYS, FIXED,  24,   OPT_ONE, ANY    , FILE   ) \
+	X(SET_INFLIGHT_FD,       FIXED,     24, ONE,      ACK,    FIXED,  8,    NONE, FILE   , ANY    ) \
+	X(GPU_SET_SOCKET,        NONE,      0,  ONE,      ACK,    FIXED,  8,    NONE, SOCKET , ANY    ) \
+	X(RESET_DEVICE,          NONE,      0,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(VRING_KICK,            FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_MAX_MEM_SLOTS,     NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(ADD_MEM_REG,           FIXED,     40, ONE,      ACK,    VAR,    8,    NONE, FILE   , ANY    ) \
+	X(REM_MEM_REG,           FIXED,     40, OPT_ONE,  ACK,    FIXED,  8,    NONE, FILE   , ANY    ) \
+	X(SET_STATUS,            FIXED,     8,  NONE,     ACK,    FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_STATUS,            NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_SHARED_OBJECT,     FIXED,     16, NONE,     ALWAYS, FIXED,  8,    OPT_ONE, ANY    , ANY    ) \
+	X(SET_DEVICE_STATE_FD,   FIXED,     8,  ONE,      ALWAYS, FIXED,  8,    OPT_ONE, PIPE   , PIPE   ) \
+	X(CHECK_DEVICE_STATE,    NONE,      0,  NONE,     ALWAYS, FIXED,  8,    NONE, ANY    , ANY    ) \
+	X(GET_SHMEM_CONFIG,      NONE,      0,  NONE,     ALWAYS, FIXED,  2056, NONE, ANY    , ANY    )
 
 #define BACKEND_REQUESTS(X) \
-	X(IOTLB_MSG,                FIXED, 32, NONE,     ACK,    FIXED, 8, NONE) \
-	X(CONFIG_CHANGE_MSG,        NONE,  0,  NONE,     ACK,    FIXED, 8, NONE) \
-	X(VRING_HOST_NOTIFIER_MSG,  FIXED, 24, NOFD_BIT, ACK,    FIXED, 8, NONE) \
-	X(VRING_CALL,               FIXED, 8,  NONE,     ACK,    FIXED, 8, NONE) \
-	X(VRING_ERR,                FIXED, 8,  NONE,     ACK,    FIXED, 8, NONE) \
-	X(SHARED_OBJECT_ADD,        FIXED, 16, NONE,     ACK,    FIXED, 8, NONE) \
-	X(SHARED_OBJECT_REMOVE,     FIXED, 16, NONE,     ACK,    FIXED, 8, NONE) \
-	X(SHARED_OBJECT_LOOKUP,     FIXED, 16, NONE,     ALWAYS, FIXED, 8, OPT_ONE) \
-	X(SHMEM_MAP,                FIXED, 40, ONE,      ACK,    FIXED, 8, NONE) \
-	X(SHMEM_UNMAP,              FIXED, 40, NONE,     ACK,    FIXED, 8, NONE)
+	X(IOTLB_MSG,                FIXED, 32, NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(CONFIG_CHANGE_MSG,        NONE,  0,  NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(VRING_HOST_NOTIFIER_MSG,  FIXED, 24, NOFD_BIT, ACK,    FIXED, 8, NONE, MAP    , ANY    ) \
+	X(VRING_CALL,               FIXED, 8,  NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(VRING_ERR,                FIXED, 8,  NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(SHARED_OBJECT_ADD,        FIXED, 16, NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(SHARED_OBJECT_REMOVE,     FIXED, 16, NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    ) \
+	X(SHARED_OBJECT_LOOKUP,     FIXED, 16, NONE,     ALWAYS, FIXED, 8, OPT_ONE, ANY    , ANY    ) \
+	X(SHMEM_MAP,                FIXED, 40, ONE,      ACK,    FIXED, 8, NONE, MAP    , ANY    ) \
+	X(SHMEM_UNMAP,              FIXED, 40, NONE,     ACK,    FIXED, 8, NONE, ANY    , ANY    )
 
-#define ROW(idx, nm, b, bs, f, r, rb, rs, rf) \
+#define ROW(idx, nm, b, bs, f, r, rb, rs, rf, fk, rfk) \
 	[idx] = { \
 		.name = (nm), \
 		.body = VHU_BODY_##b, \
@@ -192,6 +193,8 @@ _Static_assert(sizeof(struct vhu_shmem_config) <= UINT16_MAX, "reply_size fits u
 		.reply_body = VHU_BODY_##rb, \
 		.reply_fds = VHU_FDS_##rf, \
 		.reply_size = (rs), \
+		.fd_kind = VHU_FDK_##fk, \
+		.reply_fd_kind = VHU_FDK_##rfk, \
 	},
 #define FRONTEND_ROW(code, ...) ROW(VHU_REQ_##code, #code, __VA_ARGS__)
 #define BACKEND_ROW(code, ...) ROW(VHU_BREQ_##code, "BACKEND_" #code, __VA_ARGS__)

@@ -31,6 +31,7 @@ static const struct expect codes[] = {
 	{ VHU_ECTRUNC, "VHU_ECTRUNC", "IncorrectFds", false, true },
 	{ VHU_EQFULL, "VHU_EQFULL", "Backpressure", false, false },
 	{ VHU_EREPLY, "VHU_EREPLY", "InvalidMessage", true, false },
+	{ VHU_EFDKIND, "VHU_EFDKIND", "IncorrectFds", false, true },
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 

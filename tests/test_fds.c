@@ -8,11 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <vhu/error.h>
 #include <vhu/fds.h>
+#include <vhu/wire.h>
 
 #include "helpers.h"
 
@@ -225,7 +228,8 @@ Test(fds, collect_ctrunc_closes_all_and_leaves_out_unchanged)
 	fill_three(&mh, &cb, two, one);
 	vhu_fds_init(&out);
 	out.fd[out.n++] = pre;
-	cr_assert_eq(vhu_cmsg_collect(&mh, MSG_CTRUNC | MSG_CMSG_CLOEXEC, &out), -VHU_ECTRUNC);
+	/* Truncated with 3 of a 32-fd buffer: what the kernel does when the fd table is full. */
+	cr_assert_eq(vhu_cmsg_collect(&mh, MSG_CTRUNC | MSG_CMSG_CLOEXEC, &out), -EMFILE);
 	cr_assert_eq(out.n, 1);
 	cr_assert_eq(out.fd[0], pre);
 	cr_assert_eq(out.fd[1], -1);
@@ -319,6 +323,131 @@ Test(fds, kernel_ctrunc_leaks_nothing)
 	close(sv[0]);
 	close(sv[1]);
 	close(base);
+}
+
+/*
+ * The receiver's own fd table is full: the kernel installs fewer fds than
+ * were sent (none, or some) and truncates. That is the receiver's shortage,
+ * named -EMFILE, not the peer's fault (-VHU_ECTRUNC); nothing leaks.
+ */
+Test(fds, own_fd_shortage_is_emfile)
+{
+	int base = t_eventfd(), sv[2], fds[3];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	for (int i = 0; i < 3; i++) {
+		fds[i] = dup(base);
+		cr_assert_geq(fds[i], 0);
+	}
+	/* Room for 0, then for 1, of the 3 fds sent. */
+	for (int room = 0; room < 2; room++) {
+		char data = 'd', rd;
+		struct iovec riov = { &rd, 1 };
+		struct msghdr rmh = { .msg_iov = &riov, .msg_iovlen = 1 };
+		union vhu_cmsg_buf rcb, scb;
+		struct iovec siov = { &data, 1 };
+		struct msghdr smh = { .msg_iov = &siov, .msg_iovlen = 1 };
+		struct rlimit old, lim;
+		struct vhu_fds out;
+		int top, before = t_fd_count();
+
+		cr_assert_eq(vhu_cmsg_build(&smh, &scb, fds, 3), 0);
+		cr_assert_eq(sendmsg(sv[0], &smh, MSG_NOSIGNAL), 1);
+		/* The lowest free number: every one below it is taken. */
+		top = dup(base);
+		cr_assert_geq(top, 0);
+		if (room == 1) {
+			close(top);
+		}
+		cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+		lim = old;
+		lim.rlim_cur = (rlim_t)top + 1;
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+		vhu_cmsg_prep_recv(&rmh, &rcb);
+		cr_assert_eq(recvmsg(sv[1], &rmh, MSG_CMSG_CLOEXEC), 1);
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+		cr_assert(rmh.msg_flags & MSG_CTRUNC, "room for %d: no truncation", room);
+		vhu_fds_init(&out);
+		cr_assert_eq(vhu_cmsg_collect(&rmh, rmh.msg_flags, &out), -EMFILE,
+			     "room for %d fds of 3", room);
+		cr_assert_eq(out.n, 0);
+		if (room == 0) {
+			close(top);
+		}
+		cr_assert_eq(t_fd_count(), before, "room for %d: fds leaked", room);
+	}
+	for (int i = 0; i < 3; i++) {
+		close(fds[i]);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	close(base);
+}
+
+/* Each request's fds must be the kind of file it needs (the tables' fd_kind columns). */
+Test(fds, kind_checks)
+{
+	struct vhu_rules fe = { .channel = VHU_CHAN_FRONTEND, .expect = VHU_EXPECT_REQUEST };
+	struct vhu_rules fe_reply = { .channel = VHU_CHAN_FRONTEND, .expect = VHU_EXPECT_REPLY };
+	struct vhu_hdr call = vhu_hdr_request(VHU_REQ_SET_VRING_CALL, 8, false);
+	struct vhu_hdr mem = vhu_hdr_request(VHU_REQ_SET_MEM_TABLE, 40, false);
+	struct vhu_hdr chan = vhu_hdr_request(VHU_REQ_SET_BACKEND_REQ_FD, 0, false);
+	struct vhu_hdr state = vhu_hdr_request(VHU_REQ_SET_DEVICE_STATE_FD, 8, false);
+	struct vhu_hdr inflight = vhu_hdr_reply(VHU_REQ_GET_INFLIGHT_FD, 24);
+	int efd = t_eventfd(), mfd = memfd_create("region", MFD_CLOEXEC), conn[2], other[2], p[2];
+	int lone = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(mfd, 0);
+	cr_assert_geq(lone, 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, conn), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other), 0);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	/* kick/call/err: eventfds only */
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, &efd, 1, conn[0]), 0);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, &mfd, 1, conn[0]), -VHU_EFDKIND);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, &conn[1], 1, conn[0]), -VHU_EFDKIND);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, &p[0], 1, conn[0]), -VHU_EFDKIND);
+	/* memory: regular files (a memfd) */
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &mem, &mfd, 1, conn[0]), 0);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &mem, &efd, 1, conn[0]), -VHU_EFDKIND);
+	{
+		int two[2] = { mfd, efd };
+
+		cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &mem, two, 2, conn[0]), -VHU_EFDKIND,
+			     "the second region's fd is judged too");
+	}
+	/* the back-end channel: a connected unix stream socket that is not this connection */
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &other[0], 1, conn[0]), 0);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &conn[1], 1, conn[0]), -VHU_EFDKIND,
+		     "the peer's own end of the connection");
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &conn[0], 1, conn[0]), -VHU_EFDKIND,
+		     "the connection's own socket");
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &lone, 1, conn[0]), -VHU_EFDKIND,
+		     "an unconnected socket");
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &efd, 1, conn[0]), -VHU_EFDKIND);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &chan, &conn[1], 1, -1), 0,
+		     "self unknown: any connected socket");
+	/* device state: a pipe; the inflight area in a reply: a regular file */
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &state, &p[1], 1, conn[0]), 0);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &state, &efd, 1, conn[0]), -VHU_EFDKIND);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe_reply, &inflight, &mfd, 1, conn[0]), 0);
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe_reply, &inflight, &efd, 1, conn[0]), -VHU_EFDKIND);
+	/* no fds, nothing to judge; a closed fd is no kind */
+	cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, NULL, 0, conn[0]), 0);
+	{
+		int gone = dup(efd);
+
+		close(gone);
+		cr_assert_eq(vhu_msg_check_fd_kinds(&fe, &call, &gone, 1, conn[0]), -VHU_EFDKIND);
+	}
+	close(efd);
+	close(mfd);
+	close(lone);
+	for (int i = 0; i < 2; i++) {
+		close(conn[i]);
+		close(other[i]);
+		close(p[i]);
+	}
 }
 
 Test(fds, same_file)

@@ -58,6 +58,8 @@ enum vhu_error {
 	VHU_EQFULL = 4108,
 	/** A reply does not answer the request that was sent (code or flags). */
 	VHU_EREPLY = 4109,
+	/** IncorrectFds: an fd is not the kind of file its request needs. */
+	VHU_EFDKIND = 4110,
 	VHU_ERROR_END,
 };
 

@@ -66,7 +66,11 @@ void vhu_cmsg_prep_recv(struct msghdr *mh, union vhu_cmsg_buf *cbuf);
  * taken, anything else is skipped). They are appended to out.
  *
  * msg_flags is the receive's returned flags. If it has MSG_CTRUNC, every
- * fd that did arrive is closed and -VHU_ECTRUNC returned. If out has no
+ * fd that did arrive is closed and -VHU_ECTRUNC returned when the control
+ * buffer was full (the peer sent more than it holds), -EMFILE when fewer
+ * than VHU_MAX_FDS arrived (the kernel could not install them: this
+ * process's fd table is full; the buffer must hold VHU_MAX_FDS, as
+ * vhu_cmsg_prep_recv's does). If out has no
  * room for all of them, they are all closed and -VHU_EFDS returned. On any
  * error out is left as it was before the call.
  *

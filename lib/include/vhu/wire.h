@@ -316,6 +316,16 @@ enum vhu_reply_rule {
 	VHU_REPLY_ALWAYS,
 };
 
+/** What kind of file an fd of a message must be (vhu_msg_check_fd_kinds()). */
+enum vhu_fd_kind {
+	VHU_FDK_ANY = 0,	/**< not checked (userfaultfd, dma-buf, ...) */
+	VHU_FDK_EVENTFD,	/**< an eventfd: kick, call, err, log notifications */
+	VHU_FDK_FILE,		/**< a regular file (memfd, tmpfs, hugetlbfs): memory to map */
+	VHU_FDK_MAP,		/**< a regular file or a character device: memory to map */
+	VHU_FDK_SOCKET,		/**< a connected AF_UNIX stream socket, not this connection */
+	VHU_FDK_PIPE,		/**< a pipe or FIFO: device state transfer */
+};
+
 /** One row of a channel's request table. */
 struct vhu_req_info {
 	const char *name;	/**< "GET_FEATURES"; NULL for unknown codes */
@@ -326,6 +336,8 @@ struct vhu_req_info {
 	uint8_t reply_body;	/**< enum vhu_body_rule for the reply */
 	uint8_t reply_fds;	/**< enum vhu_fd_rule for the reply */
 	uint16_t reply_size;	/**< for reply FIXED/VAR */
+	uint8_t fd_kind;	/**< enum vhu_fd_kind of the request's fds */
+	uint8_t reply_fd_kind;	/**< enum vhu_fd_kind of the reply's fds */
 };
 
 /**
@@ -394,6 +406,21 @@ int vhu_msg_check(const struct vhu_rules *rules, const struct vhu_hdr *hdr,
  */
 int vhu_msg_fd_bounds(const struct vhu_rules *rules, const struct vhu_hdr *hdr,
 		      const void *body, unsigned int *min, unsigned int *max);
+
+/**
+ * Check that each fd of a message (already validated by vhu_msg_check) is
+ * the kind of file its request needs (enum vhu_fd_kind): kick, call and
+ * err fds are eventfds; memory regions, the log and the inflight area are
+ * regular files; the back-end channel is a connected AF_UNIX stream socket
+ * that is not an end of the connection the message came on (self, or -1:
+ * not checked), since a socket that leads back to its own connection would
+ * keep that connection alive for ever; device state goes through a pipe.
+ * One fstat per fd (and, for sockets, a sock_diag query); control-plane
+ * messages only.
+ * \return 0, -VHU_EFDKIND, or -VHU_EREQUEST for an unknown code.
+ */
+int vhu_msg_check_fd_kinds(const struct vhu_rules *rules, const struct vhu_hdr *hdr,
+			   const int *fds, unsigned int nfds, int self);
 
 /** Fill a request header: version 1, NEED_REPLY if asked. */
 static inline struct vhu_hdr
