@@ -23,18 +23,13 @@
 void
 vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe)
 {
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | 1u);
-	s->busy = 1;
-	c->ops++;
-	c->ring->ops++;
+	vhu__op_begin(c->ring, &c->ops, s, sqe);
 }
 
 void
 vhu__conn_op_end(struct vhu_conn *c, struct slot *s)
 {
-	s->busy = 0;
-	c->ops--;
-	c->ring->ops--;
+	vhu__op_end(c->ring, &c->ops, s);
 }
 
 /* After each of its CQEs: a closing connection with nothing in flight is done. */
@@ -67,33 +62,6 @@ vhu__conn_deadline_disarm(struct vhu_conn *c)
 	if (!vlist_empty(&c->dl_link)) {
 		vlist_del(&c->dl_link);
 	}
-}
-
-/* ------------------------------------------------------------------ */
-/* Delivery                                                            */
-
-int
-vhu__conn_deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body, struct vhu_fds *fds)
-{
-	struct vhu_msg m;
-	int r = 0;
-
-	m.hdr = *hdr;
-	m.body = body;
-	m.fds = *fds;
-	fds->n = 0;
-	c->ring->st.msgs_in++;
-	if (c->cb.on_message) {
-		r = c->cb.on_message(c, &m, c->ctx);
-	}
-	if (m.fds.n > 0) {
-		vhu_fds_close(&m.fds);	/* the ones the handler did not take */
-	}
-	if (r < 0) {
-		return r;
-	}
-	/* Closed inside on_message: nothing more of this connection is delivered. */
-	return c->state == CONN_OPEN ? 0 : 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -132,8 +100,7 @@ check_socket(int fd)
 static void
 conn_free(struct vhu_conn *c)
 {
-	vhu__framer_fini(&c->fr);
-	free(c->rx_body);
+	vhu__recv_fini(c);
 	vhu__sendq_fini(&c->q);
 	free(c);
 }
@@ -204,16 +171,10 @@ vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
 	c->rx.s.kind = SLOT_RECV;
 	c->tx.s.kind = SLOT_SEND;
 	c->cancel.kind = SLOT_CANCEL;
-	vhu_fds_init(&c->rx_fds);
-	vhu_fds_init(&c->fr.fds);
-	ret = vhu__sendq_init(&c->q, o.sendq_bytes ? o.sendq_bytes : DEFAULT_SENDQ_BYTES,
-			      o.sendq_msgs ? o.sendq_msgs : DEFAULT_SENDQ_MSGS);
-	if (ret == 0 && c->mode == VHU_RECV_EXACT) {
-		c->rx_body = malloc(c->rules.max_size);
-		ret = c->rx_body ? 0 : -ENOMEM;
-	} else if (ret == 0) {
-		ret = vhu__framer_init(&c->fr, &c->rules);
-		c->fr.frames_only = o.frames_only;
+	ret = vhu__recv_init(c);
+	if (ret == 0) {
+		ret = vhu__sendq_init(&c->q, o.sendq_bytes ? o.sendq_bytes : DEFAULT_SENDQ_BYTES,
+				      o.sendq_msgs ? o.sendq_msgs : DEFAULT_SENDQ_MSGS);
 	}
 	if (ret < 0) {
 		conn_free(c);
@@ -221,7 +182,7 @@ vhu_conn_attach(struct vhu_ring *r, int fd, const struct vhu_conn_opts *opts,
 	}
 	vlist_add_tail(&r->conns, &c->link);
 	r->nconns++;
-	vhu__recv_arm(c);
+	vhu__recv_pump(c);
 	if (out) {
 		*out = c;
 	}
@@ -303,6 +264,26 @@ vhu_conn_close_reason(struct vhu_conn *c, int reason)
 	}
 }
 
+/*
+ * The peer hung up (reason: -VHU_EDISCONNECT or -VHU_EPARTIAL). A peer that
+ * only stopped sending still reads: replies already queued go out first,
+ * and the connection closes once they are sent (or fail).
+ */
+void
+vhu__conn_peer_gone(struct vhu_conn *c, int reason)
+{
+	if (c->state != CONN_OPEN) {
+		return;
+	}
+	if (c->q.dn == 0) {
+		vhu_conn_close_reason(c, reason);
+		return;
+	}
+	c->rx_eof = reason;
+	vhu__conn_deadline_disarm(c);
+	vhu__send_schedule(c);
+}
+
 void
 vhu_conn_close(struct vhu_conn *c)
 {
@@ -324,24 +305,11 @@ vhu__conn_finish(struct vhu_conn *c)
 {
 	struct vhu_ring *r = c->ring;
 	struct vhu_ulistener *l = c->listener;
-	uint32_t i;
 
 	close(c->fd);
 	c->fd = -1;
-	for (i = 0; i < c->q.dn; i++) {
-		struct sq_desc *d = &c->q.d[(c->q.dhead + i) % c->q.dcap];
-		uint32_t k;
-
-		for (k = 0; k < d->nfds; k++) {
-			int fd;
-
-			memcpy(&fd, c->q.buf + d->off + d->len + k * sizeof(int), sizeof(int));
-			close(fd);
-		}
-		d->nfds = 0;
-	}
-	vhu_fds_close(&c->rx_fds);
-	vhu_fds_close(&c->fr.fds);
+	vhu__sendq_drop(&c->q);
+	vhu__recv_fini(c);
 	vhu__conn_deadline_disarm(c);
 	vlist_del(&c->link);
 	r->nconns--;

@@ -140,19 +140,19 @@ feed_held(struct vhu_framer *f, const uint8_t *data, size_t len, size_t *p,
 }
 
 int
-vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct vhu_fds *fds,
-		 vhu_framer_deliver_fn deliver, void *arg)
+vhu__framer_feed_part(struct vhu_framer *f, const uint8_t *data, size_t len,
+		      struct vhu_fds *fds, vhu_framer_deliver_fn deliver, void *arg, size_t *used)
 {
 	struct vhu_fds none = { .n = 0 };
 	struct vhu_fds *cf = fds ? fds : &none;
 	size_t p = 0;
-	int r;
+	int r = 0;
 
 	f->began = false;
 	if (f->have > 0) {
 		r = feed_held(f, data, len, &p, cf, deliver, arg);
 		if (r != 0) {
-			goto fail;
+			goto out;
 		}
 	}
 	while (p < len) {
@@ -170,7 +170,8 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 			f->began = true;
 			f->fds = *cf;
 			cf->n = 0;
-			return 0;
+			p = len;
+			break;
 		}
 		memcpy(&hdr, data + p, sizeof(hdr));
 		total = VHU_HDR_SIZE + (uint64_t)hdr.size;
@@ -183,7 +184,7 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		r = total > rem || hdr.size > f->rules.max_size || f->frames_only ?
 			check_hdr(f, &hdr) : 0;
 		if (r < 0) {
-			goto fail;
+			goto out;
 		}
 		if (total >= rem) {
 			/* Nothing begins after it in this chunk: the chunk's fds are its own. */
@@ -196,7 +197,8 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 			f->need = total;
 			f->began = true;
 			f->fds = mfds;
-			return 0;
+			p = len;
+			break;
 		}
 		body = (uint8_t *)data + p + VHU_HDR_SIZE;
 		if (hdr.size == 0) {
@@ -208,21 +210,35 @@ vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct v
 		p += (size_t)total;
 		r = emit(f, &hdr, body, &mfds, deliver, arg);
 		if (r != 0) {
-			goto fail;
+			goto out;
 		}
 	}
 	if (cf->n > 0) {
 		/* No message began in this chunk, yet fds came with it. */
 		r = -VHU_EINVALID;
-		goto fail;
 	}
-	return 0;
-fail:
-	vhu_fds_close(cf);
+out:
+	if (used) {
+		*used = p;
+	}
 	if (r < 0) {
+		vhu_fds_close(cf);
 		vhu_fds_close(&f->fds);
 		f->have = 0;
 		f->need = 0;
+	} else if (r == 0) {
+		vhu_fds_close(cf);	/* empty: every fd went to a message */
 	}
 	return r;
+}
+
+void *
+vhu__framer_keep(struct vhu_framer *f, void *body, uint32_t size)
+{
+	uint8_t *own = f->buf + BODY_OFF;
+
+	if (body != own && size > 0) {
+		memmove(own, body, size);
+	}
+	return own;
 }

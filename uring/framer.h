@@ -50,13 +50,41 @@ int vhu__framer_init(struct vhu_framer *f, const struct vhu_rules *rules);
 void vhu__framer_fini(struct vhu_framer *f);
 
 /**
- * Feed one chunk. Ownership of *fds (may be NULL) passes to the framer in
- * every case: the fds go to a message or are closed.
- * \return 0; a negative validation error (the stream is broken; call
- *         vhu__framer_fini); or deliver's non-zero return.
+ * Feed (part of) one chunk; *used (may be NULL) is set to the bytes consumed.
+ * \return 0: the whole chunk was consumed and every fd of *fds (may be
+ *         NULL) went to a message; a negative validation error: the stream
+ *         is broken (call vhu__framer_fini), *fds closed; or deliver's
+ *         positive return: feeding stopped right after that message, and the
+ *         rest of the chunk, from *used on, is the caller's to feed again
+ *         later, with the fds still in *fds (which belong to it).
  */
-int vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct vhu_fds *fds,
-		     vhu_framer_deliver_fn deliver, void *arg);
+int vhu__framer_feed_part(struct vhu_framer *f, const uint8_t *data, size_t len,
+			  struct vhu_fds *fds, vhu_framer_deliver_fn deliver, void *arg,
+			  size_t *used);
+
+/**
+ * Feed a whole chunk, for callers that never resume one: as
+ * vhu__framer_feed_part, but on deliver's positive return the chunk's
+ * remaining fds are closed too (the framer owns *fds in every case).
+ */
+static inline int
+vhu__framer_feed(struct vhu_framer *f, const uint8_t *data, size_t len, struct vhu_fds *fds,
+		 vhu_framer_deliver_fn deliver, void *arg)
+{
+	int r = vhu__framer_feed_part(f, data, len, fds, deliver, arg, NULL);
+
+	if (r > 0 && fds) {
+		vhu_fds_close(fds);
+	}
+	return r;
+}
+
+/**
+ * Keep a delivered message's body for a later delivery: copied into the
+ * framer's own buffer unless it is there already. \return where it now is,
+ * valid until the framer is fed again.
+ */
+void *vhu__framer_keep(struct vhu_framer *f, void *body, uint32_t size);
 
 /** \return true between messages (no byte of a message held). */
 static inline bool

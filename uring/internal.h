@@ -4,12 +4,18 @@
  *
  * Ownership and lifetime rules that every file relies on:
  *  - An operation is a slot embedded in its owner (connection or listener).
- *    user_data is (uintptr_t)slot | 1. A slot is busy from the SQE until its
- *    last CQE (the one without IORING_CQE_F_MORE); its msghdr, iovecs and
- *    control buffer stay put meanwhile.
- *  - An owner counts its busy slots (ops). It is freed only when it is
- *    closing and ops is 0, and only from the end of a reaping pass
- *    (vhu__ring_deferred), never from inside one of its own callbacks.
+ *    user_data is vhu__tag(slot): the slot's address with bit 0 set
+ *    (vhu__op_begin writes it, dispatch reads it back with vhu__untag). A
+ *    slot is busy from the SQE until its last CQE (the one without
+ *    IORING_CQE_F_MORE); its msghdr, iovecs and control buffer stay put
+ *    meanwhile.
+ *  - An owner counts its busy slots (ops; vhu__op_begin / vhu__op_end). It
+ *    is freed only when it is closing and ops is 0, and only from the end of
+ *    a reaping pass (vhu__ring_deferred), never from inside one of its own
+ *    callbacks.
+ *  - Each piece of connection state has one writer: recv.c the receive
+ *    state (struct rx_exact / rx_stream / rx_hold) and the decision to read;
+ *    send.c the send queue and the reply-hold policy; conn.c the lifecycle.
  */
 #ifndef VHU_URING_INTERNAL_H
 #define VHU_URING_INTERNAL_H
@@ -89,6 +95,25 @@ struct slot {
 
 _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs");
 
+/* The user_data of a slot's SQEs, and back. */
+static inline uint64_t
+vhu__tag(const struct slot *s)
+{
+	return (uint64_t)(uintptr_t)s | 1u;
+}
+
+static inline bool
+vhu__is_tag(uint64_t user_data)
+{
+	return (user_data & 1u) != 0;
+}
+
+static inline struct slot *
+vhu__untag(uint64_t user_data)
+{
+	return (struct slot *)(uintptr_t)(user_data & ~(uint64_t)1);
+}
+
 /* Provided-buffer ring shared by the ring's stream connections. */
 /* Buffer group id 'VH': unlikely to clash with an application's in a borrowed ring. */
 #define VHU_BGID		0x5648u
@@ -101,13 +126,35 @@ _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs"
 #define VHU_BUF_STRIDE_MIN	4352u
 #define VHU_BUF_STRIDE_MAX	(16u * 1024u * 1024u)
 /*
- * Control space of a stream receive: room for VHU_MAX_FDS fds plus 4 bytes,
- * so that the payload starts 4 bytes past an 8-byte boundary and the body of
- * a message at the start of a chunk is 8-byte aligned (zero-copy delivery).
- * A 33rd fd therefore arrives and is rejected by count (-VHU_EFDS) instead
- * of being truncated by the kernel (-VHU_ECTRUNC).
+ * A stream receive's payload lands this far into its buffer's slot, so that
+ * the body of a message at the start of a chunk (12 bytes in) is 8-byte
+ * aligned: zero-copy delivery.
  */
-#define VHU_STREAM_CTRL		(CMSG_SPACE(sizeof(int) * VHU_MAX_FDS) + 4u)
+#define VHU_BUF_SKEW		4u
+
+/*
+ * Control buffer of a stream receive: room for one fd more than a message
+ * may carry (its msg_controllen is CMSG_LEN of 33 fds), so that a 33rd fd
+ * arrives and is refused by count (-VHU_EFDS) instead of being truncated by
+ * the kernel (-VHU_ECTRUNC); a 34th is truncated.
+ */
+union vhu_stream_cbuf {
+	size_t align;
+	char buf[CMSG_SPACE(sizeof(int) * (VHU_MAX_FDS + 1u))];
+};
+
+/*
+ * VHU_REPLY_RESERVE (uring.h) covers every reply of both channels' tables
+ * (GET_CONFIG's, 12 + 12 + 256 bytes, is the largest) plus an fd.
+ */
+
+/*
+ * A paused stream connection keeps the provided buffer of its unread rest
+ * while fewer than 1/VHU_HOLD_SHARE of the ring's buffers are so held;
+ * beyond that the rest is copied to the connection's own spill buffer and
+ * the provided one goes back, so paused connections never starve the others.
+ */
+#define VHU_HOLD_SHARE		4u
 
 /*
  * Exact mode holds replies for at most this many reads, so a peer that keeps
@@ -121,9 +168,12 @@ _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs"
 
 struct recv_op {
 	struct slot s;
-	struct msghdr mh;		/* exact: per op; stream: multishot template */
+	struct msghdr mh;
 	struct iovec iov;
-	union vhu_cmsg_buf cbuf;
+	union {
+		union vhu_cmsg_buf exact;
+		union vhu_stream_cbuf stream;
+	} cbuf;
 };
 
 struct send_op {
@@ -154,6 +204,15 @@ struct sendq {
 	uint32_t dhead;
 	uint32_t dn;
 	uint32_t used;			/* bytes held by queued entries */
+	uint32_t reserve;		/* VHU_REPLY_RESERVE, clamped to cap / 2 */
+	/*
+	 * Exact mode's reply hold: the last read left bytes in the socket, so
+	 * replies wait to go out together (and the next read does not wait);
+	 * held counts the reads since, bounded by VHU_HOLD_READS.
+	 */
+	bool hold;
+	uint32_t held;
+	bool refused;			/* a send got -VHU_EQFULL: on_writable is due */
 };
 
 enum conn_state {
@@ -164,6 +223,47 @@ enum conn_state {
 enum rx_phase {
 	RX_HDR = 0,
 	RX_BODY,
+};
+
+/* Exact receive: the message being read, in the connection's own buffers. */
+struct rx_exact {
+	uint8_t phase;			/* enum rx_phase */
+	uint32_t got;
+	union {
+		struct vhu_hdr h;
+		uint8_t b[VHU_HDR_SIZE];
+	} hdr;
+	uint8_t *body;			/* max_size bytes */
+	struct vhu_fds fds;
+};
+
+/*
+ * Stream receive: the framer, and the rest of a chunk whose delivery
+ * stopped (a pause, a full send queue): its bytes [off, len) are in
+ * provided buffer bid (>= 0) or in spill, its unattributed fds in fds.
+ */
+struct rx_stream {
+	struct vhu_framer fr;
+	int bid;
+	bool kept;			/* bid counts in ring->bufs_held */
+	uint8_t *data;
+	uint32_t off;
+	uint32_t len;
+	struct vhu_fds fds;
+	uint8_t *spill;			/* buf_stride bytes, allocated at the first spill */
+};
+
+/*
+ * A message whose delivery was put off (VHU_MSG_HOLD, a pause, no room for
+ * its reply): it is delivered first when receiving resumes. Its body is in
+ * the exact buffer or the framer's buffer, neither of which is written
+ * before then.
+ */
+struct rx_hold {
+	bool on;
+	struct vhu_hdr hdr;
+	void *body;
+	struct vhu_fds fds;
 };
 
 struct vhu_conn {
@@ -187,25 +287,14 @@ struct vhu_conn {
 	uint64_t deadline_ns;
 
 	struct recv_op rx;
-	/* exact receive */
-	uint8_t rx_phase;
-	/*
-	 * The last read left bytes in the socket (IORING_CQE_F_SOCK_NONEMPTY):
-	 * replies are held back to go out together, and the next read does not
-	 * wait (MSG_DONTWAIT), so they are flushed as soon as the socket is dry.
-	 */
-	bool rx_more;
-	/* Reads completed while replies were held: at VHU_HOLD_READS they go out. */
-	uint32_t rx_held;
-	uint32_t rx_got;
-	union {
-		struct vhu_hdr h;
-		uint8_t b[VHU_HDR_SIZE];
-	} rx_hdr;
-	uint8_t *rx_body;
-	struct vhu_fds rx_fds;
-	/* stream receive */
-	struct vhu_framer fr;
+	bool rx_more;			/* the last read left bytes in the socket */
+	bool rx_paused;			/* vhu_conn_pause_recv() or VHU_MSG_HOLD */
+	bool rx_starved;		/* stopped for want of send-queue room */
+	/* The peer hung up (its reason) while replies were queued: close once they are out. */
+	int rx_eof;
+	struct rx_hold held;
+	struct rx_exact x;
+	struct rx_stream st;
 
 	struct send_op tx;
 	struct sendq q;
@@ -255,7 +344,7 @@ struct vhu_ring {
 	struct vlist listeners;
 	struct vlist reap;
 	struct vlist lreap;
-	struct vlist rearm;		/* receives to arm at the end of the pass, after flush */
+	struct vlist rearm;		/* receive sides to advance at the end of the pass, after flush */
 	struct vlist flush;		/* connections with queued, unsubmitted sends */
 	struct vlist deadlines;
 	/* provided buffers, set up by the first stream connection */
@@ -263,11 +352,15 @@ struct vhu_ring {
 	uint8_t *bufs;
 	unsigned int nbufs;		/* a power of two */
 	unsigned int buf_stride;	/* bytes per buffer */
+	unsigned int bufs_held;		/* buffers kept by paused stream connections */
 	struct vhu_ring_stats st;
 };
 
 /* ring.c */
 struct io_uring_sqe *vhu__ring_sqe(struct vhu_ring *r);
+void vhu__op_begin(struct vhu_ring *r, unsigned int *owner_ops, struct slot *s,
+		   struct io_uring_sqe *sqe);
+void vhu__op_end(struct vhu_ring *r, unsigned int *owner_ops, struct slot *s);
 void vhu__ring_deferred(struct vhu_ring *r);
 int vhu__ring_bufs_setup(struct vhu_ring *r);
 uint8_t *vhu__ring_buf(struct vhu_ring *r, unsigned int bid);
@@ -277,24 +370,28 @@ uint64_t vhu__now_ns(void);
 /* conn.c */
 void vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe);
 void vhu__conn_op_end(struct vhu_conn *c, struct slot *s);
+void vhu__conn_peer_gone(struct vhu_conn *c, int reason);
 void vhu__conn_settle(struct vhu_conn *c);
 void vhu__conn_finish(struct vhu_conn *c);
 void vhu__conn_cancel_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 void vhu__conn_deadline_arm(struct vhu_conn *c);
 void vhu__conn_deadline_disarm(struct vhu_conn *c);
-int vhu__conn_deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body,
-		      struct vhu_fds *fds);
 
 /* send.c */
 int vhu__sendq_init(struct sendq *q, uint32_t bytes, uint32_t msgs);
 void vhu__sendq_fini(struct sendq *q);
+void vhu__sendq_drop(struct sendq *q);
+bool vhu__send_room(const struct vhu_conn *c);
+void vhu__send_read_done(struct vhu_conn *c, bool more);
 void vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 void vhu__send_schedule(struct vhu_conn *c);
 void vhu__send_flush(struct vhu_conn *c);
 
 /* recv.c */
-void vhu__recv_arm(struct vhu_conn *c);
-void vhu__recv_rearm(struct vhu_conn *c);
+int vhu__recv_init(struct vhu_conn *c);
+void vhu__recv_fini(struct vhu_conn *c);
+void vhu__recv_wake(struct vhu_conn *c);
+void vhu__recv_pump(struct vhu_conn *c);
 void vhu__recv_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 
 /* listener.c */

@@ -21,10 +21,7 @@
 static void
 track(struct vhu_ulistener *l, struct slot *s, struct io_uring_sqe *sqe)
 {
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | 1u);
-	s->busy = 1;
-	l->ops++;
-	l->ring->ops++;
+	vhu__op_begin(l->ring, &l->ops, s, sqe);
 }
 
 static void
@@ -42,9 +39,7 @@ arm_accept(struct vhu_ulistener *l)
 static void
 op_end(struct vhu_ulistener *l, struct slot *s)
 {
-	s->busy = 0;
-	l->ops--;
-	l->ring->ops--;
+	vhu__op_end(l->ring, &l->ops, s);
 }
 
 /* Errors that retrying at once cannot cure: the process or system is short of something. */
@@ -212,7 +207,7 @@ vhu__ulistener_cancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 		struct io_uring_sqe *sqe = vhu__ring_sqe(l->ring);
 
 		if (sqe) {
-			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->accept | 1u, 0);
+			io_uring_prep_cancel64(sqe, vhu__tag(&l->accept), 0);
 			track(l, &l->cancel, sqe);
 		}
 	}
@@ -238,7 +233,7 @@ vhu_ulistener_close(struct vhu_ulistener *l)
 		struct io_uring_sqe *sqe = vhu__ring_sqe(l->ring);
 
 		if (sqe) {
-			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->accept | 1u, 0);
+			io_uring_prep_cancel64(sqe, vhu__tag(&l->accept), 0);
 			track(l, &l->cancel, sqe);
 		}
 	}
@@ -248,7 +243,7 @@ vhu_ulistener_close(struct vhu_ulistener *l)
 
 		/* Without this the ring would wait up to a whole pause to free the listener. */
 		if (sqe) {
-			io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&l->timer | 1u, 0);
+			io_uring_prep_timeout_remove(sqe, vhu__tag(&l->timer), 0);
 			track(l, &l->tcancel, sqe);
 		}
 	}

@@ -279,6 +279,24 @@ vhu__ring_sqe(struct vhu_ring *r)
 	return NULL;
 }
 
+void
+vhu__op_begin(struct vhu_ring *r, unsigned int *owner_ops, struct slot *s,
+	      struct io_uring_sqe *sqe)
+{
+	io_uring_sqe_set_data64(sqe, vhu__tag(s));
+	s->busy = 1;
+	(*owner_ops)++;
+	r->ops++;
+}
+
+void
+vhu__op_end(struct vhu_ring *r, unsigned int *owner_ops, struct slot *s)
+{
+	s->busy = 0;
+	(*owner_ops)--;
+	r->ops--;
+}
+
 /* ------------------------------------------------------------------ */
 /* Provided buffers                                                    */
 
@@ -328,8 +346,9 @@ vhu__ring_bufs_setup(struct vhu_ring *r)
 	r->bufs = bufs;
 	io_uring_buf_ring_init(r->br);
 	for (i = 0; i < r->nbufs; i++) {
-		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * r->buf_stride, r->buf_stride,
-				      (unsigned short)i, io_uring_buf_ring_mask(r->nbufs), (int)i);
+		io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * r->buf_stride + VHU_BUF_SKEW,
+				      r->buf_stride - VHU_BUF_SKEW, (unsigned short)i,
+				      io_uring_buf_ring_mask(r->nbufs), (int)i);
 	}
 	io_uring_buf_ring_advance(r->br, r->nbufs);
 	return 0;
@@ -348,6 +367,7 @@ bufs_teardown(struct vhu_ring *r)
 	r->bufs = NULL;
 }
 
+/* The start of buffer bid's slot; the kernel writes from VHU_BUF_SKEW on. */
 uint8_t *
 vhu__ring_buf(struct vhu_ring *r, unsigned int bid)
 {
@@ -360,7 +380,8 @@ vhu__ring_buf(struct vhu_ring *r, unsigned int bid)
 void
 vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid)
 {
-	io_uring_buf_ring_add(r->br, vhu__ring_buf(r, bid), r->buf_stride, (unsigned short)bid,
+	io_uring_buf_ring_add(r->br, vhu__ring_buf(r, bid) + VHU_BUF_SKEW,
+			      r->buf_stride - VHU_BUF_SKEW, (unsigned short)bid,
 			      io_uring_buf_ring_mask(r->nbufs), 0);
 	io_uring_buf_ring_advance(r->br, 1);
 }
@@ -371,7 +392,7 @@ vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid)
 static void
 dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 {
-	struct slot *s = (struct slot *)(uintptr_t)(cqe->user_data & ~(uint64_t)1);
+	struct slot *s = vhu__untag(cqe->user_data);
 	struct vhu_conn *c = NULL;
 
 	r->st.cqes++;
@@ -451,9 +472,7 @@ vhu__ring_deferred(struct vhu_ring *r)
 							      rearm_link);
 
 			vlist_del(&c->rearm_link);
-			if (c->state == CONN_OPEN) {
-				vhu__recv_rearm(c);
-			}
+			vhu__recv_pump(c);
 		}
 		while (!vlist_empty(&r->reap)) {
 			struct vhu_conn *c = vhu_container_of(r->reap.next, struct vhu_conn,
@@ -484,7 +503,7 @@ reap(struct vhu_ring *r)
 
 	r->depth++;
 	io_uring_for_each_cqe(u, head, cqe) {
-		if (cqe->user_data & 1) {
+		if (vhu__is_tag(cqe->user_data)) {
 			dispatch(r, cqe);
 			mine++;
 		} else if (r->foreign_cqe) {
@@ -513,8 +532,14 @@ int
 vhu_ring_poll(struct vhu_ring *r)
 {
 	struct io_uring *u = r->uring;
-	unsigned int pending = io_uring_sq_ready(u);
-	unsigned int kflags = IO_URING_READ_ONCE(*u->sq.kflags);
+	unsigned int pending, kflags;
+
+	/* Work queued outside a pass (vhu_conn_resume_recv) runs first; its SQEs go now. */
+	if (r->depth == 0) {
+		vhu__ring_deferred(r);
+	}
+	pending = io_uring_sq_ready(u);
+	kflags = IO_URING_READ_ONCE(*u->sq.kflags);
 
 	/*
 	 * With DEFER_TASKRUN completions are only posted when we enter; otherwise
@@ -566,10 +591,15 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	struct __kernel_timespec ts, *tsp = NULL;
 	struct io_uring_cqe *cqe;
 	long long ms = timeout_ms;
-	long long dl = deadline_ms(r);
-	unsigned int pending = io_uring_sq_ready(u);
+	long long dl;
+	unsigned int pending;
 	int ret;
 
+	if (r->depth == 0) {
+		vhu__ring_deferred(r);
+	}
+	dl = deadline_ms(r);
+	pending = io_uring_sq_ready(u);
 	if (dl >= 0 && (ms < 0 || dl < ms)) {
 		ms = dl;
 	}
@@ -590,7 +620,7 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 int
 vhu_ring_handle_cqe(struct vhu_ring *r, struct io_uring_cqe *cqe)
 {
-	if (!(cqe->user_data & 1)) {
+	if (!vhu__is_tag(cqe->user_data)) {
 		return 0;
 	}
 	r->depth++;

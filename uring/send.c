@@ -27,6 +27,7 @@ vhu__sendq_init(struct sendq *q, uint32_t bytes, uint32_t msgs)
 	}
 	q->cap = bytes;
 	q->dcap = msgs;
+	q->reserve = VHU_REPLY_RESERVE < bytes / 2 ? VHU_REPLY_RESERVE : bytes / 2;
 	return 0;
 }
 
@@ -49,21 +50,22 @@ desc(struct sendq *q, uint32_t i)
 }
 
 /*
- * Room for n contiguous bytes. Live bytes are [head, tail) when tail > head,
- * else [head, end of the last entry) plus [0, tail) (wrapped; tail == head
- * with entries queued means full).
+ * Where n contiguous bytes would go. Live bytes are [head, tail) when
+ * tail > head, else [head, end of the last entry) plus [0, tail) (wrapped;
+ * tail == head with entries queued means full). An empty queue starts at 0.
  */
 static int
-sq_alloc(struct sendq *q, uint32_t n, uint32_t *off)
+sq_fit(const struct sendq *q, uint32_t n, uint32_t *off)
 {
 	if (q->dn == q->dcap) {
 		return -VHU_EQFULL;
 	}
 	if (q->dn == 0) {
-		q->head = 0;
-		q->tail = 0;
-	}
-	if (q->dn == 0 || q->tail > q->head) {
+		if (q->cap < n) {
+			return -VHU_EQFULL;
+		}
+		*off = 0;
+	} else if (q->tail > q->head) {
 		if (q->cap - q->tail >= n) {
 			*off = q->tail;
 		} else if (q->head >= n) {
@@ -76,8 +78,18 @@ sq_alloc(struct sendq *q, uint32_t n, uint32_t *off)
 	} else {
 		return -VHU_EQFULL;
 	}
-	q->tail = *off + n;
 	return 0;
+}
+
+static int
+sq_alloc(struct sendq *q, uint32_t n, uint32_t *off)
+{
+	int ret = sq_fit(q, n, off);
+
+	if (ret == 0) {
+		q->tail = *off + n;
+	}
+	return ret;
 }
 
 static void
@@ -97,6 +109,15 @@ sq_pop(struct sendq *q, uint32_t k)
 	} else {
 		q->head = q->d[q->dhead].off;
 	}
+}
+
+/* Room for one more reply (a free entry and VHU_REPLY_RESERVE contiguous bytes)? */
+bool
+vhu__send_room(const struct vhu_conn *c)
+{
+	uint32_t off;
+
+	return sq_fit(&c->q, c->q.reserve, &off) == 0;
 }
 
 static void
@@ -176,7 +197,7 @@ send_next(struct vhu_conn *c)
 		}
 	}
 	tx->nmsgs = i;
-	c->rx_held = 0;
+	q->held = 0;
 	vhu_iovc_init(&tx->cur, tx->iov, cnt);
 	submit(c);
 }
@@ -222,6 +243,7 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 	len = VHU_HDR_SIZE + hdr->size;
 	ret = sq_alloc(q, (uint32_t)need, &off);
 	if (ret < 0) {
+		q->refused = true;	/* on_writable is called once there is room again */
 		return ret;
 	}
 	p = q->buf + off;
@@ -254,19 +276,48 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 	return 0;
 }
 
+/* Drop every queued message, closing its fds (the connection is going away). */
+void
+vhu__sendq_drop(struct sendq *q)
+{
+	for (uint32_t i = 0; i < q->dn; i++) {
+		close_entry_fds(q, desc(q, i));
+	}
+	sq_pop(q, q->dn);
+}
+
 /*
  * Exact mode holds replies while the peer has more requests waiting in the
  * socket (so a pipelining peer gets them in one sendmsg), but for at most
  * VHU_HOLD_READS reads and never beyond half the queue, so that held
- * replies leave at least half of it to new ones.
+ * replies leave at least half of it to new ones; and never once the peer
+ * has hung up or the receive side waits for room.
  */
 static bool
 held(const struct vhu_conn *c)
 {
 	const struct sendq *q = &c->q;
 
-	return c->rx_more && c->rx_held < VHU_HOLD_READS && q->dn < q->dcap / 2 &&
-	       q->used < q->cap / 2;
+	return q->hold && q->held < VHU_HOLD_READS && q->dn < q->dcap / 2 &&
+	       q->used < q->cap / 2 && c->rx_eof == 0 && !c->rx_starved;
+}
+
+/*
+ * An exact-mode read completed; more: the socket still has bytes. Replies
+ * held while it had go out when it runs dry, or after VHU_HOLD_READS reads.
+ */
+void
+vhu__send_read_done(struct vhu_conn *c, bool more)
+{
+	struct sendq *q = &c->q;
+
+	if (q->dn > 0 && !c->tx.s.busy && ++q->held >= VHU_HOLD_READS) {
+		vhu__send_schedule(c);
+	}
+	if (q->hold && !more) {
+		vhu__send_schedule(c);
+	}
+	q->hold = more;
 }
 
 void
@@ -282,6 +333,32 @@ vhu__send_flush(struct vhu_conn *c)
 {
 	if (c->state == CONN_OPEN && c->q.dn > 0 && !c->tx.s.busy && !held(c)) {
 		send_next(c);
+	}
+}
+
+/* After messages left the queue: who was waiting for room gets it. */
+static void
+sent_room(struct vhu_conn *c)
+{
+	struct sendq *q = &c->q;
+
+	if (c->state != CONN_OPEN) {
+		return;
+	}
+	if (c->rx_eof && q->dn == 0) {
+		/* Every reply to a peer that hung up is out: now it closes. */
+		vhu_conn_close_reason(c, c->rx_eof);
+		return;
+	}
+	if (c->rx_starved && vhu__send_room(c)) {
+		c->rx_starved = false;
+		vhu__recv_wake(c);
+	}
+	if (q->refused && q->dn <= q->dcap / 2 && q->used <= q->cap / 2) {
+		q->refused = false;
+		if (c->cb.on_writable) {
+			c->cb.on_writable(c, c->ctx);
+		}
 	}
 }
 
@@ -304,12 +381,9 @@ vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
 		tx->mh.msg_control = NULL;
 		tx->mh.msg_controllen = 0;
 	}
-	if (res < 0) {
-		vhu_conn_close_reason(c, res);
-		return;
-	}
-	if (res == 0) {
-		vhu_conn_close_reason(c, -VHU_EPARTIAL);
+	if (res <= 0) {
+		/* A peer that hung up and stopped reading: the hang-up is the reason. */
+		vhu_conn_close_reason(c, c->rx_eof ? c->rx_eof : res < 0 ? res : -VHU_EPARTIAL);
 		return;
 	}
 	vhu_iovc_advance(&tx->cur, (size_t)res);
@@ -324,4 +398,5 @@ vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe)
 	sq_pop(&c->q, tx->nmsgs);
 	c->ring->st.msgs_out += tx->nmsgs;
 	vhu__send_flush(c);
+	sent_room(c);
 }

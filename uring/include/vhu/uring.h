@@ -186,32 +186,41 @@ enum vhu_recv_mode {
 	 */
 	VHU_RECV_EXACT = 0,
 	/**
-	 * Multishot recvmsg into a ring of provided buffers; a framer splits
-	 * the byte stream into messages, several per completion. fds are
-	 * attributed to the last message that begins in the read that brought
-	 * them, which is exact for every peer that sends each fd-carrying
-	 * message in its own sendmsg (QEMU, libvhost-user, DPDK, crosvm,
-	 * rust-vmm, vhu). The control space holds one fd more than
-	 * VHU_MAX_FDS, so a 33rd fd is refused as -VHU_EFDS (exact mode:
-	 * -VHU_ECTRUNC); more than that is -VHU_ECTRUNC in both modes.
-	 *
-	 * There is no receive-side backpressure: one completion may bring
-	 * hundreds of pipelined requests, all delivered before any reply's
-	 * sendmsg completes. A peer that pipelines more reply-producing
-	 * requests than sendq_msgs (or than sendq_bytes holds replies) makes
-	 * vhu_conn_send() in on_message return -VHU_EQFULL, even if it reads
-	 * every reply; so sendq_msgs bounds the pipelining depth a server in
-	 * this mode accepts. Exact mode reads one message per completion.
+	 * recvmsg into a buffer the kernel picks from the ring's provided
+	 * buffers, one read at a time; a framer splits the byte stream into
+	 * messages, several per completion. fds are attributed to the last
+	 * message that begins in the read that brought them, which is exact
+	 * for every peer that sends each fd-carrying message in its own
+	 * sendmsg (QEMU, libvhost-user, DPDK, crosvm, rust-vmm, vhu). The
+	 * control space holds one fd more than VHU_MAX_FDS, so a 33rd fd is
+	 * refused as -VHU_EFDS (exact mode: -VHU_ECTRUNC); more than that is
+	 * -VHU_ECTRUNC in both modes.
 	 */
 	VHU_RECV_STREAM = 1,
 };
+
+/**
+ * on_message's return value for "not now": the engine keeps the message
+ * (header, body and fds, which the handler must leave in msg->fds as they
+ * were), pauses the connection's receive as vhu_conn_pause_recv() does, and
+ * delivers the same message again, first, after vhu_conn_resume_recv().
+ */
+#define VHU_MSG_HOLD	1
 
 struct vhu_conn_ops {
 	/**
 	 * A whole message arrived and passed validation (header, body, fd
 	 * count; with vhu_conn_opts.frames_only only size and fd limits).
-	 * Return 0 to go on, or a negative error to close the connection
-	 * with that reason.
+	 * Return 0 to go on, VHU_MSG_HOLD to have it delivered again later,
+	 * or a negative error to close the connection with that reason.
+	 *
+	 * Flow control: a request (REPLY flag clear) is delivered only while
+	 * the send queue has a free entry and room for a reply of
+	 * VHU_REPLY_RESERVE bytes, so vhu_conn_send() of one reply from here
+	 * cannot fail with -VHU_EQFULL; replies are always delivered. Without room the engine stops reading
+	 * the connection (its bytes wait in the socket and the peer's writes
+	 * block) and resumes by itself when sends make room. With frames_only
+	 * the engine cannot tell what a message needs: only pauses apply.
 	 */
 	int (*on_message)(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx);
 	/**
@@ -220,14 +229,28 @@ struct vhu_conn_ops {
 	 * pointer must not be used after this returns.
 	 *
 	 * reason: 0 after vhu_conn_close() or vhu_ring_destroy();
-	 * -VHU_EDISCONNECT when the peer closed between messages;
+	 * -VHU_EDISCONNECT when the peer closed between messages (once the
+	 * replies queued before its hang-up were sent: a peer that only shut
+	 * down its sending side still gets them);
 	 * -VHU_EPARTIAL when it closed inside a message; -ETIMEDOUT when a
 	 * message stalled past msg_timeout_ms; a validation error
 	 * (-VHU_EOVERSIZED, -VHU_EVERSION, -VHU_EFDS, ...); a socket error
 	 * (-ECONNRESET, -EPIPE, ...); or on_message's return value.
 	 */
 	void (*on_close)(struct vhu_conn *conn, int reason, void *ctx);
+	/**
+	 * Optional: after vhu_conn_send() refused a message with -VHU_EQFULL,
+	 * called once when the queue is at most half full again (a proxy
+	 * resumes the connection it paused for want of room here).
+	 */
+	void (*on_writable)(struct vhu_conn *conn, void *ctx);
 };
+
+/**
+ * Room kept in a connection's send queue for the reply of a message before
+ * that message is delivered (at most half the queue's bytes).
+ */
+#define VHU_REPLY_RESERVE	512u
 
 /**
  * Largest rules.max_size a connection accepts (16 MiB). Each connection
@@ -245,9 +268,9 @@ struct vhu_conn_opts {
 	 */
 	struct vhu_rules rules;
 	/**
-	 * Queued messages at most; 0 means 256. In stream mode also the
-	 * deepest pipelining of reply-producing requests that is answered
-	 * without -VHU_EQFULL (see VHU_RECV_STREAM).
+	 * Queued messages at most; 0 means 256. A peer that pipelines more
+	 * requests than this is not refused: receiving pauses until replies
+	 * have left (see on_message).
 	 */
 	uint32_t sendq_msgs;
 	uint32_t sendq_bytes;		/**< queued bytes at most; 0 means 64 KiB */
@@ -300,6 +323,27 @@ int vhu_conn_connect(struct vhu_ring *ring, const char *path, const struct vhu_c
 int vhu_conn_send(struct vhu_conn *conn, const struct vhu_hdr *hdr,
 		  const void *body, size_t body_len, const void *payload, size_t payload_len,
 		  const int *fds, unsigned int nfds);
+
+/**
+ * Stop delivering this connection's messages: no further on_message until
+ * vhu_conn_resume_recv(), and no more bytes are read, so they wait in the
+ * socket and the peer's writes block or return EAGAIN. A read already in
+ * flight may still complete; what it brought (at most one message in exact
+ * mode, one buffer in stream mode) is kept and delivered after the resume,
+ * in order, fds included. Called from on_message, the message being
+ * handled is the last delivered. Idempotent (not counted).
+ */
+void vhu_conn_pause_recv(struct vhu_conn *conn);
+
+/**
+ * Resume delivery: held messages first, then new reads. Runs at the end
+ * of the current reaping pass, or in the next vhu_ring_poll() /
+ * vhu_ring_wait() when called outside one.
+ */
+void vhu_conn_resume_recv(struct vhu_conn *conn);
+
+/** \return whether vhu_conn_pause_recv() or VHU_MSG_HOLD paused the connection. */
+bool vhu_conn_recv_paused(const struct vhu_conn *conn);
 
 /**
  * Close: cancel the connection's operations, wait for their completions,
