@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -867,6 +868,51 @@ Test(backend, max_conns_refuses_the_extra_connection)
 	vhu_endpoint_destroy(a);
 }
 
+/*
+ * The fd budget: with RLIMIT_NOFILE 1024 and --queues 256 a front-end may
+ * hold 801 fds, so one fits. Without --max-conns the back-end serves one
+ * and refuses the next (a second VMM cannot exhaust the fd table and get
+ * an honest VMM's fds truncated); asked for 4, it refuses to start and
+ * says why.
+ */
+static void
+nofile_1024(void)
+{
+	struct rlimit rl = { 1024, 1024 };
+
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+Test(backend, fd_limit_bounds_the_connections)
+{
+	const char *extra[] = { "--queues", "256", NULL };
+	struct vhu_endpoint *a, *b;
+
+	nofile_1024();
+	be_start("stream", extra);
+	a = fe_connect();
+	cr_assert_eq(fe_get_u64(a, VHU_REQ_GET_FEATURES), EXPECT_FEATURES);
+	b = fe_connect();
+	fe_expect_closed(b);
+	cr_assert_eq(fe_get_u64(a, VHU_REQ_GET_FEATURES), EXPECT_FEATURES);
+	vhu_endpoint_destroy(b);
+	vhu_endpoint_destroy(a);
+	be_stop_cleanly();
+}
+
+Test(backend, max_conns_beyond_fd_limit_is_refused)
+{
+	const char *args[] = { "--socket", t_path("be.sock"), "--queues", "256", "--max-conns", "4",
+			       NULL };
+	int status;
+
+	nofile_1024();
+	be_spawn(args);
+	be_wait_line("RLIMIT_NOFILE is 1024: raise it (ulimit -n) or lower --max-conns to 1");
+	status = be_wait_exit();
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "wait status 0x%x", status);
+}
+
 /* Process life ----------------------------------------------------------- */
 
 Test(backend, sigterm_exits_cleanly_with_connections_open)
@@ -956,4 +1002,67 @@ Test(backend, help_exits_0)
 	be_wait_line("Usage: vhu-backend --socket PATH");
 	status = be_wait_exit();
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status 0x%x", status);
+}
+
+/*
+ * Logging never blocks the ring: with its stderr a pipe nobody reads (each
+ * connection logs two lines, so the pipe is full after a few hundred),
+ * 2000 connect / GET_FEATURES / close cycles are all answered. The lines
+ * that did not fit are counted, and the count is logged once the reader
+ * comes back.
+ */
+Test(backend, full_log_pipe_does_not_block)
+{
+	struct vhu_endpoint *ep;
+	char junk[4096];
+	uint64_t features;
+	int out;
+
+	be_start("stream", NULL);
+	for (int i = 0; i < 2000; i++) {
+		ep = fe_connect();
+		fe_send(ep, VHU_REQ_GET_FEATURES, false, NULL, 0, NULL, 0);
+		wait_readable(vhu_endpoint_fd(ep));
+		cr_assert_eq(fe_recv(ep, VHU_REQ_GET_FEATURES, &features, sizeof(features)), 8,
+			     "cycle %d", i);
+		vhu_endpoint_destroy(ep);
+	}
+	/* The reader comes back: the next line says how many were dropped. */
+	ep = fe_connect();
+	out = t_tool.backend.out;
+	cr_assert_eq(fcntl(out, F_SETFL, fcntl(out, F_GETFL) | O_NONBLOCK), 0);
+	while (read(out, junk, sizeof(junk)) > 0) {
+	}
+	cr_assert_eq(fcntl(out, F_SETFL, fcntl(out, F_GETFL) & ~O_NONBLOCK), 0);
+	t_tool.backend.len = 0;
+	vhu_endpoint_destroy(ep);
+	be_wait_line("log lines dropped (stderr was full)");
+	be_stop_cleanly();
+}
+
+/*
+ * --msg-timeout: with --max-conns 1, a front-end that sends 6 header bytes
+ * and goes silent is closed at the deadline (-ETIMEDOUT), and the next
+ * front-end is served.
+ */
+Test(backend, msg_timeout_frees_the_slot_of_a_stalled_front_end)
+{
+	static const char *const extra[] = { "--max-conns", "1", "--msg-timeout", "300", NULL };
+	struct vhu_endpoint *stalled, *ep;
+	uint8_t six[6] = { 1, 0, 0, 0, 1, 0 };
+	uint64_t features;
+
+	be_start("exact", extra);
+	stalled = fe_connect();
+	be_wait_line("conn 1: accepted");
+	cr_assert_eq(send(vhu_endpoint_fd(stalled), six, sizeof(six), MSG_NOSIGNAL), 6);
+	be_wait_line("conn 1: closed: Connection timed out");
+	wait_readable(vhu_endpoint_fd(stalled));
+	ep = fe_connect();
+	fe_send(ep, VHU_REQ_GET_FEATURES, false, NULL, 0, NULL, 0);
+	wait_readable(vhu_endpoint_fd(ep));
+	cr_assert_eq(fe_recv(ep, VHU_REQ_GET_FEATURES, &features, sizeof(features)), 8);
+	vhu_endpoint_destroy(ep);
+	vhu_endpoint_destroy(stalled);
+	be_stop_cleanly();
 }

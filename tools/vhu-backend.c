@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
@@ -28,12 +29,16 @@
 
 #define DEFAULT_CAPACITY	(64ull << 20)
 
+/* fds the process needs besides its sessions': stdio, the ring, the listener, slack. */
+#define FD_RESERVE	64u
+
 struct options {
 	const char *socket;
 	uint8_t recv_mode;
 	bool busy_poll;
 	bool quiet;
 	unsigned int max_conns;
+	uint32_t msg_timeout_ms;
 	struct be_device dev;
 };
 
@@ -61,7 +66,10 @@ usage(FILE *out)
 		"  -s, --socket PATH        listen on PATH (a stale socket file is replaced)\n"
 		"  -r, --recv-mode MODE     exact or stream (default stream)\n"
 		"  -b, --busy-poll          spin on the ring instead of sleeping in it\n"
-		"  -m, --max-conns N        serve at most N front-ends at once\n"
+		"  -m, --max-conns N        serve at most N front-ends at once (default: as\n"
+		"                           many as RLIMIT_NOFILE holds at their fd budget)\n"
+		"  -t, --msg-timeout MS     close a front-end whose message stalls MS ms\n"
+		"                           (default 0: never; set it for untrusted front-ends)\n"
 		"  -n, --queues N           virtqueues offered, 1..%u (default 1)\n"
 		"  -c, --capacity SIZE      disk size in bytes, K/M/G suffixes (default 64M)\n"
 		"  -q, --quiet              log faults only\n"
@@ -136,6 +144,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "recv-mode", required_argument, NULL, 'r' },
 		{ "busy-poll", no_argument, NULL, 'b' },
 		{ "max-conns", required_argument, NULL, 'm' },
+		{ "msg-timeout", required_argument, NULL, 't' },
 		{ "queues", required_argument, NULL, 'n' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -149,7 +158,7 @@ parse_options(int argc, char **argv, struct options *o)
 	o->recv_mode = VHU_RECV_STREAM;
 	o->dev.queues = 1;
 	o->dev.capacity_sectors = DEFAULT_CAPACITY / BE_SECTOR_SIZE;
-	while ((c = getopt_long(argc, argv, "s:r:bm:n:c:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:bm:t:n:c:qh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -175,6 +184,14 @@ parse_options(int argc, char **argv, struct options *o)
 				return 2;
 			}
 			o->max_conns = (unsigned int)v;
+			break;
+		case 't':
+			if (parse_uint(optarg, UINT32_MAX, &v) < 0) {
+				fprintf(stderr, "vhu-backend: --msg-timeout needs milliseconds, "
+					"0 to %u, not '%s'\n", UINT32_MAX, optarg);
+				return 2;
+			}
+			o->msg_timeout_ms = (uint32_t)v;
 			break;
 		case 'n':
 			if (parse_uint(optarg, BE_MAX_QUEUES, &v) < 0 || v == 0) {
@@ -246,9 +263,9 @@ on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 	if (rc < 0 || !reply.present) {
 		return rc;
 	}
+	/* The engine delivers a request only with room for its reply: this cannot be -VHU_EQFULL. */
 	rc = vhu_conn_send(conn, &reply.hdr, reply.body, reply.len, NULL, 0, NULL, 0);
 	if (rc < 0) {
-		/* The channel is strictly request/response: a reply that cannot go ends it. */
 		be_log_err("conn %u: cannot queue the reply to %s: %s; closing",
 			   be_session_id(s), vhu_req_name(VHU_CHAN_FRONTEND, msg->hdr.request),
 			   vhu_strerror(rc));
@@ -276,6 +293,56 @@ on_close(struct vhu_conn *conn, int reason, void *ctx)
 }
 
 /* Main --------------------------------------------------------------- */
+
+/*
+ * Every session's fds are bounded by its state: BE_MAX_MEM_SLOTS regions,
+ * kick, call and err per queue, the back-end channel. That is its fd
+ * budget, and the connection limit follows from RLIMIT_NOFILE (raised to
+ * its hard limit first), so that no front-end can use up the fd table and
+ * an honest VMM's fds are never truncated by the kernel for want of room.
+ * \return 0, or 2 after a message when --max-conns cannot be honoured.
+ */
+static int
+fit_fd_limit(struct options *o)
+{
+	unsigned long long budget = BE_MAX_MEM_SLOTS + 3ull * o->dev.queues + 1u;
+	unsigned long long fit;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		return 0;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			rl = up;
+		}
+	}
+	fit = rl.rlim_cur > FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / budget : 0;
+	if (fit > (1u << 20)) {
+		fit = 1u << 20;
+	}
+	if (o->max_conns == 0) {
+		if (fit == 0) {
+			fprintf(stderr, "vhu-backend: RLIMIT_NOFILE (%llu) leaves no room for one "
+				"front-end's %llu fds; raise it (ulimit -n)\n",
+				(unsigned long long)rl.rlim_cur, budget);
+			return 2;
+		}
+		o->max_conns = (unsigned int)fit;
+	} else if (o->max_conns > fit) {
+		fprintf(stderr, "vhu-backend: --max-conns %u needs up to %llu fds (%llu per "
+			"front-end with --queues %u), but RLIMIT_NOFILE is %llu: raise it "
+			"(ulimit -n) or lower --max-conns to %llu\n", o->max_conns,
+			o->max_conns * budget + FD_RESERVE, budget, o->dev.queues,
+			(unsigned long long)rl.rlim_cur, fit);
+		return 2;
+	}
+	be_log_info("at most %u front-ends, %llu fds each (RLIMIT_NOFILE %llu)", o->max_conns,
+		    budget, (unsigned long long)rl.rlim_cur);
+	return 0;
+}
 
 static int
 install_signals(void)
@@ -331,6 +398,10 @@ main(int argc, char **argv)
 	}
 	be_log_set_quiet(o.quiet);
 	app.dev = o.dev;
+	rc = fit_fd_limit(&o);
+	if (rc != 0) {
+		return rc;
+	}
 
 	rc = install_signals();
 	if (rc < 0) {
@@ -353,6 +424,7 @@ main(int argc, char **argv)
 	lopts.unlink_stale = true;
 	lopts.max_conns = o.max_conns;
 	lopts.conn.recv_mode = o.recv_mode;
+	lopts.conn.msg_timeout_ms = o.msg_timeout_ms;
 	lopts.conn.rules.channel = VHU_CHAN_FRONTEND;
 	lopts.conn.rules.expect = VHU_EXPECT_REQUEST;
 	lopts.ops.on_message = on_message;
