@@ -433,7 +433,7 @@ foreign_refusal(const struct bench_traffic *tr)
 		       "back-end's state; only vhu-bench's own servers take it";
 	}
 	if (tr->sc == BENCH_SC_FDS && tr->nfds != 1) {
-		return "fds above 1 sends SET_MEM_TABLE with eventfds, which a real "
+		return "fds above 1 sends SET_MEM_TABLE with made-up regions, which a real "
 		       "back-end would try to map; only vhu-bench's own servers take it";
 	}
 	return NULL;
