@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/num.h"
 #include "stats.h"
 
 const char *const bench_scenario_names[BENCH_NSCENARIOS] = {
@@ -61,25 +62,6 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* A whole decimal number in [lo, hi]. */
-static int
-parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (s[0] < '0' || s[0] > '9') {
-		return -EINVAL;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < lo || v > hi) {
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
 /* A comma list of names into a bit mask. */
 static int
 parse_names(const char *list, const char *const *names, unsigned int n, uint32_t *mask,
@@ -128,7 +110,7 @@ parse_cpus(const char *s, int *c, int *srv)
 		return -EINVAL;
 	}
 	*comma = 0;
-	if (parse_u64(tmp, 0, 4095, &a) || parse_u64(comma + 1, 0, 4095, &b)) {
+	if (tool_parse_u64(tmp, 0, 4095, &a) || tool_parse_u64(comma + 1, 0, 4095, &b)) {
 		return -EINVAL;
 	}
 	*c = (int)a;
@@ -153,7 +135,7 @@ parse_params(const char *list, unsigned int lo, unsigned int hi, struct bench_pa
 		}
 		memcpy(tmp, p, len);
 		tmp[len] = 0;
-		if (parse_u64(tmp, lo, hi, &v)) {
+		if (tool_parse_u64(tmp, lo, hi, &v)) {
 			return -EINVAL;
 		}
 		out->v[out->n++] = (unsigned int)v;
@@ -304,7 +286,7 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			o->listen = optarg;
 			break;
 		case OPT_EXIT_AFTER:
-			if (parse_u64(optarg, 1, 1000000, &v)) {
+			if (tool_parse_u64(optarg, 1, 1000000, &v)) {
 				return fail(err, errlen, "--exit-after wants 1..1000000 connections");
 			}
 			o->exit_after = (unsigned int)v;
@@ -316,7 +298,7 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			o->plot = optarg;
 			break;
 		case OPT_DEPTH:
-			if (parse_u64(optarg, 1, BENCH_MAX_DEPTH, &v)) {
+			if (tool_parse_u64(optarg, 1, BENCH_MAX_DEPTH, &v)) {
 				return fail(err, errlen, "--depth wants 1..%u", BENCH_MAX_DEPTH);
 			}
 			o->depth = (unsigned int)v;
@@ -336,21 +318,21 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			o->baselines = false;
 			break;
 		case OPT_WARMUP:
-			if (parse_u64(optarg, 0, 600000, &v)) {
+			if (tool_parse_u64(optarg, 0, 600000, &v)) {
 				return fail(err, errlen, "--warmup wants 0..600000 ms");
 			}
 			o->warmup_ms = (unsigned int)v;
 			set_warmup = true;
 			break;
 		case 'r':
-			if (parse_u64(optarg, 1, BENCH_MAX_REPS, &v)) {
+			if (tool_parse_u64(optarg, 1, BENCH_MAX_REPS, &v)) {
 				return fail(err, errlen, "-r wants 1..%u", BENCH_MAX_REPS);
 			}
 			o->reps = (unsigned int)v;
 			set_reps = true;
 			break;
 		case 't':
-			if (parse_u64(optarg, 1, 600000, &v)) {
+			if (tool_parse_u64(optarg, 1, 600000, &v)) {
 				return fail(err, errlen, "-t wants 1..600000 ms");
 			}
 			o->duration_ms = (unsigned int)v;
@@ -358,7 +340,7 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 			set_time = true;
 			break;
 		case 'n':
-			if (parse_u64(optarg, 1, UINT64_C(1) << 40, &v)) {
+			if (tool_parse_u64(optarg, 1, UINT64_C(1) << 40, &v)) {
 				return fail(err, errlen, "-n wants a message count >= 1");
 			}
 			o->count = v;

@@ -5,34 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/clock.h"
+#include "common/signals.h"
 #include "report.h"
-
-static volatile sig_atomic_t stopping;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
 
 void
 bench_listen_signals(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	tool_signals_install();
 }
 
 bool
 bench_listen_stopping(void)
 {
-	return stopping != 0;
+	return tool_stop_signal() != 0;
 }
 
 void
@@ -43,22 +29,13 @@ bench_listen_ready(const char *path, const char *transport)
 	fflush(stdout);
 }
 
-static uint64_t
-clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void
 bench_conn_begin(struct bench_conn_stat *cs, unsigned int id, clockid_t clock)
 {
 	cs->id = id;
 	cs->clock = clock;
 	cs->t0_ns = bench_now_ns();
-	cs->cpu0_ns = clock_ns(clock);
+	cs->cpu0_ns = (uint64_t)tool_clock_ns(clock);
 	cs->allocs0 = bench_allocs();
 }
 
@@ -71,7 +48,7 @@ bench_conn_end(const struct bench_conn_stat *cs, const char *transport,
 	char rate[16], cpu[16], allocs[40] = "", fault[160] = "";
 
 	bench_fmt_rate(rate, sizeof(rate), secs > 0 ? (double)k->msgs / secs : 0);
-	bench_fmt_us(cpu, sizeof(cpu), (double)(clock_ns(cs->clock) - cs->cpu0_ns) / n);
+	bench_fmt_us(cpu, sizeof(cpu), (double)((uint64_t)tool_clock_ns(cs->clock) - cs->cpu0_ns) / n);
 	if (bench_allocs_counted()) {
 		snprintf(allocs, sizeof(allocs), ", %.2g allocs/msg",
 			 (double)(bench_allocs() - cs->allocs0) / n);

@@ -20,6 +20,7 @@
 #include <vhu/uring.h>
 
 #include "cli.h"
+#include "common/clock.h"
 
 /** The GET_FEATURES request: a bare header. */
 #define BENCH_REQ_SIZE		12u
@@ -40,13 +41,11 @@
 /** fds scenario: one message in this many has its fds written to (identity check). */
 #define BENCH_PROBE_EVERY	64u
 
+/** The monotonic clock (tools/common/clock.h), unsigned as the harness counts. */
 static inline uint64_t
 bench_now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return (uint64_t)tool_now_ns();
 }
 
 /** What one case sends: the same description for client and server. */

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/json.h"
+
 const char *const bench_base_names[BENCH_NBASE] = {
 	[BENCH_BASE_BLOCKING] = "blocking",
 	[BENCH_BASE_RAW] = "raw",
@@ -426,24 +428,6 @@ bench_print_table(FILE *f, const struct bench_result *res, size_t n, const char 
 }
 
 static void
-json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			fprintf(f, "\\%c", c);
-		} else if (c < 0x20) {
-			fprintf(f, "\\u%04x", c);
-		} else {
-			fputc(c, f);
-		}
-	}
-	fputc('"', f);
-}
-
-static void
 json_num(FILE *f, const char *key, double v)
 {
 	fprintf(f, ",\"%s\":", key);
@@ -460,16 +444,16 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 	char key[48];
 
 	fputs("{\"scenario\":", f);
-	json_str(f, r->scenario);
+	tool_json_str(f, r->scenario);
 	fputs(",\"case\":", f);
-	json_str(f, r->label);
+	tool_json_str(f, r->label);
 	fprintf(f, ",\"param\":%u,\"conns\":%u,\"msg_bytes\":%u", r->param, r->conns,
 		r->msg_bytes);
 	fputs(",\"transport\":", f);
-	json_str(f, r->transport);
+	tool_json_str(f, r->transport);
 	fprintf(f, ",\"status\":\"%s\",\"reason\":", status_name(r->status));
 	if (r->status != BENCH_OK) {
-		json_str(f, r->reason);
+		tool_json_str(f, r->reason);
 	} else {
 		fputs("null", f);
 	}
@@ -477,7 +461,7 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 		"\"warmup_ms\":%u,\"cpu_client\":%d,\"cpu_server\":%d,\"ncpus\":%u,\"kernel\":",
 		r->depth, info->reps, info->duration_ms, (unsigned long long)info->count,
 		info->warmup_ms, info->cpu_client, info->cpu_server, info->ncpus);
-	json_str(f, info->kernel);
+	tool_json_str(f, info->kernel);
 	fprintf(f, ",\"msgs\":%llu", (unsigned long long)r->msgs);
 	json_num(f, "rate_median", r->rate.median);
 	json_num(f, "rate_min", r->rate.min);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
 
+#include "common/num.h"
+#include "common/signals.h"
 #include "backend/device.h"
 #include "backend/log.h"
 #include "backend/session.h"
@@ -48,14 +51,6 @@ static struct {
 	unsigned int next_id;
 } app;
 
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 static void
 usage(FILE *out)
 {
@@ -77,64 +72,6 @@ usage(FILE *out)
 		BE_MAX_QUEUES);
 }
 
-static int
-parse_uint(const char *s, unsigned long long max, unsigned long long *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (s[0] < '0' || s[0] > '9') {
-		return -EINVAL;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v > max) {
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-static int
-parse_size(const char *s, unsigned long long *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned int shift = 0;
-
-	if (s[0] < '0' || s[0] > '9') {
-		return -EINVAL;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s) {
-		return -EINVAL;
-	}
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k': case 'K':
-		shift = 10;
-		break;
-	case 'm': case 'M':
-		shift = 20;
-		break;
-	case 'g': case 'G':
-		shift = 30;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end != '\0' && end[1] != '\0') {
-		return -EINVAL;
-	}
-	if (v > (ULLONG_MAX >> shift)) {
-		return -ERANGE;
-	}
-	*out = v << shift;
-	return 0;
-}
-
 /* \return 0 to run, 1 after --help, or 2 on a usage error (message printed). */
 static int
 parse_options(int argc, char **argv, struct options *o)
@@ -151,7 +88,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long long v;
+	uint64_t v;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -178,7 +115,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->busy_poll = true;
 			break;
 		case 'm':
-			if (parse_uint(optarg, 1u << 20, &v) < 0 || v == 0) {
+			if (tool_parse_u64(optarg, 1, 1u << 20, &v) < 0) {
 				fprintf(stderr, "vhu-backend: --max-conns needs a number from 1 to "
 					"%u, not '%s'\n", 1u << 20, optarg);
 				return 2;
@@ -186,7 +123,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->max_conns = (unsigned int)v;
 			break;
 		case 't':
-			if (parse_uint(optarg, UINT32_MAX, &v) < 0) {
+			if (tool_parse_u64(optarg, 0, UINT32_MAX, &v) < 0) {
 				fprintf(stderr, "vhu-backend: --msg-timeout needs milliseconds, "
 					"0 to %u, not '%s'\n", UINT32_MAX, optarg);
 				return 2;
@@ -194,7 +131,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->msg_timeout_ms = (uint32_t)v;
 			break;
 		case 'n':
-			if (parse_uint(optarg, BE_MAX_QUEUES, &v) < 0 || v == 0) {
+			if (tool_parse_u64(optarg, 1, BE_MAX_QUEUES, &v) < 0) {
 				fprintf(stderr, "vhu-backend: --queues needs a number from 1 "
 					"to %u, not '%s'\n", BE_MAX_QUEUES, optarg);
 				return 2;
@@ -202,7 +139,8 @@ parse_options(int argc, char **argv, struct options *o)
 			o->dev.queues = (unsigned int)v;
 			break;
 		case 'c':
-			if (parse_size(optarg, &v) < 0 || v == 0 || v % BE_SECTOR_SIZE != 0) {
+			if (tool_parse_size(optarg, 1, UINT64_MAX, &v) < 0 ||
+			    v % BE_SECTOR_SIZE != 0) {
 				fprintf(stderr, "vhu-backend: --capacity needs a non-zero "
 					"multiple of %u bytes, not '%s'\n", BE_SECTOR_SIZE, optarg);
 				return 2;
@@ -345,31 +283,11 @@ fit_fd_limit(struct options *o)
 }
 
 static int
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a signal must cut a blocking wait short. */
-	sa.sa_handler = on_signal;
-	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
-		return -errno;
-	}
-	/* A log reader that went away must not kill the back-end. */
-	sa.sa_handler = SIG_IGN;
-	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
-		return -errno;
-	}
-	return 0;
-}
-
-static int
 serve(struct vhu_ring *ring, bool busy_poll)
 {
 	int rc;
 
-	while (!stop_signal) {
+	while (!tool_stop_signal()) {
 		rc = busy_poll ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
 			be_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
@@ -403,7 +321,7 @@ main(int argc, char **argv)
 		return rc;
 	}
 
-	rc = install_signals();
+	rc = tool_signals_install();
 	if (rc < 0) {
 		be_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
 		return 1;
@@ -439,8 +357,8 @@ main(int argc, char **argv)
 	be_log_info("listening on %s", o.socket);
 
 	rc = serve(ring, o.busy_poll);
-	if (stop_signal) {
-		be_log_info("%s: shutting down", strsignal(stop_signal));
+	if (tool_stop_signal()) {
+		be_log_info("%s: shutting down", strsignal(tool_stop_signal()));
 	}
 	vhu_ulistener_close(listener);
 	vhu_ring_destroy(ring);

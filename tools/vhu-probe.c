@@ -24,6 +24,10 @@
 
 #include <vhu/vhu.h>
 
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/num.h"
+
 #define BIT(n)			(1ull << (n))
 
 /* What this probe can use. Acking a bit it does not handle would be a lie to the back-end. */
@@ -158,24 +162,6 @@ usage(FILE *out)
 		BLK_CONFIG_SIZE);
 }
 
-static int
-parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (s[0] < '0' || s[0] > '9') {
-		return -EINVAL;
-	}
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max) {
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
 /* \return -1 to run, or the exit status (after --help or a usage error). */
 static int
 parse_options(int argc, char **argv, struct options *o)
@@ -188,7 +174,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long v;
+	unsigned int v;
 	int c;
 
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -199,7 +185,7 @@ parse_options(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "t:c:d:jh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (parse_num(optarg, 1, MAX_TIMEOUT_MS, &v) < 0) {
+			if (tool_parse_uint(optarg, 1, MAX_TIMEOUT_MS, &v) < 0) {
 				fprintf(stderr, "vhu-probe: --timeout needs a number of ms "
 					"from 1 to %d, not \"%s\"\n", MAX_TIMEOUT_MS, optarg);
 				return ST_USAGE;
@@ -207,7 +193,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->timeout_ms = (int)v;
 			break;
 		case 'c':
-			if (parse_num(optarg, 1, VHU_CONFIG_MAX_PAYLOAD, &v) < 0) {
+			if (tool_parse_uint(optarg, 1, VHU_CONFIG_MAX_PAYLOAD, &v) < 0) {
 				fprintf(stderr, "vhu-probe: --config-size needs a number "
 					"from 1 to %u, not \"%s\"\n", VHU_CONFIG_MAX_PAYLOAD,
 					optarg);
@@ -246,22 +232,13 @@ parse_options(int argc, char **argv, struct options *o)
 
 /* Transfers with a deadline --------------------------------------------- */
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Wait until the socket is ready for events or the deadline passes (-ETIMEDOUT). */
 static int
 wait_ready(int sock, short events, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd pfd = { .fd = sock, .events = events };
-		int64_t left = deadline - now_ns();
+		int64_t left = deadline - tool_now_ns();
 		int n, err;
 
 		if (left <= 0) {
@@ -364,7 +341,7 @@ static void
 record(struct probe *p, uint32_t request, bool replied, int64_t start)
 {
 	struct sample *s;
-	int64_t ns = now_ns() - start;
+	int64_t ns = tool_now_ns() - start;
 
 	if (p->rep.nsamples >= MAX_SAMPLES) {
 		return;
@@ -415,7 +392,7 @@ transact(struct probe *p, uint32_t request, bool need_reply, const void *body, u
 	};
 	uint8_t out[VHU_HDR_SIZE + VHU_CONFIG_HDR_SIZE + VHU_CONFIG_MAX_PAYLOAD];
 	struct vhu_hdr hdr = vhu_hdr_request(request, len, need_reply);
-	int64_t start = now_ns();
+	int64_t start = tool_now_ns();
 	int64_t deadline = start + (int64_t)p->opt->timeout_ms * 1000000;
 	struct vhu_fds fds;
 	struct vhu_hdr rh;
@@ -877,24 +854,6 @@ text_report(const struct options *o, const struct report *rep)
 /* JSON report ------------------------------------------------------------ */
 
 static void
-json_str(const char *s)
-{
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			printf("\\%c", c);
-		} else if (c < 0x20) {
-			printf("\\u%04x", c);
-		} else {
-			putchar(c);
-		}
-	}
-	putchar('"');
-}
-
-static void
 json_bits(const char *key, const char *names_key, uint64_t mask, bool protocol, enum device dev)
 {
 	char buf[16];
@@ -905,7 +864,7 @@ json_bits(const char *key, const char *names_key, uint64_t mask, bool protocol, 
 	for (bit = 0; bit < 64; bit++) {
 		if (mask & BIT(bit)) {
 			printf(first ? "" : ",");
-			json_str(bit_name(protocol, dev, bit, buf, sizeof(buf)));
+			tool_json_str(stdout, bit_name(protocol, dev, bit, buf, sizeof(buf)));
 			first = false;
 		}
 	}
@@ -952,7 +911,7 @@ static void
 json_hdr(const struct vhu_hdr *h)
 {
 	printf("{\"request\":");
-	json_str(vhu_req_name(VHU_CHAN_FRONTEND, h->request));
+	tool_json_str(stdout, vhu_req_name(VHU_CHAN_FRONTEND, h->request));
 	printf(",\"code\":%" PRIu32 ",\"flags\":\"0x%" PRIx32 "\",\"size\":%" PRIu32 "}",
 	       h->request, h->flags, h->size);
 }
@@ -973,7 +932,7 @@ json_report(const struct options *o, const struct report *rep, const struct faul
 	unsigned int i;
 
 	printf("{\"socket\":");
-	json_str(o->socket);
+	tool_json_str(stdout, o->socket);
 	if (rep->have_features) {
 		json_bits("features", "feature_names", rep->features, false, o->device);
 	}
@@ -1016,7 +975,7 @@ json_report(const struct options *o, const struct report *rep, const struct faul
 		const struct sample *s = &rep->samples[i];
 
 		printf("%s{\"request\":", i ? "," : "");
-		json_str(vhu_req_name(VHU_CHAN_FRONTEND, s->request));
+		tool_json_str(stdout, vhu_req_name(VHU_CHAN_FRONTEND, s->request));
 		printf(",\"replied\":%s,\"us\":%" PRIu64 "}", s->replied ? "true" : "false",
 		       s->usec);
 	}
@@ -1024,14 +983,14 @@ json_report(const struct options *o, const struct report *rep, const struct faul
 	if (st != ST_OK) {
 		printf(",\"error\":{\"request\":");
 		if (f->request != VHU_REQ_NONE) {
-			json_str(vhu_req_name(VHU_CHAN_FRONTEND, f->request));
+			tool_json_str(stdout, vhu_req_name(VHU_CHAN_FRONTEND, f->request));
 		} else {
 			printf("null");
 		}
 		printf(",\"code\":");
-		json_str(vhu_errname(f->err));
+		tool_json_str(stdout, vhu_errname(f->err));
 		printf(",\"message\":");
-		json_str(fault_text(f));
+		tool_json_str(stdout, fault_text(f));
 		if (f->have_msg) {
 			printf(",\"offending_message\":");
 			json_hdr(&f->msg);

@@ -42,6 +42,10 @@
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
 
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/signals.h"
+
 /* Largest body forwarded: above any real message, small enough to hold per connection. */
 #define TRACE_MAX_SIZE		(64u * 1024u)
 /* Room for several largest messages, so a burst does not hit backpressure at once. */
@@ -117,14 +121,6 @@ static struct {
 	bool done;
 	int status;
 } app;
-
-static volatile sig_atomic_t stop_signal;
-
-static void
-on_signal(int sig)
-{
-	stop_signal = sig;
-}
 
 /* Options ------------------------------------------------------------ */
 
@@ -255,20 +251,11 @@ parse_options(int argc, char **argv, struct options *o)
 
 /* Output primitives ---------------------------------------------------- */
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Seconds since start with microseconds: the same text in both formats. */
 static void
 put_time(void)
 {
-	int64_t us = (now_ns() - app.t0) / 1000;
+	int64_t us = (tool_now_ns() - app.t0) / 1000;
 
 	if (us < 0) {
 		us = 0;
@@ -278,26 +265,6 @@ put_time(void)
 	} else {
 		fprintf(app.out, "%5" PRId64 ".%06" PRId64, us / 1000000, us % 1000000);
 	}
-}
-
-static void
-json_str(const char *s)
-{
-	FILE *f = app.out;
-
-	putc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			fprintf(f, "\\%c", c);
-		} else if (c < 0x20 || c >= 0x7f) {
-			fprintf(f, "\\u%04x", c);
-		} else {
-			putc(c, f);
-		}
-	}
-	putc('"', f);
 }
 
 /*
@@ -323,7 +290,7 @@ e_key(struct emit *e, const char *key)
 		return;
 	}
 	if (app.opt.json) {
-		json_str(key);
+		tool_json_str(app.out, key);
 		putc(':', f);
 	} else {
 		fprintf(f, "%s=", key);
@@ -370,7 +337,7 @@ e_str(struct emit *e, const char *key, const char *v)
 {
 	e_key(e, key);
 	if (app.opt.json) {
-		json_str(v);
+		tool_json_str(app.out, v);
 	} else {
 		fputs(v, app.out);
 	}
@@ -412,7 +379,7 @@ e_bits(struct emit *e, uint64_t mask, bool protocol)
 		}
 		if (app.opt.json) {
 			e_key(e, NULL);
-			json_str(name);
+			tool_json_str(app.out, name);
 		} else {
 			fprintf(app.out, "%s%s", first ? "" : ",", name);
 		}
@@ -912,7 +879,7 @@ trace_message(const struct end *e, const struct vhu_msg *m, int bad, const char 
 	if (app.opt.json) {
 		fprintf(f, ",\"dir\":\"%s\",\"channel\":\"%s\",\"request\":", dir,
 			chan_name(e->chan));
-		json_str(name);
+		tool_json_str(app.out, name);
 		fprintf(f, ",\"code\":%" PRIu32 ",\"flags\":\"0x%" PRIx32 "\",\"reply\":%s"
 			",\"need_reply\":%s,\"size\":%" PRIu32 ",\"fds\":%u", h->request, h->flags,
 			reply ? "true" : "false", need ? "true" : "false", h->size, m->fds.n);
@@ -920,7 +887,7 @@ trace_message(const struct end *e, const struct vhu_msg *m, int bad, const char 
 			fputs(",\"fd_types\":[", f);
 			for (i = 0; i < m->fds.n; i++) {
 				fprintf(f, "%s", i ? "," : "");
-				json_str(fd_type(m->fds.fd[i], tbuf, sizeof(tbuf)));
+				tool_json_str(app.out, fd_type(m->fds.fd[i], tbuf, sizeof(tbuf)));
 			}
 			putc(']', f);
 		}
@@ -929,13 +896,13 @@ trace_message(const struct end *e, const struct vhu_msg *m, int bad, const char 
 		fprintf(f, "},\"valid\":%s", bad == 0 ? "true" : "false");
 		if (bad != 0) {
 			fputs(",\"error\":", f);
-			json_str(vhu_errname(bad));
+			tool_json_str(app.out, vhu_errname(bad));
 			fputs(",\"error_text\":", f);
-			json_str(vhu_strerror(bad));
+			tool_json_str(app.out, vhu_strerror(bad));
 		}
 		if (note != NULL) {
 			fputs(",\"note\":", f);
-			json_str(note);
+			tool_json_str(app.out, note);
 		}
 		if (app.opt.hex) {
 			json_hex(h, body);
@@ -990,10 +957,10 @@ trace_event(const struct session *s, const char *event, const char *chan, const 
 		}
 		if (reason != 0) {
 			fputs(",\"reason\":", f);
-			json_str(vhu_errname(reason));
+			tool_json_str(app.out, vhu_errname(reason));
 		}
 		fputs(",\"text\":", f);
-		json_str(text);
+		tool_json_str(app.out, text);
 		fputs("}\n", f);
 	} else {
 		fprintf(f, " ---- session %u: %s\n", s != NULL ? s->id : 0, text);
@@ -1041,7 +1008,7 @@ end_close_after_drain(struct end *e)
 		return;
 	}
 	e->draining = true;
-	e->drain_until = now_ns() + DRAIN_NS;
+	e->drain_until = tool_now_ns() + DRAIN_NS;
 	if (vhu_conn_sendq_len(e->conn) == 0) {
 		vhu_conn_close(e->conn);
 	}
@@ -1440,7 +1407,7 @@ on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
 static void
 drain_check(void)
 {
-	int64_t now = now_ns();
+	int64_t now = tool_now_ns();
 	struct session *s;
 	struct end *e;
 
@@ -1455,31 +1422,11 @@ drain_check(void)
 }
 
 static int
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a signal must cut a blocking wait short. */
-	sa.sa_handler = on_signal;
-	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
-		return -errno;
-	}
-	/* A trace reader that went away must not kill the tracer mid-session. */
-	sa.sa_handler = SIG_IGN;
-	if (sigaction(SIGPIPE, &sa, NULL) != 0) {
-		return -errno;
-	}
-	return 0;
-}
-
-static int
 serve(void)
 {
 	int rc;
 
-	while (!app.done && !stop_signal) {
+	while (!app.done && !tool_stop_signal()) {
 		rc = vhu_ring_wait(app.ring, WAIT_SLICE_MS);
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
 			fprintf(stderr, "vhu-trace: the ring failed: %s\n", vhu_strerror(rc));
@@ -1501,7 +1448,7 @@ main(int argc, char **argv)
 	if (rc >= 0) {
 		return rc;
 	}
-	app.t0 = now_ns();
+	app.t0 = tool_now_ns();
 	app.out = stdout;
 	if (app.opt.output != NULL) {
 		app.out = fopen(app.opt.output, "we");
@@ -1512,7 +1459,7 @@ main(int argc, char **argv)
 			return ST_FAIL;
 		}
 	}
-	rc = install_signals();
+	rc = tool_signals_install();
 	if (rc < 0) {
 		fprintf(stderr, "vhu-trace: cannot install signal handlers: %s\n",
 			vhu_strerror(rc));
