@@ -6,6 +6,13 @@
  * closed before we return. fds are only accepted with the first chunk of a
  * message, because a read that crosses into the next message would
  * otherwise attribute that message's fds to this one.
+ *
+ * Deadlines: with a timeout set, each public call computes one deadline
+ * when it starts, every transfer in it uses MSG_DONTWAIT, and every wait
+ * is a poll() for the time left, so no call blocks past its deadline.
+ * Whether the caller asked for non-blocking semantics (-VHU_ERETRY before
+ * the first byte) is read from the socket's O_NONBLOCK flag only when a
+ * transfer would block.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vhu/endpoint.h>
@@ -32,7 +41,32 @@
 struct vhu_endpoint {
 	int fd;
 	struct vhu_rules rules;
+	int timeout_ms;		/* per call; 0: none */
 };
+
+/* A call's deadline on CLOCK_MONOTONIC in ns; 0 means none. */
+typedef int64_t deadline_t;
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static deadline_t
+deadline_in(int timeout_ms)
+{
+	return timeout_ms > 0 ? mono_ns() + (int64_t)timeout_ms * 1000000 : 0;
+}
+
+static deadline_t
+call_deadline(const struct vhu_endpoint *ep)
+{
+	return deadline_in(ep->timeout_ms);
+}
 
 /* A front-end on the main socket: it sends requests and reads replies. */
 static const struct vhu_rules rules_front_reply = {
@@ -58,18 +92,64 @@ make_endpoint(int fd, const struct vhu_rules *rules, struct vhu_endpoint **out)
 	}
 	ep->fd = fd;
 	ep->rules = *rules;
+	ep->timeout_ms = 0;
 	*out = ep;
 	return 0;
 }
 
+/*
+ * connect() with a deadline. An AF_UNIX connect to a listener whose backlog
+ * is full sleeps in the kernel until a slot frees; a non-blocking connect
+ * fails with EAGAIN at once and there is nothing to poll for the slot. The
+ * kernel bounds that sleep by the socket's send timeout, so the time left
+ * goes there, and EAGAIN after it means the deadline passed.
+ */
+static int
+connect_by(int fd, const struct sockaddr_un *sa, deadline_t dl)
+{
+	struct timeval tv = { 0, 0 };
+	int64_t left;
+	int rc, err;
+
+	if (dl != 0) {
+		left = dl - mono_ns();
+		if (left <= 0) {
+			return -ETIMEDOUT;
+		}
+		/* Rounded up to a whole microsecond: 0 would mean no limit at all. */
+		left = (left + 999) / 1000;
+		tv.tv_sec = (time_t)(left / 1000000);
+		tv.tv_usec = (suseconds_t)(left % 1000000);
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+			return -errno;
+		}
+	}
+	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	err = rc != 0 ? errno : 0;
+	if (dl != 0) {
+		/* The send timeout was only for connecting; later waits are ours. */
+		tv.tv_sec = 0;
+		tv.tv_usec = 0;
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 && err == 0) {
+			err = errno;
+		}
+		if (err == EAGAIN || err == EINPROGRESS) {
+			err = ETIMEDOUT;
+		}
+	}
+	return -err;
+}
+
 int
-vhu_endpoint_connect(const char *path, const struct vhu_rules *rules, struct vhu_endpoint **out)
+vhu_endpoint_connect_timeout(const char *path, const struct vhu_rules *rules, int timeout_ms,
+			     struct vhu_endpoint **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	deadline_t dl = deadline_in(timeout_ms);
 	size_t len;
-	int fd, err;
+	int fd, rc;
 
-	if (!path || !out) {
+	if (!path || !out || timeout_ms < 0) {
 		return -EINVAL;
 	}
 	*out = NULL;
@@ -83,15 +163,24 @@ vhu_endpoint_connect(const char *path, const struct vhu_rules *rules, struct vhu
 	memcpy(sa.sun_path, path, len + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		err = errno;
-		return -err;
+		return -errno;
 	}
-	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		err = errno;
+	rc = connect_by(fd, &sa, dl);
+	if (rc < 0) {
 		close(fd);
-		return -err;
+		return rc;
 	}
-	return make_endpoint(fd, rules ? rules : &rules_front_reply, out);
+	rc = make_endpoint(fd, rules ? rules : &rules_front_reply, out);
+	if (rc == 0) {
+		(*out)->timeout_ms = timeout_ms;
+	}
+	return rc;
+}
+
+int
+vhu_endpoint_connect(const char *path, const struct vhu_rules *rules, struct vhu_endpoint **out)
+{
+	return vhu_endpoint_connect_timeout(path, rules, 0, out);
 }
 
 int
@@ -207,11 +296,44 @@ vhu_endpoint_set_nonblocking(struct vhu_endpoint *ep, bool on)
 	return 0;
 }
 
+int
+vhu_endpoint_set_timeout(struct vhu_endpoint *ep, int timeout_ms)
+{
+	if (!ep || timeout_ms < 0) {
+		return -EINVAL;
+	}
+	ep->timeout_ms = timeout_ms;
+	return 0;
+}
+
+int
+vhu_endpoint_timeout(const struct vhu_endpoint *ep)
+{
+	return ep->timeout_ms;
+}
+
 /* Raw transfers ----------------------------------------------------- */
+
+/* MSG_DONTWAIT under a deadline: a blocking socket must not sleep past it in the kernel. */
+static int
+dl_flags(deadline_t dl)
+{
+	return dl != 0 ? MSG_DONTWAIT : 0;
+}
+
+/* True if the caller made the socket non-blocking (a would-block is theirs to see). */
+static bool
+user_nonblocking(const struct vhu_endpoint *ep)
+{
+	int fl = fcntl(ep->fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_NONBLOCK) != 0;
+}
 
 /* One sendmsg. Returns bytes sent or -errno as the kernel gave it (EINTR kept). */
 static ssize_t
-send_once(int sock, const struct iovec *iov, unsigned int cnt, const int *fds, unsigned int nfds)
+send_once(int sock, const struct iovec *iov, unsigned int cnt, const int *fds, unsigned int nfds,
+	  int flags)
 {
 	union vhu_cmsg_buf cbuf;
 	struct msghdr mh = {
@@ -226,7 +348,7 @@ send_once(int sock, const struct iovec *iov, unsigned int cnt, const int *fds, u
 	if (rc < 0) {
 		return rc;
 	}
-	n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 	if (n < 0) {
 		err = errno;
 		return -err;
@@ -241,7 +363,7 @@ send_once(int sock, const struct iovec *iov, unsigned int cnt, const int *fds, u
  * kept), or a vhu error.
  */
 static ssize_t
-recv_once(int sock, struct iovec *iov, unsigned int cnt, struct vhu_fds *fds)
+recv_once(int sock, struct iovec *iov, unsigned int cnt, struct vhu_fds *fds, int flags)
 {
 	union vhu_cmsg_buf cbuf;
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = cnt };
@@ -251,7 +373,7 @@ recv_once(int sock, struct iovec *iov, unsigned int cnt, struct vhu_fds *fds)
 	int rc, err;
 
 	vhu_cmsg_prep_recv(&mh, &cbuf);
-	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
 	if (n < 0) {
 		err = errno;
 		return -err;
@@ -282,19 +404,36 @@ recv_once(int sock, struct iovec *iov, unsigned int cnt, struct vhu_fds *fds)
 	return n;
 }
 
+/* Wait for events; with a deadline, -ETIMEDOUT once it has passed. */
 static int
-wait_io(int sock, short events)
+wait_io(int sock, short events, deadline_t dl)
 {
 	struct pollfd p = { .fd = sock, .events = events };
-	int err;
+	int64_t left;
+	int n, err;
 
 	for (;;) {
-		if (poll(&p, 1, -1) >= 0) {
+		int ms = -1;
+
+		if (dl != 0) {
+			left = dl - mono_ns();
+			if (left <= 0) {
+				return -ETIMEDOUT;
+			}
+			/* Rounded up: a wait that ends just short of the deadline would spin. */
+			left = (left + 999999) / 1000000;
+			ms = left > INT32_MAX ? INT32_MAX : (int)left;
+		}
+		n = poll(&p, 1, ms);
+		if (n > 0) {
+			/* Errors and hang-ups included: the next transfer names them. */
 			return 0;
 		}
-		err = errno;
-		if (err != EINTR) {
-			return -err;
+		if (n < 0) {
+			err = errno;
+			if (err != EINTR) {
+				return -err;
+			}
 		}
 	}
 }
@@ -305,26 +444,65 @@ retry_code(ssize_t n)
 	return (n == -EINTR || n == -EAGAIN) ? -VHU_ERETRY : n;
 }
 
+/*
+ * Under a timeout a raw transfer on a blocking socket waits for readiness
+ * with the deadline first, then makes its one transfer.
+ */
+static int
+raw_wait(struct vhu_endpoint *ep, ssize_t n, short events, deadline_t dl)
+{
+	if (n != -EAGAIN || dl == 0 || user_nonblocking(ep)) {
+		return 1;
+	}
+	return wait_io(ep->fd, events, dl);
+}
+
 ssize_t
 vhu_endpoint_send_iov(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
 		      const int *fds, unsigned int nfds)
 {
-	return retry_code(send_once(ep->fd, iov, cnt, fds, nfds));
+	deadline_t dl = call_deadline(ep);
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		n = send_once(ep->fd, iov, cnt, fds, nfds, dl_flags(dl));
+		rc = raw_wait(ep, n, POLLOUT, dl);
+		if (rc < 0) {
+			return rc;
+		}
+		if (rc > 0) {
+			return retry_code(n);
+		}
+	}
 }
 
 ssize_t
 vhu_endpoint_recv_iov(struct vhu_endpoint *ep, struct iovec *iov, unsigned int cnt,
 		      struct vhu_fds *fds)
 {
+	deadline_t dl = call_deadline(ep);
+	ssize_t n;
+	int rc;
+
 	if (vhu_iov_len(iov, cnt) == 0) {
 		return -EINVAL;
 	}
-	return retry_code(recv_once(ep->fd, iov, cnt, fds));
+	for (;;) {
+		n = recv_once(ep->fd, iov, cnt, fds, dl_flags(dl));
+		rc = raw_wait(ep, n, POLLIN, dl);
+		if (rc < 0) {
+			return rc;
+		}
+		if (rc > 0) {
+			return retry_code(n);
+		}
+	}
 }
 
-int
-vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
-		      const int *fds, unsigned int nfds)
+static int
+send_all_by(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
+	    const int *fds, unsigned int nfds, deadline_t dl)
 {
 	size_t total = vhu_iov_len(iov, cnt), off = 0;
 	struct iovec cur[CHUNK_IOVS];
@@ -339,7 +517,8 @@ vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned
 	while (off < total) {
 		unsigned int k = vhu_iov_tail(iov, cnt, off, cur, CHUNK_IOVS);
 		bool first = off == 0;
-		ssize_t n = send_once(ep->fd, cur, k, first ? fds : NULL, first ? nfds : 0);
+		ssize_t n = send_once(ep->fd, cur, k, first ? fds : NULL, first ? nfds : 0,
+				      dl_flags(dl));
 		int rc;
 
 		if (n > 0) {
@@ -349,7 +528,7 @@ vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned
 		} else if (n == -EINTR) {
 			continue;
 		} else if (n == -EAGAIN) {
-			rc = wait_io(ep->fd, POLLOUT);
+			rc = wait_io(ep->fd, POLLOUT, dl);
 			if (rc < 0) {
 				return rc;
 			}
@@ -358,6 +537,13 @@ vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned
 		}
 	}
 	return 0;
+}
+
+int
+vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
+		      const int *fds, unsigned int nfds)
+{
+	return send_all_by(ep, iov, cnt, fds, nfds, call_deadline(ep));
 }
 
 /*
@@ -369,14 +555,14 @@ vhu_endpoint_send_all(struct vhu_endpoint *ep, const struct iovec *iov, unsigned
  */
 static int
 recv_loop(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
-	  struct vhu_fds *fds, unsigned int flags)
+	  struct vhu_fds *fds, unsigned int flags, deadline_t dl)
 {
 	size_t total = vhu_iov_len(iov, cnt), off = 0;
 	struct iovec cur[CHUNK_IOVS];
 
 	while (off < total) {
 		unsigned int k = vhu_iov_tail(iov, cnt, off, cur, CHUNK_IOVS);
-		ssize_t n = recv_once(ep->fd, cur, k, off == 0 ? fds : NULL);
+		ssize_t n = recv_once(ep->fd, cur, k, off == 0 ? fds : NULL, dl_flags(dl));
 		int rc;
 
 		if (n > 0) {
@@ -384,10 +570,10 @@ recv_loop(struct vhu_endpoint *ep, const struct iovec *iov, unsigned int cnt,
 		} else if (n == -EINTR) {
 			continue;
 		} else if (n == -EAGAIN) {
-			if (off == 0 && !(flags & RECV_WAIT)) {
+			if (off == 0 && !(flags & RECV_WAIT) && (dl == 0 || user_nonblocking(ep))) {
 				return -VHU_ERETRY;
 			}
-			rc = wait_io(ep->fd, POLLIN);
+			rc = wait_io(ep->fd, POLLIN, dl);
 			if (rc < 0) {
 				return rc;
 			}
@@ -404,7 +590,7 @@ int
 vhu_endpoint_recv_all(struct vhu_endpoint *ep, struct iovec *iov, unsigned int cnt,
 		      struct vhu_fds *fds)
 {
-	int rc = recv_loop(ep, iov, cnt, fds, 0);
+	int rc = recv_loop(ep, iov, cnt, fds, 0, call_deadline(ep));
 
 	if (rc < 0 && rc != -VHU_ERETRY) {
 		vhu_fds_close(fds);
@@ -423,21 +609,13 @@ vhu_endpoint_send_header(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
 	if (!hdr || hdr->size != 0) {
 		return -EINVAL;
 	}
-	return vhu_endpoint_send_all(ep, &iov, 1, fds, nfds);
+	return send_all_by(ep, &iov, 1, fds, nfds, call_deadline(ep));
 }
 
-int
-vhu_endpoint_send_message(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
-			  const void *body, size_t len, const int *fds, unsigned int nfds)
-{
-	return vhu_endpoint_send_message_with_payload(ep, hdr, body, len, NULL, 0, fds, nfds);
-}
-
-int
-vhu_endpoint_send_message_with_payload(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
-				       const void *body, size_t body_len,
-				       const void *payload, size_t payload_len,
-				       const int *fds, unsigned int nfds)
+static int
+send_message_by(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+		const void *body, size_t body_len, const void *payload, size_t payload_len,
+		const int *fds, unsigned int nfds, deadline_t dl)
 {
 	struct iovec iov[3] = {
 		{ .iov_base = (void *)hdr, .iov_len = VHU_HDR_SIZE },
@@ -456,7 +634,24 @@ vhu_endpoint_send_message_with_payload(struct vhu_endpoint *ep, const struct vhu
 	    (payload_len && !payload)) {
 		return -EINVAL;
 	}
-	return vhu_endpoint_send_all(ep, iov, 3, fds, nfds);
+	return send_all_by(ep, iov, 3, fds, nfds, dl);
+}
+
+int
+vhu_endpoint_send_message(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+			  const void *body, size_t len, const int *fds, unsigned int nfds)
+{
+	return vhu_endpoint_send_message_with_payload(ep, hdr, body, len, NULL, 0, fds, nfds);
+}
+
+int
+vhu_endpoint_send_message_with_payload(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+				       const void *body, size_t body_len,
+				       const void *payload, size_t payload_len,
+				       const int *fds, unsigned int nfds)
+{
+	return send_message_by(ep, hdr, body, body_len, payload, payload_len, fds, nfds,
+			       call_deadline(ep));
 }
 
 static int
@@ -475,14 +670,14 @@ check_fd_count(const struct vhu_rules *rules, const struct vhu_hdr *hdr, const v
 /* The 12 header bytes, fds only on their first chunk; no validation. */
 static int
 recv_hdr_raw(struct vhu_endpoint *ep, struct vhu_hdr *hdr, struct vhu_fds *fds,
-	     unsigned int flags)
+	     unsigned int flags, deadline_t dl)
 {
 	struct iovec iov = { .iov_base = hdr, .iov_len = VHU_HDR_SIZE };
 
 	if (fds) {
 		vhu_fds_init(fds);
 	}
-	return recv_loop(ep, &iov, 1, fds, flags);
+	return recv_loop(ep, &iov, 1, fds, flags, dl);
 }
 
 /* The checks recv_header makes once the 12 bytes are in. */
@@ -501,10 +696,10 @@ hdr_accept(const struct vhu_rules *rules, const struct vhu_hdr *hdr, const struc
 	return 0;
 }
 
-int
-vhu_endpoint_recv_header(struct vhu_endpoint *ep, struct vhu_hdr *hdr, struct vhu_fds *fds)
+static int
+recv_header_by(struct vhu_endpoint *ep, struct vhu_hdr *hdr, struct vhu_fds *fds, deadline_t dl)
 {
-	int rc = recv_hdr_raw(ep, hdr, fds, 0);
+	int rc = recv_hdr_raw(ep, hdr, fds, 0, dl);
 
 	if (rc == 0) {
 		rc = hdr_accept(&ep->rules, hdr, fds);
@@ -515,9 +710,16 @@ vhu_endpoint_recv_header(struct vhu_endpoint *ep, struct vhu_hdr *hdr, struct vh
 	return rc;
 }
 
+int
+vhu_endpoint_recv_header(struct vhu_endpoint *ep, struct vhu_hdr *hdr, struct vhu_fds *fds)
+{
+	return recv_header_by(ep, hdr, fds, call_deadline(ep));
+}
+
 static int
 recv_body_rules(struct vhu_endpoint *ep, const struct vhu_rules *rules,
-		const struct vhu_hdr *hdr, void *buf, size_t len, struct vhu_fds *fds)
+		const struct vhu_hdr *hdr, void *buf, size_t len, struct vhu_fds *fds,
+		deadline_t dl)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = hdr->size };
 	int rc;
@@ -527,7 +729,7 @@ recv_body_rules(struct vhu_endpoint *ep, const struct vhu_rules *rules,
 		goto fail;
 	}
 	if (hdr->size > 0) {
-		rc = recv_loop(ep, &iov, 1, NULL, RECV_WAIT | RECV_INMSG);
+		rc = recv_loop(ep, &iov, 1, NULL, RECV_WAIT | RECV_INMSG, dl);
 		if (rc < 0) {
 			goto fail;
 		}
@@ -549,14 +751,15 @@ int
 vhu_endpoint_recv_body_bytes(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
 			     void *buf, size_t len, struct vhu_fds *fds)
 {
-	return recv_body_rules(ep, &ep->rules, hdr, buf, len, fds);
+	return recv_body_rules(ep, &ep->rules, hdr, buf, len, fds, call_deadline(ep));
 }
 
 int
 vhu_endpoint_recv_body(struct vhu_endpoint *ep, struct vhu_hdr *hdr, void *body, size_t len,
 		       struct vhu_fds *fds)
 {
-	int rc = vhu_endpoint_recv_header(ep, hdr, fds);
+	deadline_t dl = call_deadline(ep);
+	int rc = recv_header_by(ep, hdr, fds, dl);
 
 	if (rc < 0) {
 		return rc;
@@ -565,19 +768,20 @@ vhu_endpoint_recv_body(struct vhu_endpoint *ep, struct vhu_hdr *hdr, void *body,
 		vhu_fds_close(fds);
 		return -VHU_EBODYSIZE;
 	}
-	return recv_body_rules(ep, &ep->rules, hdr, body, len, fds);
+	return recv_body_rules(ep, &ep->rules, hdr, body, len, fds, dl);
 }
 
 ssize_t
 vhu_endpoint_recv_body_into_buf(struct vhu_endpoint *ep, struct vhu_hdr *hdr,
 				void *buf, size_t len, struct vhu_fds *fds)
 {
-	int rc = vhu_endpoint_recv_header(ep, hdr, fds);
+	deadline_t dl = call_deadline(ep);
+	int rc = recv_header_by(ep, hdr, fds, dl);
 
 	if (rc < 0) {
 		return rc;
 	}
-	rc = recv_body_rules(ep, &ep->rules, hdr, buf, len, fds);
+	rc = recv_body_rules(ep, &ep->rules, hdr, buf, len, fds, dl);
 	return rc < 0 ? rc : (ssize_t)hdr->size;
 }
 
@@ -599,11 +803,12 @@ vhu_endpoint_recv_payload_into_buf(struct vhu_endpoint *ep, struct vhu_hdr *hdr,
 		unsigned char b[VHU_DEFAULT_MAX_SIZE];
 	} gather;
 	struct iovec iov[2];
+	deadline_t dl = call_deadline(ep);
 	const void *whole;
 	size_t plen;
 	int rc;
 
-	rc = vhu_endpoint_recv_header(ep, hdr, fds);
+	rc = recv_header_by(ep, hdr, fds, dl);
 	if (rc < 0) {
 		return rc;
 	}
@@ -630,7 +835,7 @@ vhu_endpoint_recv_payload_into_buf(struct vhu_endpoint *ep, struct vhu_hdr *hdr,
 	iov[0].iov_len = body_len;
 	iov[1].iov_base = payload;
 	iov[1].iov_len = plen;
-	rc = recv_loop(ep, iov, 2, NULL, RECV_WAIT | RECV_INMSG);
+	rc = recv_loop(ep, iov, 2, NULL, RECV_WAIT | RECV_INMSG, dl);
 	if (rc < 0) {
 		goto fail;
 	}
@@ -652,27 +857,35 @@ fail:
 }
 
 ssize_t
-vhu_endpoint_call(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
-		  const void *body, size_t body_len, const int *fds, unsigned int nfds,
-		  void *reply_buf, size_t reply_len, struct vhu_fds *reply_fds)
+vhu_endpoint_call_hdr(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+		      const void *body, size_t body_len, const int *fds, unsigned int nfds,
+		      struct vhu_hdr *reply_hdr, void *reply_buf, size_t reply_len,
+		      struct vhu_fds *reply_fds)
 {
 	struct vhu_rules rules = ep->rules;
+	deadline_t dl = call_deadline(ep);
 	struct vhu_hdr rh;
 	int rc;
 
 	if (reply_fds) {
 		vhu_fds_init(reply_fds);
 	}
-	rc = vhu_endpoint_send_message(ep, hdr, body, body_len, fds, nfds);
+	if (reply_hdr) {
+		memset(reply_hdr, 0, sizeof(*reply_hdr));
+	}
+	rc = send_message_by(ep, hdr, body, body_len, NULL, 0, fds, nfds, dl);
 	if (rc < 0) {
 		return rc;
 	}
 	/* Whatever the endpoint normally expects, what comes back now must be a reply. */
 	rules.expect = VHU_EXPECT_REPLY;
 	/* A reply is due: wait for it even on a non-blocking socket. */
-	rc = recv_hdr_raw(ep, &rh, reply_fds, RECV_WAIT);
+	rc = recv_hdr_raw(ep, &rh, reply_fds, RECV_WAIT, dl);
 	if (rc < 0) {
 		goto fail;
+	}
+	if (reply_hdr) {
+		*reply_hdr = rh;
 	}
 	/* No message ids on this channel: the next message must be the answer. */
 	if (rh.request != hdr->request || rh.flags != (VHU_VERSION | VHU_FLAG_REPLY)) {
@@ -683,9 +896,18 @@ vhu_endpoint_call(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
 	if (rc < 0) {
 		goto fail;
 	}
-	rc = recv_body_rules(ep, &rules, &rh, reply_buf, reply_len, reply_fds);
+	rc = recv_body_rules(ep, &rules, &rh, reply_buf, reply_len, reply_fds, dl);
 	return rc < 0 ? rc : (ssize_t)rh.size;
 fail:
 	vhu_fds_close(reply_fds);
 	return rc;
+}
+
+ssize_t
+vhu_endpoint_call(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+		  const void *body, size_t body_len, const int *fds, unsigned int nfds,
+		  void *reply_buf, size_t reply_len, struct vhu_fds *reply_fds)
+{
+	return vhu_endpoint_call_hdr(ep, hdr, body, body_len, fds, nfds, NULL, reply_buf,
+				     reply_len, reply_fds);
 }

@@ -21,6 +21,17 @@
  * caller still owns; a NULL set forbids fds (any that arrive are closed,
  * -VHU_EINVALID).
  *
+ * Deadlines: an endpoint may have a timeout (vhu_endpoint_set_timeout(),
+ * vhu_endpoint_connect_timeout()). Each call below that may wait then gets
+ * one deadline, that many milliseconds from when it starts: a framing
+ * helper covers its whole message, vhu_endpoint_call() the request and its
+ * reply. A call whose deadline passes fails with -ETIMEDOUT (a code of its
+ * own, not -VHU_ERETRY); the fds of the message it was receiving are
+ * closed, as for any receive error. After -ETIMEDOUT in the middle of a
+ * message the position in the stream is lost: destroy the endpoint. The
+ * timeout does not change non-blocking semantics: on a socket made
+ * non-blocking, a transfer with nothing to do still returns -VHU_ERETRY.
+ *
  * Thread context: an endpoint is not thread-safe; use it from one thread
  * at a time.
  */
@@ -45,13 +56,26 @@ extern "C" {
 struct vhu_endpoint;
 
 /**
- * Create an endpoint on a path (the front-end side).
+ * Create an endpoint on a path (the front-end side). No timeout: connect()
+ * may block while the listener's backlog is full.
  * \param rules  what this side receives; NULL means front-end channel,
  *               expecting replies (a front-end on the main socket).
  * \return 0 with *out set, or -errno from socket()/connect().
  */
 int vhu_endpoint_connect(const char *path, const struct vhu_rules *rules,
 			 struct vhu_endpoint **out);
+
+/**
+ * vhu_endpoint_connect() with a deadline: the connect itself (which waits
+ * while the listener's backlog is full) ends within timeout_ms, and the
+ * endpoint keeps timeout_ms as its timeout for every later call (change it
+ * with vhu_endpoint_set_timeout()). 0 means no limit.
+ * \return 0 with *out set; -ETIMEDOUT if the deadline passed (the socket is
+ *         closed: no fd is left behind); -EINVAL for a negative timeout;
+ *         or -errno from socket()/connect().
+ */
+int vhu_endpoint_connect_timeout(const char *path, const struct vhu_rules *rules,
+				 int timeout_ms, struct vhu_endpoint **out);
 
 /**
  * Wrap a connected stream socket; the endpoint takes ownership of fd (also
@@ -91,6 +115,16 @@ const struct vhu_rules *vhu_endpoint_rules(const struct vhu_endpoint *ep);
 
 /** Switch O_NONBLOCK. Non-blocking transfers return -VHU_ERETRY. \return 0 or -errno. */
 int vhu_endpoint_set_nonblocking(struct vhu_endpoint *ep, bool on);
+
+/**
+ * Set the timeout of each later call, in milliseconds; 0 (the default)
+ * means none. See "Deadlines" above.
+ * \return 0, or -EINVAL for a negative value.
+ */
+int vhu_endpoint_set_timeout(struct vhu_endpoint *ep, int timeout_ms);
+
+/** \return the endpoint's timeout in milliseconds (0: none). */
+int vhu_endpoint_timeout(const struct vhu_endpoint *ep);
 
 /* Raw transfers ----------------------------------------------------- */
 
@@ -234,6 +268,20 @@ ssize_t vhu_endpoint_recv_payload_into_buf(struct vhu_endpoint *ep, struct vhu_h
 ssize_t vhu_endpoint_call(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
 			  const void *body, size_t body_len, const int *fds, unsigned int nfds,
 			  void *reply_buf, size_t reply_len, struct vhu_fds *reply_fds);
+
+/**
+ * vhu_endpoint_call() that also hands back the reply's header, for callers
+ * that report what a peer sent when the call fails. *reply_hdr (may be
+ * NULL) is zeroed first and filled as soon as the reply's 12 header bytes
+ * are in, so it also names a reply the call then rejects (-VHU_EREPLY, a
+ * header or body check error). When the body was received but failed its
+ * check, reply_buf holds its reply_hdr->size bytes.
+ * \return as vhu_endpoint_call().
+ */
+ssize_t vhu_endpoint_call_hdr(struct vhu_endpoint *ep, const struct vhu_hdr *hdr,
+			      const void *body, size_t body_len, const int *fds, unsigned int nfds,
+			      struct vhu_hdr *reply_hdr, void *reply_buf, size_t reply_len,
+			      struct vhu_fds *reply_fds);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop
