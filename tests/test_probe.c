@@ -804,3 +804,33 @@ Test(probe, peer_stalling_inside_body_exits_6)
 	/* What was learnt before the stall is still reported. */
 	t_expect_has(r.out, "features          0x0000000040000000\n");
 }
+
+Test(probe, full_backlog_connect_times_out_exits_3)
+{
+	const char *path = t_fake_listen("fake.sock");
+	const char *args[] = { "--timeout", "200", path, NULL };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fill[64];
+	unsigned int n, i;
+	struct t_result r;
+
+	/* Nobody accepts; fill the backlog so that a connect must wait for a slot. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(listen(t_tool.lfd, 0), 0);
+	for (n = 0; n < 64; n++) {
+		fill[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		cr_assert_geq(fill[n], 0);
+		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fill[n]);
+			break;
+		}
+	}
+	cr_assert_lt(n, 64, "the backlog never filled");
+	probe_run(args, &r);
+	for (i = 0; i < n; i++) {
+		close(fill[i]);
+	}
+	expect_exit(&r, 3);
+	t_expect_has(r.err, "cannot connect");
+	t_expect_has(r.err, "(ETIMEDOUT)");
+}
