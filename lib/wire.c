@@ -292,6 +292,123 @@ vhu_feature_name(unsigned int bit)
 }
 
 /* ------------------------------------------------------------------ */
+/* Body layouts                                                        */
+
+/*
+ * The struct each body is, where the rule tables above cannot tell it by
+ * size alone. Rows not listed here get their layout from the tables: a
+ * FIXED body of 8 bytes is a u64, and so is the 8-byte form of a VAR body
+ * whose minimum is 8 (the ack a postcopy reply may also be).
+ */
+static const uint8_t frontend_request_layouts[VHU_REQ_MAX + 1] = {
+	[VHU_REQ_SET_FEATURES] = VHU_LAYOUT_FEATURES,
+	[VHU_REQ_SET_PROTOCOL_FEATURES] = VHU_LAYOUT_PROTOCOL_FEATURES,
+	[VHU_REQ_SET_MEM_TABLE] = VHU_LAYOUT_MEM_TABLE,
+	[VHU_REQ_ADD_MEM_REG] = VHU_LAYOUT_SINGLE_REGION,
+	[VHU_REQ_REM_MEM_REG] = VHU_LAYOUT_SINGLE_REGION,
+	[VHU_REQ_SET_LOG_BASE] = VHU_LAYOUT_LOG,
+	[VHU_REQ_SET_VRING_NUM] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_SET_VRING_BASE] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_GET_VRING_BASE] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_SET_VRING_ENABLE] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_SET_VRING_ENDIAN] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_VRING_KICK] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_SET_VRING_ADDR] = VHU_LAYOUT_VRING_ADDR,
+	[VHU_REQ_SET_VRING_KICK] = VHU_LAYOUT_VRING_FILE,
+	[VHU_REQ_SET_VRING_CALL] = VHU_LAYOUT_VRING_FILE,
+	[VHU_REQ_SET_VRING_ERR] = VHU_LAYOUT_VRING_FILE,
+	[VHU_REQ_GET_CONFIG] = VHU_LAYOUT_CONFIG,
+	[VHU_REQ_SET_CONFIG] = VHU_LAYOUT_CONFIG,
+	[VHU_REQ_GET_INFLIGHT_FD] = VHU_LAYOUT_INFLIGHT,
+	[VHU_REQ_SET_INFLIGHT_FD] = VHU_LAYOUT_INFLIGHT,
+	[VHU_REQ_IOTLB_MSG] = VHU_LAYOUT_IOTLB,
+	[VHU_REQ_SET_DEVICE_STATE_FD] = VHU_LAYOUT_DEVICE_STATE,
+	[VHU_REQ_GET_SHARED_OBJECT] = VHU_LAYOUT_SHARED_OBJECT,
+};
+
+static const uint8_t frontend_reply_layouts[VHU_REQ_MAX + 1] = {
+	[VHU_REQ_GET_FEATURES] = VHU_LAYOUT_FEATURES,
+	[VHU_REQ_GET_PROTOCOL_FEATURES] = VHU_LAYOUT_PROTOCOL_FEATURES,
+	[VHU_REQ_GET_VRING_BASE] = VHU_LAYOUT_VRING_STATE,
+	[VHU_REQ_GET_CONFIG] = VHU_LAYOUT_CONFIG,
+	[VHU_REQ_GET_INFLIGHT_FD] = VHU_LAYOUT_INFLIGHT,
+	[VHU_REQ_GET_SHMEM_CONFIG] = VHU_LAYOUT_SHMEM_CONFIG,
+	[VHU_REQ_SET_MEM_TABLE] = VHU_LAYOUT_MEM_TABLE,
+	[VHU_REQ_ADD_MEM_REG] = VHU_LAYOUT_SINGLE_REGION,
+};
+
+static const uint8_t backend_request_layouts[VHU_BREQ_MAX + 1] = {
+	[VHU_BREQ_IOTLB_MSG] = VHU_LAYOUT_IOTLB,
+	[VHU_BREQ_VRING_HOST_NOTIFIER_MSG] = VHU_LAYOUT_VRING_AREA,
+	[VHU_BREQ_VRING_CALL] = VHU_LAYOUT_VRING_STATE,
+	[VHU_BREQ_VRING_ERR] = VHU_LAYOUT_VRING_STATE,
+	[VHU_BREQ_SHARED_OBJECT_ADD] = VHU_LAYOUT_SHARED_OBJECT,
+	[VHU_BREQ_SHARED_OBJECT_REMOVE] = VHU_LAYOUT_SHARED_OBJECT,
+	[VHU_BREQ_SHARED_OBJECT_LOOKUP] = VHU_LAYOUT_SHARED_OBJECT,
+	[VHU_BREQ_SHMEM_MAP] = VHU_LAYOUT_SHMEM_MAP,
+	[VHU_BREQ_SHMEM_UNMAP] = VHU_LAYOUT_SHMEM_MAP,
+};
+
+static const uint16_t layout_sizes[VHU_LAYOUT_COUNT] = {
+	[VHU_LAYOUT_U64] = sizeof(struct vhu_u64),
+	[VHU_LAYOUT_FEATURES] = sizeof(struct vhu_u64),
+	[VHU_LAYOUT_PROTOCOL_FEATURES] = sizeof(struct vhu_u64),
+	[VHU_LAYOUT_VRING_STATE] = sizeof(struct vhu_vring_state),
+	[VHU_LAYOUT_VRING_ADDR] = sizeof(struct vhu_vring_addr),
+	[VHU_LAYOUT_VRING_FILE] = sizeof(struct vhu_u64),
+	[VHU_LAYOUT_MEM_TABLE] = VHU_MEM_TABLE_SIZE(0),
+	[VHU_LAYOUT_SINGLE_REGION] = sizeof(struct vhu_single_region),
+	[VHU_LAYOUT_LOG] = sizeof(struct vhu_log),
+	[VHU_LAYOUT_CONFIG] = VHU_CONFIG_HDR_SIZE,
+	[VHU_LAYOUT_INFLIGHT] = sizeof(struct vhu_inflight),
+	[VHU_LAYOUT_IOTLB] = sizeof(struct vhu_iotlb),
+	[VHU_LAYOUT_VRING_AREA] = sizeof(struct vhu_vring_area),
+	[VHU_LAYOUT_SHARED_OBJECT] = sizeof(struct vhu_shared_object),
+	[VHU_LAYOUT_DEVICE_STATE] = sizeof(struct vhu_device_state),
+	[VHU_LAYOUT_SHMEM_MAP] = sizeof(struct vhu_shmem_map),
+	[VHU_LAYOUT_SHMEM_CONFIG] = offsetof(struct vhu_shmem_config, memory_sizes),
+};
+
+enum vhu_layout
+vhu_body_layout(enum vhu_channel chan, uint32_t request, bool reply, uint32_t size)
+{
+	const struct vhu_req_info *row = vhu_req_info(chan, request);
+	const uint8_t *table;
+	uint8_t rule;
+	uint16_t want;
+
+	if (row == NULL) {
+		return VHU_LAYOUT_NONE;
+	}
+	rule = reply ? row->reply_body : row->body;
+	want = reply ? row->reply_size : row->body_size;
+	if (rule == VHU_BODY_VAR && want == sizeof(struct vhu_u64) && size == want) {
+		return VHU_LAYOUT_U64;
+	}
+	if (chan == VHU_CHAN_FRONTEND) {
+		table = reply ? frontend_reply_layouts : frontend_request_layouts;
+	} else {
+		table = reply ? NULL : backend_request_layouts;
+	}
+	if (table != NULL && table[request] != VHU_LAYOUT_NONE) {
+		return (enum vhu_layout)table[request];
+	}
+	if (rule == VHU_BODY_FIXED && want == sizeof(struct vhu_u64)) {
+		return VHU_LAYOUT_U64;
+	}
+	return VHU_LAYOUT_NONE;
+}
+
+size_t
+vhu_layout_size(enum vhu_layout layout)
+{
+	if ((unsigned int)layout >= VHU_LAYOUT_COUNT) {
+		return 0;
+	}
+	return layout_sizes[layout];
+}
+
+/* ------------------------------------------------------------------ */
 /* Header validation                                                   */
 
 static bool

@@ -357,6 +357,52 @@ const char *vhu_protocol_feature_name(unsigned int bit);
 const char *vhu_feature_name(unsigned int bit);
 
 /* ------------------------------------------------------------------ */
+/* Body layouts by request                                             */
+
+/** Which struct of this header a message body is laid out as. */
+enum vhu_layout {
+	VHU_LAYOUT_NONE = 0,		/**< no body, or one with no layout here */
+	VHU_LAYOUT_U64,			/**< struct vhu_u64: a number, or an ack */
+	VHU_LAYOUT_FEATURES,		/**< u64 mask of virtio/vhost feature bits */
+	VHU_LAYOUT_PROTOCOL_FEATURES,	/**< u64 mask of VHU_PROTOCOL_F_* bits */
+	VHU_LAYOUT_VRING_STATE,		/**< struct vhu_vring_state */
+	VHU_LAYOUT_VRING_ADDR,		/**< struct vhu_vring_addr */
+	VHU_LAYOUT_VRING_FILE,		/**< u64: queue index and VHU_VRING_NOFD */
+	VHU_LAYOUT_MEM_TABLE,		/**< struct vhu_mem_table (8 bytes + regions) */
+	VHU_LAYOUT_SINGLE_REGION,	/**< struct vhu_single_region */
+	VHU_LAYOUT_LOG,			/**< struct vhu_log */
+	VHU_LAYOUT_CONFIG,		/**< struct vhu_config (12 bytes + payload) */
+	VHU_LAYOUT_INFLIGHT,		/**< struct vhu_inflight */
+	VHU_LAYOUT_IOTLB,		/**< struct vhu_iotlb */
+	VHU_LAYOUT_VRING_AREA,		/**< struct vhu_vring_area */
+	VHU_LAYOUT_SHARED_OBJECT,	/**< struct vhu_shared_object */
+	VHU_LAYOUT_DEVICE_STATE,	/**< struct vhu_device_state */
+	VHU_LAYOUT_SHMEM_MAP,		/**< struct vhu_shmem_map */
+	VHU_LAYOUT_SHMEM_CONFIG,	/**< struct vhu_shmem_config (8 bytes + sizes) */
+	VHU_LAYOUT_COUNT,		/**< number of layouts */
+};
+
+/**
+ * The layout of a message body, for tools that describe messages: by
+ * channel, request code and direction (reply: the REPLY flag is set). size
+ * is the header's size field; it decides between the two shapes a reply
+ * may take (SET_MEM_TABLE and ADD_MEM_REG answer with an 8-byte ack, or
+ * under postcopy with the table or region). The layout says what the body
+ * would be; it does not say that the body is valid or long enough.
+ * \return an enum vhu_layout; VHU_LAYOUT_NONE for unknown codes and for
+ *         bodies this header has no struct for.
+ */
+enum vhu_layout vhu_body_layout(enum vhu_channel chan, uint32_t request, bool reply,
+				uint32_t size);
+
+/**
+ * \return the bytes of a layout's fixed part: the whole struct, or for
+ *         MEM_TABLE, CONFIG and SHMEM_CONFIG the part before the entries or
+ *         payload; 0 for VHU_LAYOUT_NONE and unknown values.
+ */
+size_t vhu_layout_size(enum vhu_layout layout);
+
+/* ------------------------------------------------------------------ */
 /* Validation                                                          */
 
 /** What a receiver expects on a socket. */
