@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-trace: an interposer between a vhost-user front-end and its back-end
+ * that prints every message it forwards.
+ *
+ * The front-end connects to --listen; for each front-end, vhu-trace
+ * connects to the real back-end at --connect and forwards every message
+ * both ways on one io_uring (the vhu engine), unmodified and in order, fds
+ * included. The back-end channel is traced too: the fd of
+ * SET_BACKEND_REQ_FD is replaced by one end of a socketpair of ours, and
+ * both the front-end's channel socket and our other end become engine
+ * connections like the main pair.
+ *
+ * Transparency versus validation: the tracer's connections deliver every
+ * message that frames (frames_only: a body of at most 64 KiB, at most
+ * VHU_MAX_FDS fds) without judging it, and the tracer checks each message
+ * against the strict rules of its direction itself, only to flag it in the
+ * trace (or, with --strict, to close both sides). So a malformed message
+ * (bad version, reserved flags, unknown code, body or fd count wrong) is
+ * forwarded unmodified, as the other peer would have received it directly.
+ * Only what cannot be framed (a larger body, more fds) ends the session.
+ *
+ * The peers are not trusted: every decoded field is read through memcpy
+ * within the body's size, and no value from the wire indexes anything.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/signals.h"
+#include "trace.h"
+
+struct trace_app app;
+
+static int
+serve(void)
+{
+	int rc;
+
+	while (!app.done && !tool_stop_signal()) {
+		rc = vhu_ring_wait(app.ring, WAIT_SLICE_MS);
+		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
+			fprintf(stderr, "vhu-trace: the ring failed: %s\n", vhu_strerror(rc));
+			return rc;
+		}
+		drain_check();
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct vhu_ring_opts ropts;
+	struct vhu_ulistener_opts lopts;
+	int rc;
+
+	rc = parse_options(argc, argv, &app.opt);
+	if (rc >= 0) {
+		return rc;
+	}
+	app.t0 = tool_now_ns();
+	app.out = stdout;
+	if (app.opt.output != NULL) {
+		app.out = fopen(app.opt.output, "we");
+		if (app.out == NULL) {
+			rc = errno;
+			fprintf(stderr, "vhu-trace: cannot open %s: %s\n", app.opt.output,
+				strerror(rc));
+			return ST_FAIL;
+		}
+	}
+	rc = tool_signals_install();
+	if (rc < 0) {
+		fprintf(stderr, "vhu-trace: cannot install signal handlers: %s\n",
+			vhu_strerror(rc));
+		return ST_FAIL;
+	}
+
+	memset(&ropts, 0, sizeof(ropts));
+	ropts.max_conns = RING_CONNS;
+	rc = vhu_ring_create(&ropts, &app.ring);
+	if (rc < 0) {
+		fprintf(stderr, "vhu-trace: cannot create the io_uring: %s (%s)\n",
+			vhu_strerror(rc), vhu_ring_error_hint(rc));
+		return ST_FAIL;
+	}
+
+	memset(&lopts, 0, sizeof(lopts));
+	lopts.path = app.opt.listen;
+	lopts.unlink_stale = true;
+	/* One front-end at a time: a back-end serves one, and a second would see EOF at once. */
+	lopts.max_conns = 1;
+	conn_opts(&lopts.conn, VHU_CHAN_FRONTEND);
+	lopts.ops = conn_ops;
+	lopts.on_accept = on_accept;
+	rc = vhu_ring_listen(app.ring, &lopts, &app.listener);
+	if (rc < 0) {
+		fprintf(stderr, "vhu-trace: cannot listen on %s: %s (%s)\n", app.opt.listen,
+			vhu_strerror(rc), vhu_errname(rc));
+		vhu_ring_destroy(app.ring);
+		return ST_CONNECT;
+	}
+	fprintf(stderr, "vhu-trace: listening on %s\n", app.opt.listen);
+	fflush(stderr);
+
+	app.status = ST_OK;
+	rc = serve();
+	if (app.listener != NULL) {
+		vhu_ulistener_close(app.listener);
+		app.listener = NULL;
+	}
+	vhu_ring_destroy(app.ring);
+	if (app.out != stdout && fclose(app.out) != 0) {
+		rc = errno;
+		fprintf(stderr, "vhu-trace: cannot write %s: %s\n", app.opt.output, strerror(rc));
+		return ST_FAIL;
+	}
+	fflush(stdout);
+	return rc < 0 ? ST_FAIL : app.status;
+}

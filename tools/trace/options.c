@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/* vhu-trace's command line. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "trace.h"
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: vhu-trace --listen PATH --connect PATH [options]\n"
+		"Interpose between a vhost-user front-end and back-end and print every message.\n"
+		"The front-end connects to the --listen path; vhu-trace connects to the back-end\n"
+		"at the --connect path and forwards every message both ways, unmodified, fds\n"
+		"included, tracing the back-end channel (SET_BACKEND_REQ_FD) as well.\n"
+		"\n"
+		"Options:\n"
+		"  -l, --listen PATH        socket path the front-end connects to\n"
+		"  -c, --connect PATH       socket path of the real back-end\n"
+		"  -r, --recv-mode MODE     exact (default) or stream\n"
+		"  -s, --strict             close both sides on a message that breaks the rules\n"
+		"                           of its direction (default: forward it, flagged)\n"
+		"  -k, --keep-listening     serve the next front-end when a session ends\n"
+		"  -j, --json               one JSON object per line\n"
+		"  -x, --hex                raw bytes of each message after its line\n"
+		"  -v, --verbose            name the type of each passed fd (memfd, eventfd, ...)\n"
+		"  -o, --output FILE        write the trace to FILE instead of stdout\n"
+		"  -h, --help               show this help\n"
+		"\n"
+		"Line format:\n"
+		"  SECONDS DIR CHANNEL REQUEST flags=0xF(NAMES) size=N fds=N FIELDS...\n"
+		"  DIR is F->B or B->F, CHANNEL main or backend-channel; a message that breaks\n"
+		"  the strict rules ends with INVALID and the fault. Lines with ---- are events.\n"
+		"\n"
+		"Exit status:\n"
+		"  0  the session ended because a side closed (or a signal stopped vhu-trace)\n"
+		"  1  other failure (out of memory, a peer that stopped reading, ...)\n"
+		"  2  usage error\n"
+		"  3  cannot listen on --listen or connect to --connect\n"
+		"  5  protocol error: a message could not be framed, or --strict refused one\n"
+		"\n"
+		"Examples:\n"
+		"  vhu-trace --listen /tmp/trace.sock --connect /run/vhost-user-blk.sock\n"
+		"  vhu-trace -l /tmp/trace.sock -c /tmp/vfsd.sock --json -o trace.jsonl\n"
+		"  vhu-trace -l /tmp/trace.sock -c /tmp/be.sock --strict --hex -v\n");
+}
+
+int
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ "recv-mode", required_argument, NULL, 'r' },
+		{ "strict", no_argument, NULL, 's' },
+		{ "keep-listening", no_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "hex", no_argument, NULL, 'x' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->recv_mode = VHU_RECV_EXACT;
+	while ((c = getopt_long(argc, argv, "l:c:r:skjxvo:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			o->listen = optarg;
+			break;
+		case 'c':
+			o->connect = optarg;
+			break;
+		case 'r':
+			if (strcmp(optarg, "exact") == 0) {
+				o->recv_mode = VHU_RECV_EXACT;
+			} else if (strcmp(optarg, "stream") == 0) {
+				o->recv_mode = VHU_RECV_STREAM;
+			} else {
+				fprintf(stderr, "vhu-trace: --recv-mode must be exact or stream, "
+					"not \"%s\"\n", optarg);
+				return ST_USAGE;
+			}
+			break;
+		case 's':
+			o->strict = true;
+			break;
+		case 'k':
+			o->keep = true;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'x':
+			o->hex = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'o':
+			o->output = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return ST_OK;
+		default:
+			usage(stderr);
+			return ST_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vhu-trace: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return ST_USAGE;
+	}
+	if (o->listen == NULL || o->connect == NULL) {
+		fprintf(stderr, "vhu-trace: %s is required\n",
+			o->listen == NULL ? "--listen PATH" : "--connect PATH");
+		usage(stderr);
+		return ST_USAGE;
+	}
+	if (strcmp(o->listen, o->connect) == 0) {
+		fprintf(stderr, "vhu-trace: --listen and --connect must differ\n");
+		return ST_USAGE;
+	}
+	return -1;
+}
