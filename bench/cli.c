@@ -227,171 +227,200 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-int
-bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen)
-{
-	bool set_reps = false, set_time = false, set_warmup = false, set_tr = false;
-	uint64_t v;
-	int c;
+/* Options given on the command line, where a later default depends on them. */
+struct seen {
+	bool reps, time, warmup, tr;
+};
 
-	bench_opts_default(o);
-	err[0] = 0;
-	optind = 0;	/* glibc: start over, so the parser can run more than once */
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+r:t:n:h", long_opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SCENARIO:
-			if (parse_names(optarg, bench_scenario_names, BENCH_NSCENARIOS,
-					&o->scenarios, err, errlen, "scenario")) {
-				return -EINVAL;
-			}
-			break;
-		case OPT_TRANSPORT:
-			if (parse_names(optarg, bench_transport_names, BENCH_NTRANSPORTS,
-					&o->transports, err, errlen, "transport")) {
-				return -EINVAL;
-			}
-			set_tr = true;
-			break;
-		case OPT_SIZES:
-			if (parse_params(optarg, 0, BENCH_MAX_PAYLOAD, &o->sizes)) {
-				return fail(err, errlen, "--sizes wants up to %u payload sizes, "
-					    "0..%u bytes, comma separated", BENCH_MAX_PARAMS,
-					    BENCH_MAX_PAYLOAD);
-			}
-			break;
-		case OPT_NFDS:
-			if (parse_params(optarg, 1, BENCH_MAX_MSG_FDS, &o->nfds)) {
-				return fail(err, errlen, "--fds wants up to %u fd counts, 1..%u, "
-					    "comma separated", BENCH_MAX_PARAMS, BENCH_MAX_MSG_FDS);
-			}
-			break;
-		case OPT_CONNS:
-			if (parse_params(optarg, 1, BENCH_MAX_CONNS, &o->conns)) {
-				return fail(err, errlen, "--conns wants up to %u connection counts, "
-					    "1..%u, comma separated", BENCH_MAX_PARAMS,
-					    BENCH_MAX_CONNS);
-			}
-			break;
-		case OPT_CONNECT:
-			if (parse_target(o, optarg, err, errlen)) {
-				return -EINVAL;
-			}
-			break;
-		case OPT_LISTEN:
-			if (*optarg == 0 || strlen(optarg) >= sizeof(o->targets[0].path)) {
-				return fail(err, errlen, "--listen: the socket path wants 1..%zu "
-					    "characters", sizeof(o->targets[0].path) - 1);
-			}
-			o->listen = optarg;
-			break;
-		case OPT_EXIT_AFTER:
-			if (tool_parse_u64(optarg, 1, 1000000, &v)) {
-				return fail(err, errlen, "--exit-after wants 1..1000000 connections");
-			}
-			o->exit_after = (unsigned int)v;
-			break;
-		case OPT_PLOT:
-			if (*optarg == 0) {
-				return fail(err, errlen, "--plot wants a file name");
-			}
-			o->plot = optarg;
-			break;
-		case OPT_DEPTH:
-			if (tool_parse_u64(optarg, 1, BENCH_MAX_DEPTH, &v)) {
-				return fail(err, errlen, "--depth wants 1..%u", BENCH_MAX_DEPTH);
-			}
-			o->depth = (unsigned int)v;
-			break;
-		case OPT_CPUS:
-			if (parse_cpus(optarg, &o->cpu_client, &o->cpu_server)) {
-				return fail(err, errlen, "--cpus wants CLIENT,SERVER (e.g. 0,1)");
-			}
-			break;
-		case OPT_JSON:
-			o->json = true;
-			break;
-		case OPT_QUICK:
-			o->quick = true;
-			break;
-		case OPT_NO_BASELINES:
-			o->baselines = false;
-			break;
-		case OPT_WARMUP:
-			if (tool_parse_u64(optarg, 0, 600000, &v)) {
-				return fail(err, errlen, "--warmup wants 0..600000 ms");
-			}
-			o->warmup_ms = (unsigned int)v;
-			set_warmup = true;
-			break;
-		case 'r':
-			if (tool_parse_u64(optarg, 1, BENCH_MAX_REPS, &v)) {
-				return fail(err, errlen, "-r wants 1..%u", BENCH_MAX_REPS);
-			}
-			o->reps = (unsigned int)v;
-			set_reps = true;
-			break;
-		case 't':
-			if (tool_parse_u64(optarg, 1, 600000, &v)) {
-				return fail(err, errlen, "-t wants 1..600000 ms");
-			}
-			o->duration_ms = (unsigned int)v;
-			o->count = 0;
-			set_time = true;
-			break;
-		case 'n':
-			if (tool_parse_u64(optarg, 1, UINT64_C(1) << 40, &v)) {
-				return fail(err, errlen, "-n wants a message count >= 1");
-			}
-			o->count = v;
-			set_time = true;
-			break;
-		case 'h':
-			o->help = true;
-			break;
-		default:
-			if (optopt > 0 && optopt < 128) {
-				return fail(err, errlen,
-					    "option -%c: unknown, or missing its argument", optopt);
-			}
-			return fail(err, errlen, "option '%s': unknown, or missing its argument",
-				    argv[optind - 1]);
+/* What to measure and against what. \return 0, -EINVAL (err set), or 1: not one of these. */
+static int
+opt_what(struct bench_opts *o, int c, struct seen *seen, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	switch (c) {
+	case OPT_SCENARIO:
+		if (parse_names(optarg, bench_scenario_names, BENCH_NSCENARIOS,
+				&o->scenarios, err, errlen, "scenario")) {
+			return -EINVAL;
 		}
+		break;
+	case OPT_TRANSPORT:
+		if (parse_names(optarg, bench_transport_names, BENCH_NTRANSPORTS,
+				&o->transports, err, errlen, "transport")) {
+			return -EINVAL;
+		}
+		seen->tr = true;
+		break;
+	case OPT_SIZES:
+		if (parse_params(optarg, 0, BENCH_MAX_PAYLOAD, &o->sizes)) {
+			return fail(err, errlen, "--sizes wants up to %u payload sizes, "
+				    "0..%u bytes, comma separated", BENCH_MAX_PARAMS,
+				    BENCH_MAX_PAYLOAD);
+		}
+		break;
+	case OPT_NFDS:
+		if (parse_params(optarg, 1, BENCH_MAX_MSG_FDS, &o->nfds)) {
+			return fail(err, errlen, "--fds wants up to %u fd counts, 1..%u, "
+				    "comma separated", BENCH_MAX_PARAMS, BENCH_MAX_MSG_FDS);
+		}
+		break;
+	case OPT_CONNS:
+		if (parse_params(optarg, 1, BENCH_MAX_CONNS, &o->conns)) {
+			return fail(err, errlen, "--conns wants up to %u connection counts, "
+				    "1..%u, comma separated", BENCH_MAX_PARAMS,
+				    BENCH_MAX_CONNS);
+		}
+		break;
+	case OPT_CONNECT:
+		if (parse_target(o, optarg, err, errlen)) {
+			return -EINVAL;
+		}
+		break;
+	case OPT_LISTEN:
+		if (*optarg == 0 || strlen(optarg) >= sizeof(o->targets[0].path)) {
+			return fail(err, errlen, "--listen: the socket path wants 1..%zu "
+				    "characters", sizeof(o->targets[0].path) - 1);
+		}
+		o->listen = optarg;
+		break;
+	case OPT_EXIT_AFTER:
+		if (tool_parse_u64(optarg, 1, 1000000, &v)) {
+			return fail(err, errlen, "--exit-after wants 1..1000000 connections");
+		}
+		o->exit_after = (unsigned int)v;
+		break;
+	case OPT_DEPTH:
+		if (tool_parse_u64(optarg, 1, BENCH_MAX_DEPTH, &v)) {
+			return fail(err, errlen, "--depth wants 1..%u", BENCH_MAX_DEPTH);
+		}
+		o->depth = (unsigned int)v;
+		break;
+	case OPT_CPUS:
+		if (parse_cpus(optarg, &o->cpu_client, &o->cpu_server)) {
+			return fail(err, errlen, "--cpus wants CLIENT,SERVER (e.g. 0,1)");
+		}
+		break;
+	default:
+		return 1;
 	}
-	if (optind < argc) {
-		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* How long, how often, and what is printed. \return as opt_what. */
+static int
+opt_how(struct bench_opts *o, int c, struct seen *seen, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	switch (c) {
+	case OPT_PLOT:
+		if (*optarg == 0) {
+			return fail(err, errlen, "--plot wants a file name");
+		}
+		o->plot = optarg;
+		break;
+	case OPT_JSON:
+		o->json = true;
+		break;
+	case OPT_QUICK:
+		o->quick = true;
+		break;
+	case OPT_NO_BASELINES:
+		o->baselines = false;
+		break;
+	case OPT_WARMUP:
+		if (tool_parse_u64(optarg, 0, 600000, &v)) {
+			return fail(err, errlen, "--warmup wants 0..600000 ms");
+		}
+		o->warmup_ms = (unsigned int)v;
+		seen->warmup = true;
+		break;
+	case 'r':
+		if (tool_parse_u64(optarg, 1, BENCH_MAX_REPS, &v)) {
+			return fail(err, errlen, "-r wants 1..%u", BENCH_MAX_REPS);
+		}
+		o->reps = (unsigned int)v;
+		seen->reps = true;
+		break;
+	case 't':
+		if (tool_parse_u64(optarg, 1, 600000, &v)) {
+			return fail(err, errlen, "-t wants 1..600000 ms");
+		}
+		o->duration_ms = (unsigned int)v;
+		o->count = 0;
+		seen->time = true;
+		break;
+	case 'n':
+		if (tool_parse_u64(optarg, 1, UINT64_C(1) << 40, &v)) {
+			return fail(err, errlen, "-n wants a message count >= 1");
+		}
+		o->count = v;
+		seen->time = true;
+		break;
+	case 'h':
+		o->help = true;
+		break;
+	default:
+		return 1;
 	}
-	if (o->quick) {
-		if (!set_reps) {
-			o->reps = 3;
-		}
-		if (!set_time) {
-			o->duration_ms = 100;
-		}
-		if (!set_warmup) {
-			o->warmup_ms = 30;
-		}
+	return 0;
+}
+
+/* An option getopt did not know, or one without its argument. */
+static int
+opt_unknown(char **argv, char *err, size_t errlen)
+{
+	if (optopt > 0 && optopt < 128) {
+		return fail(err, errlen, "option -%c: unknown, or missing its argument", optopt);
 	}
-	if (o->listen) {
-		if (o->ntargets || o->plot || o->json) {
-			return fail(err, errlen, "--listen serves: it takes no --connect, --plot "
-				    "or --json");
-		}
-		if (!set_tr) {
-			o->transports = 1u << BENCH_TR_URING_STREAM;
-		}
-		if (o->transports & (o->transports - 1)) {
-			return fail(err, errlen, "--listen serves with one --transport");
-		}
-		if (o->transports & (1u << BENCH_TR_RAW | 1u << BENCH_TR_RAW_POLL)) {
-			return fail(err, errlen, "--listen: raw transports do not speak vhost-user");
-		}
-		return 0;
+	return fail(err, errlen, "option '%s': unknown, or missing its argument",
+		    argv[optind - 1]);
+}
+
+/* --quick: short defaults for what was not given. */
+static void
+apply_quick(struct bench_opts *o, const struct seen *seen)
+{
+	if (!seen->reps) {
+		o->reps = 3;
 	}
+	if (!seen->time) {
+		o->duration_ms = 100;
+	}
+	if (!seen->warmup) {
+		o->warmup_ms = 30;
+	}
+}
+
+/* --listen: one vhost-user transport, nothing to compare or plot. */
+static int
+check_listen(struct bench_opts *o, const struct seen *seen, char *err, size_t errlen)
+{
+	if (o->ntargets || o->plot || o->json) {
+		return fail(err, errlen, "--listen serves: it takes no --connect, --plot "
+			    "or --json");
+	}
+	if (!seen->tr) {
+		o->transports = 1u << BENCH_TR_URING_STREAM;
+	}
+	if (o->transports & (o->transports - 1)) {
+		return fail(err, errlen, "--listen serves with one --transport");
+	}
+	if (o->transports & (1u << BENCH_TR_RAW | 1u << BENCH_TR_RAW_POLL)) {
+		return fail(err, errlen, "--listen: raw transports do not speak vhost-user");
+	}
+	return 0;
+}
+
+/* A comparison: the transports and targets to measure, baselines included. */
+static int
+check_measure(struct bench_opts *o, const struct seen *seen, char *err, size_t errlen)
+{
 	if (o->exit_after) {
 		return fail(err, errlen, "--exit-after goes with --listen");
 	}
-	if (o->ntargets && !set_tr) {
+	if (o->ntargets && !seen->tr) {
 		/* measure the targets against the baselines only, unless asked for more */
 		o->transports = 0;
 	}
@@ -402,6 +431,37 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 		return fail(err, errlen, "nothing to measure (--no-baselines and no transport)");
 	}
 	return 0;
+}
+
+int
+bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen)
+{
+	struct seen seen = { false, false, false, false };
+	int c, rc;
+
+	bench_opts_default(o);
+	err[0] = 0;
+	optind = 0;	/* glibc: start over, so the parser can run more than once */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+r:t:n:h", long_opts, NULL)) != -1) {
+		rc = opt_what(o, c, &seen, err, errlen);
+		if (rc == 1) {
+			rc = opt_how(o, c, &seen, err, errlen);
+		}
+		if (rc == 1) {
+			rc = opt_unknown(argv, err, errlen);
+		}
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	if (optind < argc) {
+		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	}
+	if (o->quick) {
+		apply_quick(o, &seen);
+	}
+	return o->listen ? check_listen(o, &seen, err, errlen) : check_measure(o, &seen, err, errlen);
 }
 
 void

@@ -467,213 +467,278 @@ connect_target(const struct bench_transport *t, unsigned int n, int *cfd, pid_t 
 	return 0;
 }
 
-void
-bench_run_one(const struct bench_plan *plan, const struct bench_case *cs,
-	      const struct bench_transport *t, struct bench_result *res)
-{
-	const struct bench_run_info *info = plan->info;
-	const char *scn = bench_scenario_names[cs->sc];
-	struct bench_traffic *tr = NULL;
-	int *cfd = NULL, *sfd = NULL, sp[2] = { -1, -1 }, cp[2] = { -1, -1 };
-	pid_t spid = -1, cpid = -1, peer = -1, parent = getpid();
-	struct rec *reps = NULL, srv = { 0 }, r;
-	unsigned int nreps = 0, nconns;
-	bool kill_srv = false, kill_cli = false, cli_lost = false;
-	char why[120] = "";
-	const char *no;
-	int timeout_ms, ret, cli_ret;
+/* One case on one transport, from set-up to verdict; the phases below share it. */
+struct run {
+	const struct bench_plan *plan;
+	const struct bench_case *cs;
+	const struct bench_transport *t;
+	const struct bench_run_info *info;
+	struct bench_result *res;
+	struct bench_traffic *tr;
+	unsigned int nconns;
+	int *cfd, *sfd;		/* client and server ends of each connection */
+	int sp[2], cp[2];	/* report pipes of the server and the client */
+	pid_t spid, cpid, peer, parent;
+	struct rec *reps;	/* the client's REP records */
+	unsigned int nreps;
+	struct rec srv;		/* the server's DONE record */
+	struct rec r;		/* the client's last record (DONE, or where it stopped) */
+	int cli_ret;		/* how reading the client's reports ended */
+	int timeout_ms;		/* per report */
+	bool kill_srv, kill_cli, cli_lost;
+};
 
-	bench_result_init(res, scn, t->name);
-	snprintf(res->label, sizeof(res->label), "%s", cs->label);
-	res->param = cs->param;
-	tr = malloc(sizeof(*tr));
-	if (tr == NULL) {
+/* Set-up: the result's identity, the traffic, whether the case can run here, buffers, pipes. */
+static int
+run_setup(struct run *rn)
+{
+	const struct bench_run_info *info = rn->info;
+	const struct bench_transport *t = rn->t;
+	struct bench_result *res = rn->res;
+	const char *no;
+	uint64_t ms;
+
+	bench_result_init(res, bench_scenario_names[rn->cs->sc], t->name);
+	snprintf(res->label, sizeof(res->label), "%s", rn->cs->label);
+	res->param = rn->cs->param;
+	rn->tr = malloc(sizeof(*rn->tr));
+	if (rn->tr == NULL) {
 		set_status(res, BENCH_FAILED, "out of memory");
-		return;
+		return -1;
 	}
-	bench_traffic_init(tr, cs->sc, cs->param, plan->depth);
-	nconns = tr->nconns;
-	res->depth = tr->depth * nconns;
-	res->conns = nconns;
-	res->msg_bytes = tr->msg_len;
+	bench_traffic_init(rn->tr, rn->cs->sc, rn->cs->param, rn->plan->depth);
+	rn->nconns = rn->tr->nconns;
+	res->depth = rn->tr->depth * rn->nconns;
+	res->conns = rn->nconns;
+	res->msg_bytes = rn->tr->msg_len;
 	if (t->busy_poll && info->cpu_client == info->cpu_server) {
 		set_status(res, BENCH_UNAVAILABLE, "a busy-polling server needs a CPU of its own "
 			   "(one CPU here, or --cpus gave the same CPU twice)");
-		goto out;
+		return -1;
 	}
-	no = t->server ? NULL : foreign_refusal(tr);
+	no = t->server ? NULL : foreign_refusal(rn->tr);
 	if (no) {
 		set_status(res, BENCH_UNAVAILABLE, "%s", no);
-		goto out;
+		return -1;
 	}
 	/* per report: a repetition, with room for a slow machine (>= 10 messages/s) */
-	{
-		uint64_t ms = info->count ? 30000 + info->count * 100 :
-			      30000 + 10 * (uint64_t)(info->warmup_ms + info->duration_ms);
-
-		timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
-	}
-	reps = calloc(info->reps, sizeof(*reps));
-	cfd = malloc(nconns * sizeof(int));
-	sfd = malloc(nconns * sizeof(int));
-	if (reps == NULL || cfd == NULL || sfd == NULL) {
+	ms = info->count ? 30000 + info->count * 100 :
+	     30000 + 10 * (uint64_t)(info->warmup_ms + info->duration_ms);
+	rn->timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
+	rn->reps = calloc(info->reps, sizeof(*rn->reps));
+	rn->cfd = malloc(rn->nconns * sizeof(int));
+	rn->sfd = malloc(rn->nconns * sizeof(int));
+	if (rn->reps == NULL || rn->cfd == NULL || rn->sfd == NULL) {
 		set_status(res, BENCH_FAILED, "out of memory");
-		goto out;
+		return -1;
 	}
-	for (unsigned int i = 0; i < nconns; i++) {
-		cfd[i] = sfd[i] = -1;
+	for (unsigned int i = 0; i < rn->nconns; i++) {
+		rn->cfd[i] = rn->sfd[i] = -1;
 	}
-	if (pipe2(sp, O_CLOEXEC) < 0 || pipe2(cp, O_CLOEXEC) < 0) {
+	if (pipe2(rn->sp, O_CLOEXEC) < 0 || pipe2(rn->cp, O_CLOEXEC) < 0) {
 		set_status(res, BENCH_FAILED, "pipe: %s", strerror(errno));
-		goto out;
+		return -1;
 	}
-	if (t->server == NULL) {
-		if (connect_target(t, nconns, cfd, &peer, res) < 0) {
-			goto out;
-		}
-	} else {
-		struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_S };
+	return 0;
+}
 
-		for (unsigned int i = 0; i < nconns; i++) {
-			int sv[2];
+/* The connections: to the --connect target, or socketpairs to our own server. */
+static int
+run_connect(struct run *rn)
+{
+	struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_S };
 
-			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-				set_status(res, BENCH_FAILED, "socketpair: %s", strerror(errno));
-				goto out;
-			}
-			cfd[i] = sv[0];
-			sfd[i] = sv[1];
-			/* a server that stops answering (or reading) is an error, not a hang */
-			setsockopt(cfd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			setsockopt(cfd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		}
+	if (rn->t->server == NULL) {
+		return connect_target(rn->t, rn->nconns, rn->cfd, &rn->peer, rn->res);
 	}
+	for (unsigned int i = 0; i < rn->nconns; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			set_status(rn->res, BENCH_FAILED, "socketpair: %s", strerror(errno));
+			return -1;
+		}
+		rn->cfd[i] = sv[0];
+		rn->sfd[i] = sv[1];
+		/* a server that stops answering (or reading) is an error, not a hang */
+		setsockopt(rn->cfd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(rn->cfd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	return 0;
+}
+
+/* Spawn our server (if the transport has one) and wait for its READY. */
+static int
+run_spawn_server(struct run *rn)
+{
+	struct rec r;
+	int ret;
+
 	fflush(stdout);
 	fflush(stderr);
-	if (t->server) {
-		spid = fork();
-		if (spid < 0) {
-			set_status(res, BENCH_FAILED, "fork: %s", strerror(errno));
-			goto out;
+	if (rn->t->server == NULL) {
+		return 0;
+	}
+	rn->spid = fork();
+	if (rn->spid < 0) {
+		set_status(rn->res, BENCH_FAILED, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (rn->spid == 0) {
+		child_init(rn->parent);
+		close_all(rn->cfd, rn->nconns);
+		close(rn->sp[0]);
+		close(rn->cp[0]);
+		close(rn->cp[1]);
+		server_main(rn->plan, rn->t, rn->tr, rn->sfd, rn->sp[1]);
+	}
+	close_all(rn->sfd, rn->nconns);
+	ret = get(rn->sp[0], &r, READY_TIMEOUT_MS);
+	if (ret != 1 || r.kind != REC_READY || r.err < 0) {
+		rn->kill_srv = ret == -ETIMEDOUT;
+		if (ret == 1 && r.err < 0) {
+			set_status(rn->res, BENCH_UNAVAILABLE, "%s",
+				   r.detail[0] ? r.detail : vhu_strerror(r.err));
+		} else {
+			set_status(rn->res, BENCH_FAILED, "server setup: %s", errtext(ret));
 		}
-		if (spid == 0) {
-			child_init(parent);
-			close_all(cfd, nconns);
-			close(sp[0]);
-			close(cp[0]);
-			close(cp[1]);
-			server_main(plan, t, tr, sfd, sp[1]);
-		}
-		close_all(sfd, nconns);
-		ret = get(sp[0], &r, READY_TIMEOUT_MS);
-		if (ret != 1 || r.kind != REC_READY || r.err < 0) {
-			kill_srv = ret == -ETIMEDOUT;
-			if (ret == 1 && r.err < 0) {
-				set_status(res, BENCH_UNAVAILABLE, "%s",
-					   r.detail[0] ? r.detail : vhu_strerror(r.err));
-			} else {
-				set_status(res, BENCH_FAILED, "server setup: %s", errtext(ret));
-			}
-			goto out;
-		}
+		return -1;
 	}
-	close(sp[1]);
-	sp[1] = -1;
-	if (plan->progress) {
-		plan->progress(plan->progress_ctx, cs->label, t->name, 0, info->reps);
+	return 0;
+}
+
+/* Spawn the client; from here it runs the repetitions. */
+static int
+run_spawn_client(struct run *rn)
+{
+	close(rn->sp[1]);
+	rn->sp[1] = -1;
+	if (rn->plan->progress) {
+		rn->plan->progress(rn->plan->progress_ctx, rn->cs->label, rn->t->name, 0,
+				   rn->info->reps);
 	}
-	cpid = fork();
-	if (cpid < 0) {
-		kill_srv = true;
-		set_status(res, BENCH_FAILED, "fork: %s", strerror(errno));
-		goto out;
+	rn->cpid = fork();
+	if (rn->cpid < 0) {
+		rn->kill_srv = true;
+		set_status(rn->res, BENCH_FAILED, "fork: %s", strerror(errno));
+		return -1;
 	}
-	if (cpid == 0) {
-		child_init(parent);
-		close(sp[0]);
-		close(cp[0]);
-		client_main(plan, t, tr, cfd, peer, cp[1]);
+	if (rn->cpid == 0) {
+		child_init(rn->parent);
+		close(rn->sp[0]);
+		close(rn->cp[0]);
+		client_main(rn->plan, rn->t, rn->tr, rn->cfd, rn->peer, rn->cp[1]);
 	}
-	close_all(cfd, nconns);
-	close(cp[1]);
-	cp[1] = -1;
+	close_all(rn->cfd, rn->nconns);
+	close(rn->cp[1]);
+	rn->cp[1] = -1;
+	return 0;
+}
+
+/* Collect: the client's REP records up to its DONE, then the server's DONE. */
+static int
+run_collect(struct run *rn)
+{
+	int ret;
 
 	for (;;) {
-		ret = get(cp[0], &r, timeout_ms);
+		ret = get(rn->cp[0], &rn->r, rn->timeout_ms);
 		if (ret != 1) {
-			cli_lost = true;
-			kill_cli = ret == -ETIMEDOUT;
+			rn->cli_lost = true;
+			rn->kill_cli = ret == -ETIMEDOUT;
 			break;
 		}
-		if (r.kind == REC_DONE) {
+		if (rn->r.kind == REC_DONE) {
 			break;
 		}
-		if (r.kind == REC_REP && nreps < info->reps) {
-			reps[nreps++] = r;
-			if (plan->progress) {
-				plan->progress(plan->progress_ctx, cs->label, t->name, nreps,
-					       info->reps);
+		if (rn->r.kind == REC_REP && rn->nreps < rn->info->reps) {
+			rn->reps[rn->nreps++] = rn->r;
+			if (rn->plan->progress) {
+				rn->plan->progress(rn->plan->progress_ctx, rn->cs->label,
+						   rn->t->name, rn->nreps, rn->info->reps);
 			}
 		}
 	}
 	/* the client has closed its end (or is being killed): the server ends now */
-	if (kill_cli) {
-		kill(cpid, SIGKILL);
+	if (rn->kill_cli) {
+		kill(rn->cpid, SIGKILL);
 	}
-	cli_ret = ret;
-	if (t->server) {
-		ret = get(sp[0], &srv, timeout_ms);
-		if (ret != 1 || srv.kind != REC_DONE) {
-			kill_srv = ret == -ETIMEDOUT;
-			set_status(res, BENCH_FAILED, "server: %s%s", errtext(ret != 1 ? ret : 0),
-				   cli_lost ? "; client: no report" : "");
-			goto out;
+	rn->cli_ret = ret;
+	if (rn->t->server) {
+		ret = get(rn->sp[0], &rn->srv, rn->timeout_ms);
+		if (ret != 1 || rn->srv.kind != REC_DONE) {
+			rn->kill_srv = ret == -ETIMEDOUT;
+			set_status(rn->res, BENCH_FAILED, "server: %s%s",
+				   errtext(ret != 1 ? ret : 0),
+				   rn->cli_lost ? "; client: no report" : "");
+			return -1;
 		}
 	}
-	if (!cli_lost && r.err == -EOPNOTSUPP) {
-		set_status(res, BENCH_UNAVAILABLE, "%s", r.detail);
-		goto out;
+	return 0;
+}
+
+/* Judge: a side that failed or stopped early, then the totals, then the statistics. */
+static void
+run_judge(struct run *rn)
+{
+	const struct bench_transport *t = rn->t;
+	const struct rec *r = &rn->r, *srv = &rn->srv;
+	struct bench_result *res = rn->res;
+
+	if (!rn->cli_lost && r->err == -EOPNOTSUPP) {
+		set_status(res, BENCH_UNAVAILABLE, "%s", r->detail);
+		return;
 	}
-	if ((t->server && srv.err < 0) || cli_lost || r.err < 0 || nreps != info->reps) {
+	if ((t->server && srv->err < 0) || rn->cli_lost || r->err < 0 ||
+	    rn->nreps != rn->info->reps) {
 		char cli[200];
 
-		if (cli_lost) {
-			snprintf(cli, sizeof(cli), "%s", errtext(cli_ret));
-		} else if (r.err < 0) {
-			snprintf(cli, sizeof(cli), "%s", r.detail[0] ? r.detail : vhu_strerror(r.err));
+		if (rn->cli_lost) {
+			snprintf(cli, sizeof(cli), "%s", errtext(rn->cli_ret));
+		} else if (r->err < 0) {
+			snprintf(cli, sizeof(cli), "%s", r->detail[0] ? r->detail : vhu_strerror(r->err));
 		} else {
-			snprintf(cli, sizeof(cli), "%s", nreps != info->reps ? "stopped early" : "ok");
+			snprintf(cli, sizeof(cli), "%s",
+				 rn->nreps != rn->info->reps ? "stopped early" : "ok");
 		}
 		if (t->server) {
 			set_status(res, BENCH_FAILED, "server: %s; client: %s",
-				   srv.err < 0 ? (srv.detail[0] ? srv.detail : vhu_strerror(srv.err))
-					       : "ok", cli);
+				   srv->err < 0 ? (srv->detail[0] ? srv->detail : vhu_strerror(srv->err))
+						: "ok", cli);
 		} else {
 			set_status(res, BENCH_FAILED, "%s", cli);
 		}
-		goto out;
+		return;
 	}
 	{
 		struct bench_totals tot = {
-			.sent = r.sent,
-			.replies = r.replies,
-			.want_replies = tr->depth > 0,
-			.nfds = tr->nfds,
+			.sent = r->sent,
+			.replies = r->replies,
+			.want_replies = rn->tr->depth > 0,
+			.nfds = rn->tr->nfds,
 			.has_server = t->server != NULL,
-			.srv_msgs = srv.k.msgs,
-			.srv_fds = srv.k.fds,
-			.srv_probes = srv.k.probes,
+			.srv_msgs = srv->k.msgs,
+			.srv_fds = srv->k.fds,
+			.srv_probes = srv->k.probes,
 		};
 
-		memcpy(tot.counters, r.counters, sizeof(tot.counters));
+		memcpy(tot.counters, r->counters, sizeof(tot.counters));
 		bench_check_totals(res, &tot);
 	}
 	if (res->status == BENCH_OK) {
-		summarize(res, reps, nreps, t->server ? &srv : NULL);
+		summarize(res, rn->reps, rn->nreps, t->server ? srv : NULL);
 	}
-out:
-	reap(cpid, kill_cli, "client", why, sizeof(why));
-	reap(spid, kill_srv, "server", why, sizeof(why));
+}
+
+/* Tear-down: reap both children (a lost one is killed), name why a reap failed, free. */
+static void
+run_teardown(struct run *rn)
+{
+	struct bench_result *res = rn->res;
+	char why[120] = "";
+
+	reap(rn->cpid, rn->kill_cli, "client", why, sizeof(why));
+	reap(rn->spid, rn->kill_srv, "server", why, sizeof(why));
 	if (why[0] && res->status == BENCH_OK) {
 		set_status(res, BENCH_FAILED, "%s", why);
 	} else if (why[0] && res->status == BENCH_FAILED) {
@@ -681,22 +746,39 @@ out:
 
 		snprintf(res->reason + l, sizeof(res->reason) - l, " (%s)", why);
 	}
-	if (cfd) {
-		close_all(cfd, nconns);
+	if (rn->cfd) {
+		close_all(rn->cfd, rn->nconns);
 	}
-	if (sfd) {
-		close_all(sfd, nconns);
+	if (rn->sfd) {
+		close_all(rn->sfd, rn->nconns);
 	}
 	for (int i = 0; i < 2; i++) {
-		if (sp[i] >= 0) {
-			close(sp[i]);
+		if (rn->sp[i] >= 0) {
+			close(rn->sp[i]);
 		}
-		if (cp[i] >= 0) {
-			close(cp[i]);
+		if (rn->cp[i] >= 0) {
+			close(rn->cp[i]);
 		}
 	}
-	free(cfd);
-	free(sfd);
-	free(reps);
-	free(tr);
+	free(rn->cfd);
+	free(rn->sfd);
+	free(rn->reps);
+	free(rn->tr);
+}
+
+void
+bench_run_one(const struct bench_plan *plan, const struct bench_case *cs,
+	      const struct bench_transport *t, struct bench_result *res)
+{
+	struct run rn = {
+		.plan = plan, .cs = cs, .t = t, .info = plan->info, .res = res,
+		.sp = { -1, -1 }, .cp = { -1, -1 },
+		.spid = -1, .cpid = -1, .peer = -1, .parent = getpid(),
+	};
+
+	if (run_setup(&rn) == 0 && run_connect(&rn) == 0 && run_spawn_server(&rn) == 0 &&
+	    run_spawn_client(&rn) == 0 && run_collect(&rn) == 0) {
+		run_judge(&rn);
+	}
+	run_teardown(&rn);
 }
