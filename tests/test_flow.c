@@ -908,3 +908,131 @@ Test(flow, fds_of_the_wrong_kind_stream)
 {
 	wrong_kind(STREAM);
 }
+
+/* ------------------------------------------------------------------ */
+/* Half-close for proxies: on_hangup and vhu_conn_shutdown()           */
+
+struct half {
+	struct echo e;
+	unsigned int hangups;
+	int hangup_reason;
+	uint64_t replies_at_hangup;
+};
+
+static void
+half_hangup(struct vhu_conn *conn, int reason, void *ctx)
+{
+	struct half *h = ctx;
+
+	h->hangups++;
+	h->hangup_reason = reason;
+	h->replies_at_hangup = h->e.next;
+}
+
+static const struct vhu_conn_ops half_ops = {
+	.on_message = echo_message,
+	.on_close = echo_close,
+	.on_hangup = half_hangup,
+};
+
+/*
+ * With on_hangup a peer's half-close keeps the connection open for
+ * sending: messages sent later still reach the peer; vhu_conn_shutdown()
+ * makes the peer read EOF after the last of them, refuses further sends
+ * with -EPIPE, and, the peer having hung up too, closes the connection
+ * with -VHU_EDISCONNECT.
+ */
+static void
+half_close_relay(uint8_t mode)
+{
+	struct vhu_ring *ring = th_ring(0);
+	struct vhu_conn_opts o = th_opts(mode);
+	struct vhu_hdr late = vhu_hdr_request(VHU_REQ_SET_OWNER, 0, false);
+	struct half h;
+	uint8_t buf[64];
+	size_t len = 0;
+	int sv[2];
+
+	memset(&h, 0, sizeof(h));
+	h.e.reason = 1;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(vhu_conn_attach(ring, sv[0], &o, &half_ops, &h, &h.e.conn), 0);
+	for (int k = 0; k < 3; k++) {
+		len = th_put(buf, len, VHU_REQ_GET_FEATURES, NULL, 0);
+	}
+	th_send(sv[1], buf, len, NULL, 0);
+	cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+	while (h.hangups == 0) {
+		cr_assert_geq(vhu_ring_wait(ring, TH_HANG_MS), 0);
+		cr_assert_eq(h.e.closes, 0, "closed on a half-close: %s", vhu_strerror(h.e.reason));
+	}
+	cr_assert_eq(h.hangup_reason, -VHU_EDISCONNECT);
+	cr_assert_eq(h.replies_at_hangup, 3, "the hang-up came before its requests");
+	/* Still open for sending, long after the hang-up. */
+	th_flush(ring);
+	cr_assert_eq(vhu_conn_send(h.e.conn, &late, NULL, 0, NULL, 0, NULL, 0), 0);
+	th_flush(ring);
+	th_read_exact(sv[1], buf, 60);
+	th_read_exact(sv[1], buf, VHU_HDR_SIZE);
+	cr_assert_eq(memcmp(buf, &late, VHU_HDR_SIZE), 0);
+	cr_assert_eq(h.e.closes, 0);
+	vhu_conn_shutdown(h.e.conn);
+	cr_assert_eq(vhu_conn_send(h.e.conn, &late, NULL, 0, NULL, 0, NULL, 0), -EPIPE);
+	while (h.e.closes == 0) {
+		cr_assert_geq(vhu_ring_wait(ring, TH_HANG_MS), 0);
+	}
+	cr_assert_eq(h.e.reason, -VHU_EDISCONNECT);
+	th_assert_peer_eof(sv[1], "after vhu_conn_shutdown");
+	vhu_ring_destroy(ring);
+	close(sv[1]);
+}
+
+Test(flow, half_close_relay_exact)
+{
+	half_close_relay(EXACT);
+}
+
+Test(flow, half_close_relay_stream)
+{
+	half_close_relay(STREAM);
+}
+
+/*
+ * vhu_conn_shutdown() first: queued messages go out, then the peer reads
+ * EOF; the connection still receives, and closes when the peer hangs up.
+ */
+Test(flow, shutdown_then_peer_hangs_up)
+{
+	for (int mode = EXACT; mode <= STREAM; mode++) {
+		struct vhu_ring *ring = th_ring(0);
+		struct vhu_conn_opts o = th_opts((uint8_t)mode);
+		struct vhu_hdr m = vhu_hdr_request(VHU_REQ_SET_OWNER, 0, false);
+		struct half h;
+		uint8_t buf[64];
+		int sv[2];
+
+		memset(&h, 0, sizeof(h));
+		h.e.reason = 1;
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		cr_assert_eq(vhu_conn_attach(ring, sv[0], &o, &half_ops, &h, &h.e.conn), 0);
+		for (int k = 0; k < 5; k++) {
+			cr_assert_eq(vhu_conn_send(h.e.conn, &m, NULL, 0, NULL, 0, NULL, 0), 0);
+		}
+		vhu_conn_shutdown(h.e.conn);
+		th_flush(ring);
+		for (int k = 0; k < 5; k++) {
+			th_read_exact(sv[1], buf, VHU_HDR_SIZE);
+		}
+		th_assert_peer_eof(sv[1], "after the queued messages");
+		/* It still receives. */
+		th_send(sv[1], buf, th_put(buf, 0, VHU_REQ_SET_OWNER, NULL, 0), NULL, 0);
+		cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+		while (h.e.closes == 0) {
+			cr_assert_geq(vhu_ring_wait(ring, TH_HANG_MS), 0);
+		}
+		cr_assert_eq(h.hangups, 1);
+		cr_assert_eq(h.e.reason, -VHU_EDISCONNECT);
+		vhu_ring_destroy(ring);
+		close(sv[1]);
+	}
+}

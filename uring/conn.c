@@ -275,6 +275,16 @@ vhu__conn_peer_gone(struct vhu_conn *c, int reason)
 	if (c->state != CONN_OPEN) {
 		return;
 	}
+	if (c->cb.on_hangup) {
+		/* Half-closed: the application still sends, until vhu_conn_shutdown(). */
+		c->rx_eof = reason;
+		vhu__conn_deadline_disarm(c);
+		c->cb.on_hangup(c, reason, c->ctx);
+		if (c->state == CONN_OPEN && c->tx_shut_done) {
+			vhu_conn_close_reason(c, reason);
+		}
+		return;
+	}
 	if (c->q.dn == 0) {
 		vhu_conn_close_reason(c, reason);
 		return;
@@ -282,6 +292,36 @@ vhu__conn_peer_gone(struct vhu_conn *c, int reason)
 	c->rx_eof = reason;
 	vhu__conn_deadline_disarm(c);
 	vhu__send_schedule(c);
+}
+
+/* What was queued before vhu_conn_shutdown() is out: the peer reads EOF now. */
+void
+vhu__conn_shut_send(struct vhu_conn *c)
+{
+	if (c->state != CONN_OPEN || c->tx_shut_done) {
+		return;
+	}
+	c->tx_shut_done = true;
+	if (shutdown(c->fd, SHUT_WR) != 0) {
+		vhu_conn_close_reason(c, -errno);
+		return;
+	}
+	if (c->rx_eof) {
+		/* Both directions are over. */
+		vhu_conn_close_reason(c, c->rx_eof);
+	}
+}
+
+void
+vhu_conn_shutdown(struct vhu_conn *c)
+{
+	if (!c || c->state != CONN_OPEN || c->tx_shut) {
+		return;
+	}
+	c->tx_shut = true;
+	if (c->q.dn == 0 && !c->tx.s.busy) {
+		vhu__conn_shut_send(c);
+	}
 }
 
 void

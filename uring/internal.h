@@ -290,8 +290,14 @@ struct vhu_conn {
 	bool rx_more;			/* the last read left bytes in the socket */
 	bool rx_paused;			/* vhu_conn_pause_recv() or VHU_MSG_HOLD */
 	bool rx_starved;		/* stopped for want of send-queue room */
-	/* The peer hung up (its reason) while replies were queued: close once they are out. */
+	/*
+	 * The peer hung up (its reason): with replies queued the connection
+	 * closes once they are out; with on_hangup it stays open for sending
+	 * until the application shuts its side down too.
+	 */
 	int rx_eof;
+	bool tx_shut;			/* vhu_conn_shutdown(): no more sends */
+	bool tx_shut_done;		/* ... and the socket's sending side is shut down */
 	struct rx_hold held;
 	struct rx_exact x;
 	struct rx_stream st;
@@ -371,6 +377,7 @@ uint64_t vhu__now_ns(void);
 void vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe);
 void vhu__conn_op_end(struct vhu_conn *c, struct slot *s);
 void vhu__conn_peer_gone(struct vhu_conn *c, int reason);
+void vhu__conn_shut_send(struct vhu_conn *c);
 void vhu__conn_settle(struct vhu_conn *c);
 void vhu__conn_finish(struct vhu_conn *c);
 void vhu__conn_cancel_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);

@@ -217,6 +217,9 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 	if (!c || !hdr) {
 		return -EINVAL;
 	}
+	if (c->tx_shut) {
+		return -EPIPE;
+	}
 	if (c->state != CONN_OPEN) {
 		return -ENOTCONN;
 	}
@@ -345,7 +348,11 @@ sent_room(struct vhu_conn *c)
 	if (c->state != CONN_OPEN) {
 		return;
 	}
-	if (c->rx_eof && q->dn == 0) {
+	if (q->dn == 0 && c->tx_shut) {
+		vhu__conn_shut_send(c);
+		return;
+	}
+	if (c->rx_eof && q->dn == 0 && !c->cb.on_hangup) {
 		/* Every reply to a peer that hung up is out: now it closes. */
 		vhu_conn_close_reason(c, c->rx_eof);
 		return;

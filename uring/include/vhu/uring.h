@@ -244,6 +244,16 @@ struct vhu_conn_ops {
 	 * resumes the connection it paused for want of room here).
 	 */
 	void (*on_writable)(struct vhu_conn *conn, void *ctx);
+	/**
+	 * Optional: the peer shut down its sending side (reason
+	 * -VHU_EDISCONNECT, or -VHU_EPARTIAL inside a message). Without this
+	 * callback the connection closes once the replies queued before the
+	 * hang-up are sent. With it the connection stays open for sending
+	 * (a proxy forwards the half-close and keeps relaying the other way);
+	 * it closes, with that reason, once vhu_conn_shutdown() has taken
+	 * effect, or on vhu_conn_close().
+	 */
+	void (*on_hangup)(struct vhu_conn *conn, int reason, void *ctx);
 };
 
 /**
@@ -318,11 +328,20 @@ int vhu_conn_connect(struct vhu_ring *ring, const char *path, const struct vhu_c
  * \return 0; -VHU_EQFULL if the queue lacks room (nothing was queued, and
  *         nothing already queued is lost); -VHU_EFDS for > VHU_MAX_FDS fds;
  *         -VHU_EOVERSIZED for a message larger than the queue;
- *         -EINVAL on a size mismatch; -ENOTCONN if the connection is closing.
+ *         -EINVAL on a size mismatch; -ENOTCONN if the connection is closing;
+ *         -EPIPE after vhu_conn_shutdown().
  */
 int vhu_conn_send(struct vhu_conn *conn, const struct vhu_hdr *hdr,
 		  const void *body, size_t body_len, const void *payload, size_t payload_len,
 		  const int *fds, unsigned int nfds);
+
+/**
+ * Half-close: no more sends (vhu_conn_send() returns -EPIPE); once what is
+ * queued has been sent, the socket's sending side is shut down, so the
+ * peer reads EOF after the last message. Receiving goes on. If the peer has
+ * hung up too (on_hangup), the connection then closes. Idempotent.
+ */
+void vhu_conn_shutdown(struct vhu_conn *conn);
 
 /**
  * Stop delivering this connection's messages: no further on_message until
