@@ -163,6 +163,13 @@ union vhu_stream_cbuf {
  */
 #define VHU_HOLD_READS		32u
 
+/*
+ * Exact mode reads at most this many times with plain recvmsg per pass
+ * while the socket holds more (then an io_uring read takes over, so one
+ * busy peer cannot hold the ring).
+ */
+#define VHU_DRAIN_READS		64u
+
 /* Most iovecs one batched sendmsg uses (queued bytes are contiguous or wrap once). */
 #define VHU_SEND_IOVS		4u
 
@@ -235,6 +242,7 @@ struct rx_exact {
 	} hdr;
 	uint8_t *body;			/* max_size bytes */
 	struct vhu_fds fds;
+	bool draining;			/* inside exact_drain(): it reads the next part itself */
 };
 
 /*

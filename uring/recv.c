@@ -167,13 +167,12 @@ may_read(const struct vhu_conn *c)
 /* ------------------------------------------------------------------ */
 /* Exact                                                               */
 
+/* The next read of the message being received: the rest of its header or body. */
 static void
-exact_arm(struct vhu_conn *c)
+exact_prep(struct vhu_conn *c)
 {
 	struct recv_op *rx = &c->rx;
 	struct rx_exact *x = &c->x;
-	struct io_uring_sqe *sqe;
-	bool fresh = x->phase == RX_HDR && x->got == 0;
 
 	if (x->phase == RX_HDR) {
 		rx->iov.iov_base = x->hdr.b + x->got;
@@ -186,6 +185,17 @@ exact_arm(struct vhu_conn *c)
 	rx->mh.msg_iov = &rx->iov;
 	rx->mh.msg_iovlen = 1;
 	vhu_cmsg_prep_recv(&rx->mh, &rx->cbuf.exact);
+}
+
+static void
+exact_arm(struct vhu_conn *c)
+{
+	struct recv_op *rx = &c->rx;
+	struct rx_exact *x = &c->x;
+	struct io_uring_sqe *sqe;
+	bool fresh = x->phase == RX_HDR && x->got == 0;
+
+	exact_prep(c);
 	sqe = vhu__ring_sqe(c->ring);
 	if (!sqe) {
 		vhu_conn_close_reason(c, -EBUSY);
@@ -224,12 +234,21 @@ exact_message(struct vhu_conn *c)
 	r = deliver(c, &hdr, x->body, &x->fds);
 	if (r < 0) {
 		vhu_conn_close_reason(c, r);
-	} else if (r == 0) {
+	} else if (r == 0 && !c->x.draining) {
 		/*
 		 * The next read is armed at the end of the reaping pass, after the
 		 * replies this message produced are submitted.
 		 */
 		vhu__recv_wake(c);
+	}
+}
+
+/* More of the same message is needed: a draining loop reads it itself, else a read is armed. */
+static void
+exact_next(struct vhu_conn *c)
+{
+	if (!c->x.draining) {
+		exact_arm(c);
 	}
 }
 
@@ -265,7 +284,7 @@ exact_data(struct vhu_conn *c, int res)
 	x->got += (uint32_t)res;
 	if (x->phase == RX_HDR) {
 		if (x->got < VHU_HDR_SIZE) {
-			exact_arm(c);
+			exact_next(c);
 			return;
 		}
 		n = c->frames_only ? 0 : vhu_hdr_check(&c->rules, &x->hdr.h);
@@ -283,14 +302,56 @@ exact_data(struct vhu_conn *c, int res)
 		}
 		x->phase = RX_BODY;
 		x->got = 0;
-		exact_arm(c);
+		exact_next(c);
 		return;
 	}
 	if (x->got < x->hdr.h.size) {
-		exact_arm(c);
+		exact_next(c);
 		return;
 	}
 	exact_message(c);
+}
+
+/*
+ * The socket holds more (the last read said so): read it with plain
+ * non-blocking recvmsg, up to VHU_DRAIN_READS reads, instead of one
+ * io_uring round trip per read. Each read is still exactly a header or a
+ * body, with its control buffer. A dry socket (EAGAIN) ends the drain and
+ * the held replies go out; the caller then arms a waiting read.
+ */
+static void
+exact_drain(struct vhu_conn *c)
+{
+	struct recv_op *rx = &c->rx;
+
+	c->x.draining = true;
+	for (unsigned int n = 0; n < VHU_DRAIN_READS && may_read(c) && c->rx_more; n++) {
+		ssize_t r;
+
+		exact_prep(c);
+		r = recvmsg(c->fd, &rx->mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			c->rx_more = false;
+			vhu__send_read_done(c, false);
+			break;
+		}
+		if (r < 0) {
+			vhu_conn_close_reason(c, -errno);
+			break;
+		}
+		c->ring->st.direct_reads++;
+		if (r == 0) {
+			c->rx_more = false;
+			vhu__send_read_done(c, false);
+			c->x.draining = false;
+			vhu__conn_peer_gone(c, c->x.phase == RX_HDR && c->x.got == 0 ?
+						       -VHU_EDISCONNECT : -VHU_EPARTIAL);
+			return;
+		}
+		vhu__send_read_done(c, true);
+		exact_data(c, (int)r);
+	}
+	c->x.draining = false;
 }
 
 static void
@@ -578,6 +639,9 @@ vhu__recv_pump(struct vhu_conn *c)
 	}
 	if (c->st.len > c->st.off && feed_rest(c) != 0) {
 		return;
+	}
+	if (c->mode == VHU_RECV_EXACT && c->rx_more) {
+		exact_drain(c);
 	}
 	if (!may_read(c)) {
 		return;

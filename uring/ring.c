@@ -522,6 +522,23 @@ reap(struct vhu_ring *r)
 	return (int)mine;
 }
 
+/*
+ * Work queued outside a pass (vhu_conn_resume_recv) runs first; its SQEs go
+ * with this call. \return the messages it delivered (capped), which count
+ * as progress: the caller must not then block.
+ */
+static int
+run_queued(struct vhu_ring *r)
+{
+	uint64_t before = r->st.msgs_in;
+
+	if (r->depth > 0) {
+		return 0;
+	}
+	vhu__ring_deferred(r);
+	return r->st.msgs_in - before > 1024 ? 1024 : (int)(r->st.msgs_in - before);
+}
+
 static bool
 transient(int ret)
 {
@@ -533,11 +550,8 @@ vhu_ring_poll(struct vhu_ring *r)
 {
 	struct io_uring *u = r->uring;
 	unsigned int pending, kflags;
+	int early = run_queued(r), ret;
 
-	/* Work queued outside a pass (vhu_conn_resume_recv) runs first; its SQEs go now. */
-	if (r->depth == 0) {
-		vhu__ring_deferred(r);
-	}
 	pending = io_uring_sq_ready(u);
 	kflags = IO_URING_READ_ONCE(*u->sq.kflags);
 
@@ -548,8 +562,7 @@ vhu_ring_poll(struct vhu_ring *r)
 	 */
 	if (r->defer_taskrun || pending ||
 	    (kflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
-		int ret = io_uring_submit_and_get_events(u);
-
+		ret = io_uring_submit_and_get_events(u);
 		r->st.enters++;
 		if (ret > 0) {
 			r->st.sqes += (uint64_t)ret;
@@ -557,7 +570,8 @@ vhu_ring_poll(struct vhu_ring *r)
 			return ret;
 		}
 	}
-	return reap(r);
+	ret = reap(r);
+	return ret < 0 ? ret : ret + early;
 }
 
 /* Milliseconds until the nearest stalled-message deadline, or -1. */
@@ -593,10 +607,10 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	long long ms = timeout_ms;
 	long long dl;
 	unsigned int pending;
-	int ret;
+	int early = run_queued(r), ret;
 
-	if (r->depth == 0) {
-		vhu__ring_deferred(r);
+	if (early > 0) {
+		ms = 0;		/* messages were delivered: nothing to wait for */
 	}
 	dl = deadline_ms(r);
 	pending = io_uring_sq_ready(u);
@@ -614,7 +628,8 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	if (ret < 0 && !transient(ret)) {
 		return ret;
 	}
-	return reap(r);
+	ret = reap(r);
+	return ret < 0 ? ret : ret + early;
 }
 
 int

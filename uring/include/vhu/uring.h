@@ -108,6 +108,7 @@ struct vhu_ring_stats {
 	uint64_t accept_errors;	/**< listener accepts that failed (-EMFILE, ...) */
 	uint64_t accept_backoffs; /**< listener pauses for lack of fds or memory */
 	uint64_t sendmsgs;	/**< sendmsg operations submitted (messages_out / sendmsgs: batching) */
+	uint64_t direct_reads;	/**< exact-mode reads done with plain recvmsg while the socket held more */
 };
 
 /**
@@ -136,7 +137,9 @@ void vhu_ring_destroy(struct vhu_ring *ring);
  * last poll()/wait() (by callbacks, vhu_conn_send(), vhu_conn_close(),
  * attach, listen) and fetches completions; so an application calls
  * poll() or wait() in its loop for anything to move.
- * \return the number of completions handled (0 when idle), or -errno.
+ * \return the number of completions handled, plus the messages delivered
+ *         by work queued between calls (vhu_conn_resume_recv()); 0 when
+ *         idle; or -errno.
  */
 int vhu_ring_poll(struct vhu_ring *ring);
 
@@ -144,7 +147,10 @@ int vhu_ring_poll(struct vhu_ring *ring);
  * Block until at least one completion arrives or timeout_ms passes (< 0:
  * no timeout), then do what vhu_ring_poll() does. Stalled-message deadlines
  * shorten the wait as needed.
- * \return completions handled (0 on timeout), or -errno.
+ * If work queued between calls (vhu_conn_resume_recv()) delivers messages,
+ * it does not block.
+ * \return completions handled plus messages so delivered (0 on timeout),
+ *         or -errno.
  */
 int vhu_ring_wait(struct vhu_ring *ring, int timeout_ms);
 
