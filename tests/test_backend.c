@@ -913,6 +913,84 @@ Test(backend, max_conns_beyond_fd_limit_is_refused)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "wait status 0x%x", status);
 }
 
+/*
+ * A front-end that pipelines far deeper than the back-end's reply queue
+ * (256), reading replies while it writes (non-blocking), is answered in
+ * full, in order, in both receive modes: the back-end stops reading while
+ * its queue is full instead of refusing replies and closing.
+ */
+static void
+pipelined_front_end(const char *mode, unsigned int depth)
+{
+	static const uint8_t req[VHU_HDR_SIZE] = { VHU_REQ_GET_FEATURES, 0, 0, 0, VHU_VERSION };
+	uint64_t total = depth * 3u > 20000u ? depth * 3u : 20000u, sent = 0, got = 0;
+	uint8_t out[4096 * VHU_HDR_SIZE], in[8192];
+	size_t have = 0;
+	struct vhu_endpoint *ep;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(out); i += VHU_HDR_SIZE) {
+		memcpy(out + i, req, VHU_HDR_SIZE);
+	}
+	be_start(mode, NULL);
+	ep = fe_connect();
+	fd = vhu_endpoint_fd(ep);
+	cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+	while (got < total) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t room = (got + depth < total ? got + depth : total) * VHU_HDR_SIZE - sent;
+		size_t off = (size_t)(sent % sizeof(out)), len = sizeof(out) - off;
+		ssize_t n;
+
+		if (room > 0) {
+			p.events |= POLLOUT;
+		}
+		cr_assert_eq(poll(&p, 1, WAIT_MS), 1, "%s depth %u: stuck at %llu of %llu replies",
+			     mode, depth, (unsigned long long)got, (unsigned long long)total);
+		if (room > 0 && (p.revents & POLLOUT)) {
+			n = send(fd, out + off, len < room ? len : (size_t)room, MSG_NOSIGNAL);
+			cr_assert(n > 0 || errno == EAGAIN, "send: %s (the back-end closed)",
+				  strerror(errno));
+			sent += n > 0 ? (uint64_t)n : 0;
+		}
+		n = recv(fd, in + have, sizeof(in) - have, 0);
+		if (n < 0) {
+			cr_assert_eq(errno, EAGAIN, "recv: %s", strerror(errno));
+			continue;
+		}
+		cr_assert_gt(n, 0, "%s depth %u: the back-end closed after %llu replies", mode,
+			     depth, (unsigned long long)got);
+		have += (size_t)n;
+		{
+			size_t k = 0;
+
+			for (; have - k >= 20; k += 20, got++) {
+				struct vhu_hdr h;
+				uint64_t v;
+
+				memcpy(&h, in + k, sizeof(h));
+				memcpy(&v, in + k + VHU_HDR_SIZE, 8);
+				cr_assert(h.request == VHU_REQ_GET_FEATURES && h.size == 8 &&
+					  h.flags == (VHU_VERSION | VHU_FLAG_REPLY) &&
+					  v == EXPECT_FEATURES, "reply %llu", (unsigned long long)got);
+			}
+			memmove(in, in + k, have - k);
+			have -= k;
+		}
+	}
+	cr_assert_eq(got, total);
+	vhu_endpoint_destroy(ep);
+	be_wait_line(": closed");
+	be_stop_cleanly();
+}
+
+Test(backend, pipelining_512_exact) { pipelined_front_end("exact", 512); }
+Test(backend, pipelining_512_stream) { pipelined_front_end("stream", 512); }
+Test(backend, pipelining_4096_exact) { pipelined_front_end("exact", 4096); }
+Test(backend, pipelining_4096_stream) { pipelined_front_end("stream", 4096); }
+Test(backend, pipelining_65536_exact) { pipelined_front_end("exact", 65536); }
+Test(backend, pipelining_65536_stream) { pipelined_front_end("stream", 65536); }
+
 /* Process life ----------------------------------------------------------- */
 
 Test(backend, sigterm_exits_cleanly_with_connections_open)
