@@ -289,6 +289,7 @@ serve(struct vhu_ring *ring, bool busy_poll)
 
 	while (!tool_stop_signal()) {
 		rc = busy_poll ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
+		be_log_flush();
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
 			be_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
 			return rc;
@@ -362,5 +363,7 @@ main(int argc, char **argv)
 	}
 	vhu_ulistener_close(listener);
 	vhu_ring_destroy(ring);
+	/* The last lines (sessions closed, shutting down) get a second to leave. */
+	be_log_drain(1000);
 	return rc < 0 ? 1 : 0;
 }

@@ -523,20 +523,24 @@ reap(struct vhu_ring *r)
 }
 
 /*
- * Work queued outside a pass (vhu_conn_resume_recv) runs first; its SQEs go
- * with this call. \return the messages it delivered (capped), which count
- * as progress: the caller must not then block.
+ * Work queued outside a pass (vhu_conn_resume_recv, a close) runs first;
+ * its SQEs go with this call. \return the messages it delivered plus the
+ * connections it closed (capped): progress, so the caller must not then
+ * block.
  */
 static int
 run_queued(struct vhu_ring *r)
 {
-	uint64_t before = r->st.msgs_in;
+	uint64_t msgs = r->st.msgs_in;
+	unsigned int conns = r->nconns;
+	uint64_t done;
 
 	if (r->depth > 0) {
 		return 0;
 	}
 	vhu__ring_deferred(r);
-	return r->st.msgs_in - before > 1024 ? 1024 : (int)(r->st.msgs_in - before);
+	done = (r->st.msgs_in - msgs) + (conns - r->nconns);
+	return done > 1024 ? 1024 : (int)done;
 }
 
 static bool
@@ -610,7 +614,7 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	int early = run_queued(r), ret;
 
 	if (early > 0) {
-		ms = 0;		/* messages were delivered: nothing to wait for */
+		ms = 0;		/* something happened already: do not wait */
 	}
 	dl = deadline_ms(r);
 	pending = io_uring_sq_ready(u);

@@ -8,8 +8,23 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Logging never blocks the ring. Lines go to a bounded buffer and from
+ * there to stderr whenever it has room: at once if it does, else as the
+ * serve loop calls be_log_flush(). A pipe nobody reads fills the buffer;
+ * then lines are dropped and counted, and the count is logged in front of
+ * the next line that fits. Each write carries whole lines and at most
+ * PIPE_BUF bytes, so whoever reads the pipe (a test, a supervisor) never
+ * sees two lines interleaved or a line cut.
+ */
+#define PENDING_MAX	(64u * 1024u)
+#define LINE_MAX	512u
+#define WRITE_MAX	4096u		/* PIPE_BUF: a pipe write this small is atomic */
+
+static const char prefix[] = "vhu-backend: ";
 static bool quiet;
-/* Lines not written because stderr was full; reported with the next one written. */
+static char pending[PENDING_MAX];
+static size_t plen;
 static unsigned long dropped;
 
 void
@@ -18,38 +33,71 @@ be_log_set_quiet(bool on)
 	quiet = on;
 }
 
-/*
- * Each line goes out in a single write(): several connections log from one
- * loop, and whoever reads the pipe (a test, a supervisor) must never see
- * two lines interleaved. Logging never blocks the ring: a line is written
- * only when stderr has room (a pipe nobody reads fills up); otherwise it
- * is dropped and counted, and the count goes out with the next line.
- */
+/* Does stderr take a write of WRITE_MAX bytes without blocking? */
+static bool
+writable(int timeout_ms)
+{
+	struct pollfd p = { .fd = STDERR_FILENO, .events = POLLOUT };
+
+	return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLOUT);
+}
+
+static void
+flush(int timeout_ms)
+{
+	int saved = errno;
+
+	while (plen > 0 && writable(timeout_ms)) {
+		size_t n = plen < WRITE_MAX ? plen : WRITE_MAX;
+		ssize_t w;
+
+		/* End the write at a line's end. */
+		while (n > 0 && pending[n - 1] != '\n') {
+			n--;
+		}
+		w = write(STDERR_FILENO, pending, n);
+		if (w <= 0) {
+			/* The reader went away (EPIPE) or an error: the lines are lost, not blocking. */
+			plen = 0;
+			break;
+		}
+		memmove(pending, pending + w, plen - (size_t)w);
+		plen -= (size_t)w;
+	}
+	errno = saved;
+}
+
+void
+be_log_flush(void)
+{
+	if (plen > 0) {
+		flush(0);
+	}
+}
+
+void
+be_log_drain(int timeout_ms)
+{
+	if (plen > 0) {
+		flush(timeout_ms);
+	}
+}
+
 static void
 emit(const char *fmt, va_list ap)
 {
-	static const char prefix[] = "vhu-backend: ";
-	struct pollfd p = { .fd = STDERR_FILENO, .events = POLLOUT };
-	char line[640];
+	char line[LINE_MAX + 96];
 	size_t len = 0, room;
-	ssize_t w;
 	int saved = errno;
 	int n;
 
-	/* A pipe with room takes a write of at most PIPE_BUF bytes whole, without waiting. */
-	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) {
-		dropped++;
-		errno = saved;
-		return;
-	}
 	if (dropped > 0) {
 		len = (size_t)snprintf(line, 96, "%s%lu log lines dropped (stderr was full)\n",
 				       prefix, dropped);
-		dropped = 0;
 	}
 	memcpy(line + len, prefix, sizeof(prefix) - 1);
 	len += sizeof(prefix) - 1;
-	room = 512 - 1;			/* the message, and one byte for the newline */
+	room = LINE_MAX - (sizeof(prefix) - 1) - 1;	/* one byte for the newline */
 	n = vsnprintf(line + len, room, fmt, ap);
 	if (n < 0) {
 		errno = saved;
@@ -57,9 +105,14 @@ emit(const char *fmt, va_list ap)
 	}
 	len += (size_t)n < room ? (size_t)n : room - 1;
 	line[len++] = '\n';
-	/* A reader that went away must not stop the back-end: the result is ignored. */
-	w = write(STDERR_FILENO, line, len);
-	(void)w;
+	if (plen + len > PENDING_MAX) {
+		dropped++;
+	} else {
+		memcpy(pending + plen, line, len);
+		plen += len;
+		dropped = 0;
+	}
+	flush(0);
 	errno = saved;
 }
 

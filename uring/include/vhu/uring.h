@@ -138,8 +138,9 @@ void vhu_ring_destroy(struct vhu_ring *ring);
  * attach, listen) and fetches completions; so an application calls
  * poll() or wait() in its loop for anything to move.
  * \return the number of completions handled, plus the messages delivered
- *         by work queued between calls (vhu_conn_resume_recv()); 0 when
- *         idle; or -errno.
+ *         and connections closed by work queued between calls
+ *         (vhu_conn_resume_recv(), vhu_conn_shutdown()); 0 when idle; or
+ *         -errno.
  */
 int vhu_ring_poll(struct vhu_ring *ring);
 
@@ -147,10 +148,10 @@ int vhu_ring_poll(struct vhu_ring *ring);
  * Block until at least one completion arrives or timeout_ms passes (< 0:
  * no timeout), then do what vhu_ring_poll() does. Stalled-message deadlines
  * shorten the wait as needed.
- * If work queued between calls (vhu_conn_resume_recv()) delivers messages,
- * it does not block.
- * \return completions handled plus messages so delivered (0 on timeout),
- *         or -errno.
+ * If work queued between calls (vhu_conn_resume_recv(), vhu_conn_shutdown())
+ * delivers messages or closes connections, it does not block.
+ * \return completions handled plus what that work did (0 on timeout), or
+ *         -errno.
  */
 int vhu_ring_wait(struct vhu_ring *ring, int timeout_ms);
 
