@@ -10,10 +10,15 @@ tools/setup-deps.sh test
 setup() { # dir, options...
 	local dir=$1; shift
 	if [ -d "$dir/meson-private" ]; then
-		meson configure "$dir" "$@" >/dev/null
-	else
-		meson setup "$dir" "$@" >/dev/null
+		# A build dir of an older layout (an option whose type changed) cannot
+		# be reconfigured: start it again rather than fail without a word.
+		if meson configure "$dir" "$@" >/dev/null 2>&1; then
+			return
+		fi
+		echo "== $dir: cannot reconfigure it; setting it up again" >&2
+		rm -rf "$dir"
 	fi
+	meson setup "$dir" "$@" >/dev/null
 }
 
 status=0
