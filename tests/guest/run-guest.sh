@@ -4,7 +4,8 @@
 #   --job JOB        pattern | fio-verify | probe (default pattern)
 #   --queues N       num-queues of the device and of the export; the guest gets
 #                    N vCPUs (at most 4) so that blk-mq uses every queue (default 1)
-#   --deadline S     hard limit on the whole run, back-end start to QEMU exit (default 60)
+#   --deadline S     hard limit on the run, back-end start to QEMU exit (default
+#                    60); stopping QEMU and the back-end then takes at most 3 s more
 #   --backend CMD    back-end command template (default $VHU_GUEST_BACKEND, else
 #                    qemu-storage-daemon exporting the disk file); placeholders
 #                    {sock} {disk} {queues} are replaced by shell-quoted values
@@ -51,6 +52,7 @@ left() { local l=$((deadline - ($(us) - start) / 1000000)); echo $((l > 1 ? l : 
 start=$(us)
 
 bash "$here/build-initramfs.sh" "$dir"
+start=$(us) # the deadline starts here, with the image built
 dir=$(cd "$dir" && pwd)
 run=$dir/run-$job-q$queues
 rm -rf "$run"
@@ -115,7 +117,7 @@ wait_deadline() {
 		fi
 		if [ "$(us)" -gt "$end" ]; then
 			kill -TERM "$pid" 2>/dev/null
-			sleep 2
+			sleep 1
 			kill -KILL "$pid" 2>/dev/null
 			wait "$pid" 2>/dev/null
 			return 124
@@ -188,7 +190,7 @@ if ! kill -0 "$backend_pid" 2>/dev/null; then
 	fail "back-end exited ($brc) during the run"
 fi
 kill -TERM -- -"$backend_pid" 2>/dev/null || true
-for _ in $(seq 50); do kill -0 "$backend_pid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 20); do kill -0 "$backend_pid" 2>/dev/null || break; sleep 0.1; done
 kill -KILL -- -"$backend_pid" 2>/dev/null || true
 wait "$backend_pid" 2>/dev/null || true
 backend_pid=

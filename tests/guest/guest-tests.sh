@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Usage: guest-tests.sh DIR
+# The 'guest' meson suite: a real Linux guest (tests/guest/README.md) against
+# the back-end under test ($VHU_GUEST_BACKEND, else qemu-storage-daemon), then
+# two runs against broken back-ends that must fail the way they are broken,
+# so a harness that cannot fail does not go unnoticed. DIR holds the guest
+# image and each run's files. Closing line: 'guest: N passed, N failed'.
+# Exit 77 (skip) when QEMU or the guest's ingredients are missing.
+set -uo pipefail
+
+dir=${1:?usage: guest-tests.sh DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+
+for p in qemu-system-x86_64 qemu-storage-daemon busybox fio cpio; do
+	if ! command -v "$p" >/dev/null; then
+		echo "guest-tests: $p not found; tools/setup-deps.sh test installs it" >&2
+		exit 77
+	fi
+done
+mkdir -p "$dir"
+if ! bash "$here/build-initramfs.sh" "$dir"; then
+	echo "guest-tests: cannot build the guest image" >&2
+	echo "guest: 0 passed, 1 failed"
+	exit 1
+fi
+
+passed=0 failed=0
+# name, expected failure (a pattern in run-guest's message; empty: must pass),
+# run-guest.sh arguments
+check() {
+	local name=$1 expect=$2 out rc t0=${EPOCHREALTIME/[.,]/}
+	shift 2
+	out=$(bash "$here/run-guest.sh" --dir "$dir" "$@" 2>&1)
+	rc=$?
+	local t=$(((${EPOCHREALTIME/[.,]/} - t0) / 100000))
+	t="$((t / 10)).$((t % 10))"
+	if [ -z "$expect" ] && [ $rc -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "guest-tests: ok   $name (${t} s) ${out##*run-guest: PASS }"
+	elif [ -n "$expect" ] && [ $rc -eq 1 ] && grep -q -- "$expect" <<<"$out"; then
+		passed=$((passed + 1))
+		echo "guest-tests: ok   $name (${t} s) failed as it must: $(grep -m1 'run-guest: FAIL' <<<"$out")"
+	else
+		failed=$((failed + 1))
+		echo "guest-tests: FAIL $name (${t} s, exit $rc${expect:+, expected a failure matching '$expect'})"
+		sed 's/^/    /' <<<"$out"
+	fi
+}
+
+export_args='writable=on,num-queues={queues},addr.type=unix,addr.path={sock}'
+check pattern '' --job pattern --queues 1 --deadline 45
+check fio-verify-1q '' --job fio-verify --queues 1 --deadline 60
+check fio-verify-2q '' --job fio-verify --queues 2 --deadline 60
+# Writes vanish, reads return zeros: the guest's compare must catch it.
+check broken-drops-writes 'differs' --job pattern --queues 1 --deadline 45 --backend \
+	"qemu-storage-daemon --blockdev driver=null-co,node-name=disk0,size=67108864,read-zeroes=on
+	--export type=vhost-user-blk,id=exp0,node-name=disk0,$export_args"
+# Throttled to 1 byte/s: requests never complete; the first one is the
+# partition-table read of virtio_blk's probe.
+check broken-stuck-disk 'stuck disk' --job pattern --queues 1 --deadline 15 --backend \
+	"qemu-storage-daemon --object throttle-group,id=tg0,x-bps-total=1
+	--blockdev driver=file,node-name=file0,filename={disk}
+	--blockdev driver=throttle,node-name=disk0,throttle-group=tg0,file=file0
+	--export type=vhost-user-blk,id=exp0,node-name=disk0,$export_args"
+
+echo "guest: $passed passed, $failed failed"
+[ $failed -eq 0 ]
