@@ -49,7 +49,6 @@ bios=/usr/share/qemu/qboot.rom
 us() { echo "${EPOCHREALTIME/[.,]/}"; } # microseconds, no fork of a program
 since() { local d=$(($(us) - $1)); printf '%d.%d' $((d / 1000000)) $((d % 1000000 / 100000)); }
 left() { local l=$((deadline - ($(us) - start) / 1000000)); echo $((l > 1 ? l : 1)); }
-start=$(us)
 
 bash "$here/build-initramfs.sh" "$dir"
 start=$(us) # the deadline starts here, with the image built
@@ -64,14 +63,16 @@ disk=$run/disk.img
 console=$run/console.log
 truncate -s "${disk_mb}M" "$disk"
 
-backend_pid=
+# On any exit, QEMU and the back-end go too (the back-end is in a session of
+# its own, out of reach of whoever kills our process group: meson on timeout).
+backend_pid= qemu_pid=
 cleanup() {
-	if [ -n "$backend_pid" ]; then
-		kill -TERM -- -"$backend_pid" 2>/dev/null || true
-	fi
+	[ -z "$qemu_pid" ] || kill -KILL "$qemu_pid" 2>/dev/null || true
+	[ -z "$backend_pid" ] || kill -KILL -- -"$backend_pid" 2>/dev/null || true
 	rm -rf "$sockdir"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
 
 fail() {
 	echo "run-guest: FAIL job=$job queues=$queues: $*" >&2
@@ -105,22 +106,25 @@ boot() {
 }
 
 # Wait for PID for at most SECONDS; kill it then (exit 124). With a third
-# argument, also stop when that process (the back-end) ends (exit 125).
+# argument (the back-end), give PID 3 s more once that process has ended, then
+# kill it (exit 125): a guest cannot finish without its disk.
 wait_deadline() {
 	local pid=$1 end=$(($(us) + $2 * 1000000)) other=${3:-}
+	local over=
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ -n "$other" ] && ! kill -0 "$other" 2>/dev/null; then
-			sleep 1
-			kill -KILL "$pid" 2>/dev/null
-			wait "$pid" 2>/dev/null
-			return 125
+			other=
+			if [ $(($(us) + 3000000)) -lt "$end" ]; then
+				end=$(($(us) + 3000000))
+				over=125
+			fi
 		fi
 		if [ "$(us)" -gt "$end" ]; then
 			kill -TERM "$pid" 2>/dev/null
 			sleep 1
 			kill -KILL "$pid" 2>/dev/null
 			wait "$pid" 2>/dev/null
-			return 124
+			return "${over:-124}"
 		fi
 		sleep 0.1
 	done
@@ -137,7 +141,9 @@ if [ "$accel" = auto ]; then
 		if [ -w /dev/kvm ]; then
 			boot kvm -initrd "$dir/base.cpio" -append 'console=ttyS0 quiet panic=-1 vhu.job=probe' \
 				>"$dir/accel-probe.log" 2>&1 &
-			wait_deadline $! 20 || true
+			qemu_pid=$!
+			wait_deadline "$qemu_pid" 20 || true
+			qemu_pid=
 			grep -q 'VHU-GUEST: PASS' "$dir/accel-probe.log" && accel=kvm
 		fi
 		echo "$accel" >"$dir/accel"
@@ -179,28 +185,33 @@ boot_start=$(us)
 boot "$accel" -chardev socket,id=vu,path="$sock" \
 	-device vhost-user-blk-pci,chardev=vu,num-queues="$queues" \
 	-initrd "$initrd" -append "$append" >"$console" 2>&1 &
+qemu_pid=$!
 rc=0
-wait_deadline $! "$(left)" "$backend_pid" || rc=$?
+wait_deadline "$qemu_pid" "$(left)" "$backend_pid" || rc=$?
+qemu_pid=
 wall=$(since "$boot_start")
 
-# Was the back-end still there? (It must outlive the guest's shutdown.)
+# The back-end must outlive the guest; one that ends by itself with status 0
+# once the guest has passed and gone (its front-end left) is fine too.
 if ! kill -0 "$backend_pid" 2>/dev/null; then
 	wait "$backend_pid" && brc=0 || brc=$?
 	backend_pid=
-	fail "back-end exited ($brc) during the run"
+	if [ $brc -ne 0 ] || [ $rc -ne 0 ] || ! grep -aq '^VHU-GUEST: PASS' "$console"; then
+		fail "back-end exited ($brc) during the run"
+	fi
+else
+	kill -TERM -- -"$backend_pid" 2>/dev/null || true
+	for _ in $(seq 20); do kill -0 "$backend_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL -- -"$backend_pid" 2>/dev/null || true
+	wait "$backend_pid" 2>/dev/null || true
+	backend_pid=
 fi
-kill -TERM -- -"$backend_pid" 2>/dev/null || true
-for _ in $(seq 20); do kill -0 "$backend_pid" 2>/dev/null || break; sleep 0.1; done
-kill -KILL -- -"$backend_pid" 2>/dev/null || true
-wait "$backend_pid" 2>/dev/null || true
-backend_pid=
 
 uptime_at() { sed -n "s/^VHU-GUEST: $1.* uptime=\([0-9.]*\).*/\1/p" "$console" | head -1; }
 result=$(grep -a -m1 -E '^VHU-GUEST: (PASS|FAIL)' "$console" | tr -d '\r' || true)
 case $rc in
 0) ;;
-125) ;; # reported below
-124)
+124 | 125)
 	case $result in
 	*PASS*) fail "guest passed but did not power off within the deadline (${deadline} s): stuck shutdown" ;;
 	*FAIL*) fail "${result#VHU-GUEST: }; then no reset within the deadline" ;;
