@@ -56,6 +56,12 @@ end_close_after_drain(struct end *e)
 	}
 }
 
+bool
+end_finishing(const struct end *e)
+{
+	return e->rx_over && e->tx_shut;
+}
+
 /*
  * An end of s on chan facing side, not yet attached. On the main channel
  * the front-end sends requests and the back-end replies; on the back-end
@@ -182,8 +188,10 @@ on_close(struct vhu_conn *conn, int reason, void *ctx)
 	struct session *s;
 	struct end *peer;
 	uint8_t chan, side;
+	bool clean;
 	char text[256];
 
+	(void)conn;
 	if (e == NULL) {
 		/* Accepted, but no session could be set up for it; already reported. */
 		return;
@@ -192,8 +200,18 @@ on_close(struct vhu_conn *conn, int reason, void *ctx)
 	chan = e->chan;
 	side = e->side;
 	peer = e->peer;
+	/*
+	 * Both directions ended by half-closes, forwarded each way: the peer
+	 * end has hung up too and was shut down, so it closes by itself once
+	 * what is queued to it has left.
+	 */
+	clean = end_finishing(e) && (reason == -VHU_EDISCONNECT || reason == -VHU_EPARTIAL);
 	if (peer != NULL) {
 		peer->peer = NULL;
+		if (peer->held) {
+			/* Its held message has nowhere to go now: let it be dropped. */
+			vhu_conn_resume_recv(peer->conn);
+		}
 	}
 	end_unlink(e);
 	free(e);
@@ -215,9 +233,10 @@ on_close(struct vhu_conn *conn, int reason, void *ctx)
 			vhu_errname(reason));
 		session_fault(s, reason);
 	}
-	if (chan == VHU_CHAN_FRONTEND || s->ending) {
+	if (s->ending || (chan == VHU_CHAN_FRONTEND && !(clean && peer != NULL))) {
+		/* The main channel is over (or the session failed): everything goes. */
 		session_shutdown(s);
-	} else {
+	} else if (!clean) {
 		/* The back-end channel ends alone; the main channel goes on. */
 		end_close_after_drain(peer);
 	}

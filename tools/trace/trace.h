@@ -18,7 +18,11 @@
 
 /* Largest body forwarded: above any real message, small enough to hold per connection. */
 #define TRACE_MAX_SIZE		(64u * 1024u)
-/* Room for several largest messages, so a burst does not hit backpressure at once. */
+/*
+ * Room for several largest messages, so a burst does not hit backpressure
+ * at once. When a queue is full the connection feeding it is paused
+ * (VHU_MSG_HOLD) until it drains to half: a slow reader slows the writer.
+ */
 #define SENDQ_BYTES		(4u * (TRACE_MAX_SIZE + VHU_HDR_SIZE + 64u))
 #define SENDQ_MSGS		1024u
 /* A session needs four connections; a few sessions may overlap while one drains. */
@@ -66,6 +70,9 @@ struct end {
 	uint8_t chan;		/* enum vhu_channel */
 	uint8_t side;		/* enum side: the peer this connection faces */
 	bool draining;		/* close once the send queue is empty */
+	bool held;		/* a message of ours waits (VHU_MSG_HOLD) for room at peer */
+	bool rx_over;		/* the peer shut down its sending side (on_hangup) */
+	bool tx_shut;		/* vhu_conn_shutdown() called: the peer reads EOF after the queue */
 	int64_t drain_until;
 	struct vhu_rules strict;	/* what a well-formed message from this peer obeys */
 };
@@ -139,6 +146,8 @@ void session_fault(struct session *s, int err);
 void session_shutdown(struct session *s);
 /* Close e once what is queued to its peer has left (at once if nothing is). */
 void end_close_after_drain(struct end *e);
+/* Both directions of e are over: it closes by itself once its queue is out. */
+bool end_finishing(const struct end *e);
 struct end *end_new(struct session *s, uint8_t chan, uint8_t side);
 void end_link(struct end *e);
 /* Attach fd (consumed either way) as the end of s on chan facing side. */
