@@ -6,7 +6,15 @@
  * The front-end connects to --listen; for each front-end, vhu-trace
  * connects to the real back-end at --connect and forwards every message
  * both ways on one io_uring (the vhu engine), unmodified and in order, fds
- * included. The back-end channel is traced too: the fd of
+ * included. With --keep-listening many front-ends are served at once, each
+ * in a session of its own.
+ *
+ * Flow and lifecycle are forwarded too: a full send queue pauses the
+ * connection that feeds it (VHU_MSG_HOLD, resumed from on_writable), so a
+ * peer that reads slowly slows the one writing to it, as without the
+ * tracer; a half-close (shutdown(SHUT_WR), or EOF) is passed on as a
+ * half-close once what came before it has left, and a connection pair ends
+ * when both directions are over. The back-end channel is traced too: the fd of
  * SET_BACKEND_REQ_FD is replaced by one end of a socketpair of ours, and
  * both the front-end's channel socket and our other end become engine
  * connections like the main pair.
@@ -79,7 +87,7 @@ main(int argc, char **argv)
 	}
 
 	memset(&ropts, 0, sizeof(ropts));
-	ropts.max_conns = RING_CONNS;
+	ropts.max_conns = RING_CONNS(app.opt.max_sessions);
 	rc = vhu_ring_create(&ropts, &app.ring);
 	if (rc < 0) {
 		fprintf(stderr, "vhu-trace: cannot create the io_uring: %s (%s)\n",
@@ -90,8 +98,13 @@ main(int argc, char **argv)
 	memset(&lopts, 0, sizeof(lopts));
 	lopts.path = app.opt.listen;
 	lopts.unlink_stale = true;
-	/* One front-end at a time: a back-end serves one, and a second would see EOF at once. */
-	lopts.max_conns = 1;
+	/*
+	 * Without --keep-listening one front-end, and the listener goes when it
+	 * comes; with it, up to --max-sessions at once, each with a back-end
+	 * connection of its own (a back-end serving several VMs sees several
+	 * front-ends). One over the limit is accepted and closed at once.
+	 */
+	lopts.max_conns = app.opt.max_sessions;
 	conn_opts(&lopts.conn, VHU_CHAN_FRONTEND);
 	lopts.ops = conn_ops;
 	lopts.on_accept = on_accept;

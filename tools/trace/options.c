@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* vhu-trace's command line. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "trace.h"
@@ -22,7 +24,10 @@ usage(FILE *out)
 		"  -r, --recv-mode MODE     exact (default) or stream\n"
 		"  -s, --strict             close both sides on a message that breaks the rules\n"
 		"                           of its direction (default: forward it, flagged)\n"
-		"  -k, --keep-listening     serve the next front-end when a session ends\n"
+		"  -k, --keep-listening     go on listening: serve many front-ends at once, each\n"
+		"                           with its own back-end connection, until a signal\n"
+		"  -m, --max-sessions N     with -k: at most N sessions at once (default %u);\n"
+		"                           a front-end over the limit is closed at once\n"
 		"  -j, --json               one JSON object per line\n"
 		"  -x, --hex                raw bytes of each message after its line\n"
 		"  -v, --verbose            name the type of each passed fd (memfd, eventfd, ...)\n"
@@ -36,15 +41,17 @@ usage(FILE *out)
 		"\n"
 		"Exit status:\n"
 		"  0  the session ended because a side closed (or a signal stopped vhu-trace)\n"
-		"  1  other failure (out of memory, a peer that stopped reading, ...)\n"
+		"  1  other failure (out of memory, the ring, ...)\n"
 		"  2  usage error\n"
 		"  3  cannot listen on --listen or connect to --connect\n"
-		"  5  protocol error: a message could not be framed, or --strict refused one\n"
+		"  5  protocol error: a message could not be framed, --strict refused one, or\n"
+		"     the back-end channel fd led back to vhu-trace's own connection\n"
 		"\n"
 		"Examples:\n"
 		"  vhu-trace --listen /tmp/trace.sock --connect /run/vhost-user-blk.sock\n"
 		"  vhu-trace -l /tmp/trace.sock -c /tmp/vfsd.sock --json -o trace.jsonl\n"
-		"  vhu-trace -l /tmp/trace.sock -c /tmp/be.sock --strict --hex -v\n");
+		"  vhu-trace -l /tmp/trace.sock -c /tmp/be.sock --strict --hex -v\n",
+		DEFAULT_MAX_SESSIONS);
 }
 
 int
@@ -56,6 +63,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "recv-mode", required_argument, NULL, 'r' },
 		{ "strict", no_argument, NULL, 's' },
 		{ "keep-listening", no_argument, NULL, 'k' },
+		{ "max-sessions", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "hex", no_argument, NULL, 'x' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -63,11 +71,13 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	unsigned long max = 0;
+	char *end;
 	int c;
 
 	memset(o, 0, sizeof(*o));
 	o->recv_mode = VHU_RECV_EXACT;
-	while ((c = getopt_long(argc, argv, "l:c:r:skjxvo:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:c:r:skm:jxvo:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			o->listen = optarg;
@@ -91,6 +101,16 @@ parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'k':
 			o->keep = true;
+			break;
+		case 'm':
+			errno = 0;
+			max = strtoul(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' ||
+			    max < 1 || max > MAX_SESSIONS_LIMIT) {
+				fprintf(stderr, "vhu-trace: --max-sessions must be 1..%u, not \"%s\"\n",
+					MAX_SESSIONS_LIMIT, optarg);
+				return ST_USAGE;
+			}
 			break;
 		case 'j':
 			o->json = true;
@@ -123,6 +143,11 @@ parse_options(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return ST_USAGE;
 	}
+	if (max != 0 && !o->keep) {
+		fprintf(stderr, "vhu-trace: --max-sessions needs --keep-listening\n");
+		return ST_USAGE;
+	}
+	o->max_sessions = !o->keep ? 1u : max != 0 ? (unsigned int)max : DEFAULT_MAX_SESSIONS;
 	if (strcmp(o->listen, o->connect) == 0) {
 		fprintf(stderr, "vhu-trace: --listen and --connect must differ\n");
 		return ST_USAGE;

@@ -25,8 +25,15 @@
  */
 #define SENDQ_BYTES		(4u * (TRACE_MAX_SIZE + VHU_HDR_SIZE + 64u))
 #define SENDQ_MSGS		1024u
-/* A session needs four connections; a few sessions may overlap while one drains. */
-#define RING_CONNS		32u
+/* Sessions at once with --keep-listening unless --max-sessions says otherwise. */
+#define DEFAULT_MAX_SESSIONS	64u
+#define MAX_SESSIONS_LIMIT	4096u
+/*
+ * A session needs four connections (main and back-end channel, each side);
+ * a channel set up again keeps the old pair while it drains, and a
+ * front-end over the limit is accepted before it is closed: a margin.
+ */
+#define RING_CONNS(sessions)	(4u * (sessions) + 16u)
 /* How long a wait may block before the stop flag and the drains are looked at again. */
 #define WAIT_SLICE_MS		200
 /* Messages to a side that is being closed get this long to leave (a peer may stop reading). */
@@ -57,6 +64,7 @@ struct options {
 	bool hex;
 	bool verbose;
 	bool keep;
+	unsigned int max_sessions;	/* sessions at once (1 without --keep-listening) */
 };
 
 struct session;
