@@ -892,7 +892,6 @@ Test(trace, keep_listening_serves_the_next_frontend)
 		fe_close();
 		expect_eof(be, "the fake back-end");
 		close(be);
-		/* The next front-end comes once this session is over (one at a time). */
 		snprintf(want, sizeof(want), "session %d: ended (exit status 0)\n", i);
 		trace_read_until(want);
 	}
@@ -959,6 +958,9 @@ Test(trace, usage_errors_and_help)
 	const char *extra_arg[] = { "-l", "a.sock", "-c", "b.sock", "stray", NULL };
 	const char *help[] = { "--help", NULL };
 	const char *nodir[] = { "-l", "/nonexistent-dir/tr.sock", "-c", "b.sock", NULL };
+	const char *max_alone[] = { "-l", "a.sock", "-c", "b.sock", "--max-sessions", "4", NULL };
+	const char *max_zero[] = { "-l", "a.sock", "-c", "b.sock", "-k", "-m", "0", NULL };
+	const char *max_junk[] = { "-l", "a.sock", "-c", "b.sock", "-k", "-m", "4x", NULL };
 	const char *const *bad[] = { none, one, same, mode, extra_arg };
 	size_t i;
 
@@ -968,6 +970,15 @@ Test(trace, usage_errors_and_help)
 		t_expect_has_squeezed(g.err, "vhu-trace: ");
 	}
 	t_expect_has_squeezed(g.err, "\"stray\"");
+	trace_spawn(max_alone);
+	expect_exit(trace_finish(), 2);
+	t_expect_has_squeezed(g.err, "vhu-trace: --max-sessions needs --keep-listening\n");
+	trace_spawn(max_zero);
+	expect_exit(trace_finish(), 2);
+	t_expect_has_squeezed(g.err, "vhu-trace: --max-sessions must be 1..4096, not \"0\"\n");
+	trace_spawn(max_junk);
+	expect_exit(trace_finish(), 2);
+	t_expect_has_squeezed(g.err, "vhu-trace: --max-sessions must be 1..4096, not \"4x\"\n");
 
 	trace_spawn(help);
 	expect_exit(trace_finish(), 0);
@@ -978,4 +989,609 @@ Test(trace, usage_errors_and_help)
 	trace_spawn(nodir);
 	expect_exit(trace_finish(), 3);
 	t_expect_has_squeezed(g.err, "vhu-trace: cannot listen on /nonexistent-dir/tr.sock: ");
+}
+
+/* Flow control, half-close, many sessions ----------------------------------- */
+
+/*
+ * A stream of n numbered messages written by src (non-blocking) and read
+ * back at dst, each compared byte for byte with what was sent: a message
+ * lost, reordered or duplicated shows as a mismatch. Message i is a header
+ * (req, flags, body bytes) and a body whose first 4 bytes are tag (the
+ * session, or a vring index), the next 4 are i, and the rest (uint8)(i + tag).
+ * With fd >= 0 every message carries a copy of it, which dst must get once.
+ */
+struct flow {
+	int src, dst;
+	uint32_t req, flags, body, tag;
+	int fd;
+	unsigned int n, sent, got;
+	size_t out_off, in_off;
+	bool stalled;		/* src's writes blocked while dst did not read */
+	uint8_t *out, *in, *want;
+	const char *what;
+};
+
+/* How long the writer must make no progress for the pipeline to count as full. */
+#define QUIET_MS	300
+
+static void
+flow_msg(const struct flow *f, uint8_t *buf, unsigned int i)
+{
+	struct vhu_hdr h = { f->req, f->flags, f->body };
+	uint32_t seq = i;
+
+	memcpy(buf, &h, VHU_HDR_SIZE);
+	memset(buf + VHU_HDR_SIZE, (int)((i + f->tag) & 0xff), f->body);
+	memcpy(buf + VHU_HDR_SIZE, &f->tag, 4);
+	memcpy(buf + VHU_HDR_SIZE + 4, &seq, 4);
+}
+
+static void
+flow_init(struct flow *f, int src, int dst, uint32_t req, uint32_t flags, uint32_t body,
+	  uint32_t tag, unsigned int n, int fd, const char *what)
+{
+	size_t len = VHU_HDR_SIZE + body;
+
+	cr_assert_geq(body, 8);
+	memset(f, 0, sizeof(*f));
+	f->src = src;
+	f->dst = dst;
+	f->req = req;
+	f->flags = flags;
+	f->body = body;
+	f->tag = tag;
+	f->n = n;
+	f->fd = fd;
+	f->what = what;
+	f->out = malloc(len);
+	f->in = malloc(len);
+	f->want = malloc(len);
+	cr_assert(f->out != NULL && f->in != NULL && f->want != NULL);
+	flow_msg(f, f->out, 0);
+}
+
+static void
+flow_fini(struct flow *f)
+{
+	free(f->out);
+	free(f->in);
+	free(f->want);
+}
+
+/* Write what src takes without blocking; \return whether anything went. */
+static bool
+flow_write(struct flow *f)
+{
+	size_t len = VHU_HDR_SIZE + f->body;
+	bool moved = false;
+
+	while (f->sent < f->n) {
+		struct iovec iov = { .iov_base = f->out + f->out_off, .iov_len = len - f->out_off };
+		union vhu_cmsg_buf cb;
+		struct msghdr mh;
+		ssize_t k;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		/* The fd goes with the first byte of its message. */
+		cr_assert_eq(vhu_cmsg_build(&mh, &cb, &f->fd, f->fd >= 0 && f->out_off == 0 ? 1 : 0),
+			     0);
+		k = sendmsg(f->src, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0) {
+			cr_assert_eq(errno, EAGAIN, "%s: writing message %u of %u: %s (the tracer "
+				     "ended the session)", f->what, f->sent, f->n, strerror(errno));
+			break;
+		}
+		moved = true;
+		f->out_off += (size_t)k;
+		if (f->out_off == len) {
+			f->out_off = 0;
+			if (++f->sent < f->n) {
+				flow_msg(f, f->out, f->sent);
+			}
+		}
+	}
+	return moved;
+}
+
+/* Read what dst has without blocking, checking each whole message; \return whether any came. */
+static bool
+flow_read(struct flow *f)
+{
+	size_t len = VHU_HDR_SIZE + f->body;
+	bool moved = false;
+
+	while (f->got < f->n) {
+		struct iovec iov = { .iov_base = f->in + f->in_off, .iov_len = len - f->in_off };
+		union vhu_cmsg_buf cb;
+		struct vhu_fds fds;
+		struct msghdr mh;
+		ssize_t k;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		vhu_cmsg_prep_recv(&mh, &cb);
+		k = recvmsg(f->dst, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (k < 0) {
+			cr_assert_eq(errno, EAGAIN, "%s: reading message %u of %u: %s", f->what,
+				     f->got, f->n, strerror(errno));
+			break;
+		}
+		cr_assert_gt(k, 0, "%s: EOF after %u of %u messages (the tracer ended the session)",
+			     f->what, f->got, f->n);
+		vhu_fds_init(&fds);
+		cr_assert_geq(vhu_cmsg_collect(&mh, mh.msg_flags, &fds), 0);
+		if (f->fd >= 0 && f->in_off == 0) {
+			cr_assert_eq(fds.n, 1, "%s: message %u came with %u fds", f->what, f->got,
+				     fds.n);
+			cr_assert(t_same_file(fds.fd[0], f->fd), "%s: message %u: another file",
+				  f->what, f->got);
+		} else {
+			cr_assert_eq(fds.n, 0, "%s: unexpected fds on message %u", f->what, f->got);
+		}
+		vhu_fds_close(&fds);
+		moved = true;
+		f->in_off += (size_t)k;
+		if (f->in_off == len) {
+			flow_msg(f, f->want, f->got);
+			cr_assert_arr_eq(f->in, f->want, len, "%s: message %u differs (lost, "
+					 "reordered or duplicated)", f->what, f->got);
+			f->in_off = 0;
+			f->got++;
+		}
+	}
+	return moved;
+}
+
+/*
+ * Write without reading until the pipeline is full: the writer's socket
+ * refuses more and no room comes back within QUIET_MS. Fails if the
+ * session ends meanwhile, or if everything fit.
+ */
+static void
+flow_until_stalled(struct flow *f)
+{
+	for (;;) {
+		struct pollfd p = { .fd = f->src, .events = POLLOUT };
+		int r;
+
+		flow_write(f);
+		cr_assert_lt(f->sent, f->n, "%s: all %u messages fit without the reader", f->what,
+			     f->n);
+		r = poll(&p, 1, QUIET_MS);
+		cr_assert_geq(r, 0);
+		if (r == 0) {
+			f->stalled = true;
+			return;
+		}
+		cr_assert_eq(p.revents & (POLLERR | POLLHUP), 0, "%s: the tracer closed the "
+			     "connection after %u messages", f->what, f->sent);
+	}
+}
+
+/* Write and read until every message has arrived; fails on a stall of WAIT_MS. */
+static void
+flow_finish(struct flow *f)
+{
+	while (f->got < f->n) {
+		bool moved = flow_write(f);
+
+		moved |= flow_read(f);
+		if (!moved && f->got < f->n) {
+			struct pollfd p[2] = {
+				{ .fd = f->dst, .events = POLLIN },
+				{ .fd = f->src, .events = POLLOUT },
+			};
+
+			cr_assert_gt(poll(p, f->sent < f->n ? 2 : 1, WAIT_MS), 0,
+				     "%s: stuck after %u sent, %u received", f->what, f->sent,
+				     f->got);
+		}
+	}
+}
+
+/* Run f with the reader away until the writer blocks, then reading everything. */
+static void
+flow_with_slow_reader(struct flow *f)
+{
+	flow_until_stalled(f);
+	flow_finish(f);
+	cr_assert(f->stalled);
+}
+
+/* The trace goes to a file in the flood tests: nobody reads a pipe of that size meanwhile. */
+static const char *
+trace_file(void)
+{
+	return t_path("flood.trace");
+}
+
+/* The trace file's text (the caller frees it). */
+static char *
+trace_file_text(void)
+{
+	int fd = open(trace_file(), O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *text;
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	text = malloc((size_t)st.st_size + 1);
+	cr_assert_not_null(text);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	cr_assert_eq(n, st.st_size);
+	text[n] = '\0';
+	return text;
+}
+
+/*
+ * A half-close is forwarded as one: the front-end sends 20 requests and
+ * shuts down its sending side; the back-end reads the 20, then EOF, and
+ * its 20 replies still reach the front-end. Then the back-end half-closes
+ * too: the front-end reads EOF after the last reply, and with both
+ * directions over the session ends by itself (nobody closed a socket).
+ */
+Test(trace, frontend_half_close_is_forwarded_and_replies_still_arrive)
+{
+	uint8_t msg[64], got[64];
+	uint64_t v;
+	size_t len;
+	int be, fe, i;
+
+	trace_start(t_fake_listen("be.sock"), NULL);
+	fe = vhu_endpoint_fd(fe_connect());
+	be = t_fake_accept();
+	for (i = 0; i < 20; i++) {
+		v = (uint64_t)i;
+		len = msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x1, NULL, 0);
+		raw_send(fe, msg, len, NULL, 0);
+	}
+	cr_assert_eq(shutdown(fe, SHUT_WR), 0);
+	for (i = 0; i < 20; i++) {
+		raw_recv(be, got, len, NULL);
+		cr_assert_arr_eq(got, msg, len, "request %d", i);
+	}
+	expect_eof(be, "the back-end, after the front-end's half-close");
+	for (i = 0; i < 20; i++) {
+		v = 1000u + (uint64_t)i;
+		len = msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x5, &v, 8);
+		raw_send(be, msg, len, NULL, 0);
+	}
+	for (i = 0; i < 20; i++) {
+		v = 1000u + (uint64_t)i;
+		len = msg_bytes(msg, VHU_REQ_GET_QUEUE_NUM, 0x5, &v, 8);
+		raw_recv(fe, got, len, NULL);
+		cr_assert_arr_eq(got, msg, len, "reply %d of 20 through the tracer", i);
+	}
+	cr_assert_eq(shutdown(be, SHUT_WR), 0);
+	expect_eof(fe, "the front-end, after the back-end's half-close");
+	expect_exit(trace_finish(), 0);
+	close(be);
+	t_expect_has_squeezed(g.out, " ---- session 1: main: the front-end side shut down its "
+			      "sending side; forwarded\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: main: the back-end side shut down its "
+			      "sending side; forwarded\n");
+	t_expect_has_squeezed(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 "
+			      "u64=1019\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+	cr_assert_str_eq(g.err + strcspn(g.err, "\n") + 1, "", "unexpected stderr:\n%s", g.err);
+}
+
+/* Set up the back-end channel: *fe_ch is the front-end's end, *be_ch the back-end's. */
+static void
+backend_channel_setup(int be, int *fe_ch, int *be_ch)
+{
+	struct vhu_fds got;
+	uint8_t msg[64];
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_SET_BACKEND_REQ_FD, 0x1, NULL, 0), &sv[1], 1,
+		 &got);
+	close(sv[1]);
+	cr_assert_eq(got.n, 1);
+	*fe_ch = sv[0];
+	*be_ch = vhu_fds_take(&got, 0);
+}
+
+/*
+ * The same on the back-end channel: the back-end sends 20 requests and
+ * shuts down its side; the front-end reads them and EOF, and its 20 acks
+ * still reach the back-end; the front-end's half-close then ends the
+ * channel, and the main channel goes on.
+ */
+Test(trace, backend_channel_half_close_is_forwarded)
+{
+	uint8_t msg[64], got[64];
+	uint64_t v = 0;
+	size_t len;
+	int be, fe_ch, be_ch, i;
+
+	trace_start(t_fake_listen("be.sock"), NULL);
+	fe_connect();
+	be = t_fake_accept();
+	backend_channel_setup(be, &fe_ch, &be_ch);
+	len = msg_bytes(msg, VHU_BREQ_CONFIG_CHANGE_MSG, 0x9, NULL, 0);
+	for (i = 0; i < 20; i++) {
+		raw_send(be_ch, msg, len, NULL, 0);
+	}
+	cr_assert_eq(shutdown(be_ch, SHUT_WR), 0);
+	for (i = 0; i < 20; i++) {
+		raw_recv(fe_ch, got, len, NULL);
+		cr_assert_arr_eq(got, msg, len);
+	}
+	expect_eof(fe_ch, "the front-end's channel, after the back-end's half-close");
+	len = msg_bytes(msg, VHU_BREQ_CONFIG_CHANGE_MSG, 0x5, &v, 8);
+	for (i = 0; i < 20; i++) {
+		raw_send(fe_ch, msg, len, NULL, 0);
+	}
+	for (i = 0; i < 20; i++) {
+		raw_recv(be_ch, got, len, NULL);
+		cr_assert_arr_eq(got, msg, len, "ack %d of 20 through the tracer", i);
+	}
+	cr_assert_eq(shutdown(fe_ch, SHUT_WR), 0);
+	expect_eof(be_ch, "the back-end's channel");
+	trace_read_until("backend-channel: the front-end side closed: ");
+	close(fe_ch);
+	close(be_ch);
+	/* The main channel is still up. */
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0, NULL);
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	t_expect_has_squeezed(g.out, " ---- session 1: backend-channel: the back-end side shut "
+			      "down its sending side; forwarded\n");
+	t_expect_has_squeezed(g.out, " ---- session 1: ended (exit status 0)\n");
+}
+
+/*
+ * A back-end that stops reading for a while: the front-end keeps sending
+ * SET_VRING_CALL, each with an eventfd, until its writes block (the tracer
+ * held what it could, then stopped reading); nothing ends. Then the
+ * back-end reads: all 3000 arrive in order, each with the very eventfd,
+ * once. Before: the tracer's queue filled and it ended the session.
+ */
+static void
+backend_stops_reading(const char *mode)
+{
+	const char *extra[] = { "-o", trace_file(), "--recv-mode", mode, NULL };
+	struct flow f;
+	char *text;
+	int be, efd;
+
+	trace_start(t_fake_listen("be.sock"), extra);
+	fe_connect();
+	be = t_fake_accept();
+	efd = t_eventfd();
+	flow_init(&f, vhu_endpoint_fd(t_tool.fe), be, VHU_REQ_SET_VRING_CALL, 0x1, 8, 0, 3000, efd,
+		  "front-end to a back-end that stops reading");
+	flow_with_slow_reader(&f);
+	flow_fini(&f);
+	close(efd);
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	t_expect_lacks_squeezed(g.err, "cannot forward");
+	text = trace_file_text();
+	t_expect_has_squeezed(text, " ---- session 1: ended (exit status 0)\n");
+	free(text);
+}
+
+Test(trace, backend_that_stops_reading_slows_the_frontend)
+{
+	backend_stops_reading("exact");
+}
+
+Test(trace, backend_that_stops_reading_slows_the_frontend_stream_mode)
+{
+	backend_stops_reading("stream");
+}
+
+/*
+ * 5000 VRING_CALL notifications from the back-end on its channel while
+ * the front-end does not read them: the back-end's writes block, the
+ * session stays, and once the front-end reads every one arrives in order.
+ */
+Test(trace, backend_channel_flood_while_the_frontend_does_not_read)
+{
+	const char *extra[] = { "-o", trace_file(), NULL };
+	struct flow f;
+	uint8_t msg[64];
+	char *text;
+	int be, fe_ch, be_ch;
+
+	trace_start(t_fake_listen("be.sock"), extra);
+	fe_connect();
+	be = t_fake_accept();
+	backend_channel_setup(be, &fe_ch, &be_ch);
+	flow_init(&f, be_ch, fe_ch, VHU_BREQ_VRING_CALL, 0x1, 8, 0, 5000, -1,
+		  "back-end channel to a front-end that does not read");
+	flow_with_slow_reader(&f);
+	flow_fini(&f);
+	/* Both channels still work. */
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0, NULL);
+	close(fe_ch);
+	close(be_ch);
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	expect_exit(trace_finish(), 0);
+	t_expect_lacks_squeezed(g.err, "cannot forward");
+	text = trace_file_text();
+	t_expect_has_squeezed(text, " B->F backend-channel BACKEND_VRING_CALL flags=0x1 size=8 fds=0 ");
+	t_expect_has_squeezed(text, " ---- session 1: ended (exit status 0)\n");
+	free(text);
+}
+
+static int
+raw_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s", path,
+		     strerror(errno));
+	return fd;
+}
+
+/*
+ * Eight front-ends at once with --keep-listening, one back-end connection
+ * each. Front-end 0 stops reading while its back-end floods it; the other
+ * seven exchange their messages meanwhile, byte-exact both ways; then
+ * front-end 0 reads everything, in order. No session ends early, and once
+ * all have ended the tracer holds as many fds as before the first came.
+ */
+Test(trace, eight_frontends_at_once_one_a_slow_reader)
+{
+	enum { N = 8 };
+	const char *extra[] = { "--keep-listening", "-o", trace_file(), NULL };
+	int fe[N], be[N], i, base, st;
+	struct flow slow, f;
+	char want[64], *text;
+
+	trace_start(t_fake_listen("be.sock"), extra);
+	base = t_fds_of(t_tool.trace.pid, NULL);
+	for (i = 0; i < N; i++) {
+		fe[i] = raw_connect(trace_sock());
+		be[i] = t_fake_accept();
+	}
+	/* All eight are up before any has ended: served at once, not one after another. */
+	flow_init(&slow, be[0], fe[0], VHU_REQ_GET_CONFIG, 0x5, 2000, 0, 1000, -1,
+		  "session 1: back-end to a front-end that stopped reading");
+	flow_until_stalled(&slow);
+	for (i = 1; i < N; i++) {
+		flow_init(&f, fe[i], be[i], VHU_REQ_SET_CONFIG, 0x1, 1000, (uint32_t)i, 200, -1,
+			  "front-end to back-end beside a slow reader");
+		flow_finish(&f);
+		flow_fini(&f);
+		flow_init(&f, be[i], fe[i], VHU_REQ_GET_CONFIG, 0x5, 1000, (uint32_t)i, 200, -1,
+			  "back-end to front-end beside a slow reader");
+		flow_finish(&f);
+		flow_fini(&f);
+	}
+	flow_finish(&slow);
+	flow_fini(&slow);
+	flow_init(&f, fe[0], be[0], VHU_REQ_SET_CONFIG, 0x1, 1000, 0, 200, -1,
+		  "session 1: front-end to back-end after reading");
+	flow_finish(&f);
+	flow_fini(&f);
+	for (i = 0; i < N; i++) {
+		close(fe[i]);
+		expect_eof(be[i], "a fake back-end");
+		close(be[i]);
+	}
+	for (i = 1; i <= N; i++) {
+		snprintf(want, sizeof(want), " ---- session %d: ended (exit status 0)\n", i);
+		for (;;) {
+			text = trace_file_text();
+			if (strstr(text, want) != NULL) {
+				break;
+			}
+			free(text);
+			/* The trace file has no event to wait on; the tracer's stderr stays quiet. */
+			cr_assert_eq(kill(t_tool.trace.pid, 0), 0, "vhu-trace is gone");
+			{
+				struct pollfd p = { .fd = t_tool.trace.err, .events = POLLIN };
+
+				cr_assert_eq(poll(&p, 1, 10), 0, "vhu-trace wrote on stderr");
+			}
+		}
+		free(text);
+	}
+	cr_assert_eq(t_fds_of(t_tool.trace.pid, NULL), base, "the tracer's fds: %d before, %d after",
+		     base, t_fds_of(t_tool.trace.pid, NULL));
+	cr_assert_eq(kill(t_tool.trace.pid, SIGTERM), 0);
+	st = trace_finish();
+	expect_exit(st, 0);
+	t_expect_lacks_squeezed(g.err, "cannot forward");
+	text = trace_file_text();
+	t_expect_lacks_squeezed(text, "closing both sides");
+	t_expect_has_squeezed(text, " ---- session 8: front-end connected; connecting to ");
+	free(text);
+}
+
+/*
+ * A front-end passes its own main-channel socket as the back-end channel:
+ * interposing it would have the tracer hold the far end of its own
+ * connection, so the session would outlive the front-end. The tracer
+ * refuses it (VHU_EFDKIND): nothing reaches the back-end, both sides are
+ * closed, the session ends with status 5, its fds are all given back, and
+ * the next front-end is served.
+ */
+Test(trace, own_socket_as_backend_channel_is_refused)
+{
+	const char *extra[] = { "--keep-listening", NULL };
+	uint8_t msg[64];
+	int be, base, fd, st;
+
+	trace_start(t_fake_listen("be.sock"), extra);
+	base = t_fds_of(t_tool.trace.pid, NULL);
+	fd = vhu_endpoint_fd(fe_connect());
+	be = t_fake_accept();
+	raw_send(fd, msg, msg_bytes(msg, VHU_REQ_SET_BACKEND_REQ_FD, 0x1, NULL, 0), &fd, 1);
+	expect_eof(be, "the fake back-end");
+	close(be);
+	fe_close();
+	trace_read_until(" ---- session 1: ended (exit status 5)\n");
+	t_proc_read_until(t_tool.trace.err, g.err, sizeof(g.err), &g.err_len, "VHU_EFDKIND",
+			  "vhu-trace");
+	cr_assert_eq(t_fds_of(t_tool.trace.pid, NULL), base, "the tracer's fds: %d before, %d after",
+		     base, t_fds_of(t_tool.trace.pid, NULL));
+	/* The tracer goes on serving. */
+	fe_connect();
+	be = t_fake_accept();
+	fe_to_be(be, msg, msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0), NULL, 0, NULL);
+	fe_close();
+	expect_eof(be, "the fake back-end");
+	close(be);
+	trace_read_until(" ---- session 2: ended (exit status 0)\n");
+	cr_assert_eq(kill(t_tool.trace.pid, SIGTERM), 0);
+	st = trace_finish();
+	expect_exit(st, 0);
+	t_expect_has_squeezed(g.out, " F->B main SET_BACKEND_REQ_FD flags=0x1 size=0 fds=1 "
+			      "[refused: not forwarded] INVALID VHU_EFDKIND: ");
+	t_expect_has_squeezed(g.err, "vhu-trace: session 1: SET_BACKEND_REQ_FD from the front-end: "
+			      "the back-end channel fd leads back to vhu-trace's own connection "
+			      "(VHU_EFDKIND); closing both sides\n");
+}
+
+/* --max-sessions: a front-end over the limit is closed at once; the others go on. */
+Test(trace, max_sessions_closes_the_extra_frontend)
+{
+	const char *extra[] = { "--keep-listening", "--max-sessions", "2", NULL };
+	uint8_t msg[64], got[64];
+	int fe[3], be[2], i, st;
+	size_t len;
+
+	trace_start(t_fake_listen("be.sock"), extra);
+	for (i = 0; i < 2; i++) {
+		fe[i] = raw_connect(trace_sock());
+		be[i] = t_fake_accept();
+	}
+	fe[2] = raw_connect(trace_sock());
+	expect_eof(fe[2], "the third front-end");
+	close(fe[2]);
+	len = msg_bytes(msg, VHU_REQ_GET_FEATURES, 0x1, NULL, 0);
+	for (i = 0; i < 2; i++) {
+		raw_send(fe[i], msg, len, NULL, 0);
+		raw_recv(be[i], got, len, NULL);
+		cr_assert_arr_eq(got, msg, len);
+		close(fe[i]);
+		expect_eof(be[i], "a fake back-end");
+		close(be[i]);
+	}
+	trace_read_until(" ---- session 2: ended (exit status 0)\n");
+	cr_assert_eq(kill(t_tool.trace.pid, SIGTERM), 0);
+	st = trace_finish();
+	expect_exit(st, 0);
+	t_expect_lacks_squeezed(g.out, "session 3");
 }
