@@ -622,6 +622,8 @@ Test(trace, json_lines_parse)
 	close(be);
 	expect_exit(trace_finish(), 0);
 
+	t_expect_has_squeezed(g.out, ",\"session\":1,\"dir\":\"F->B\",\"channel\":\"main\","
+			      "\"request\":\"GET_FEATURES\",");
 	/* session_start, 3 messages, 2 closes, session_end. */
 	cr_assert_eq(expect_json_lines(g.out), 7, "unexpected line count:\n%s", g.out);
 	t_expect_has_squeezed(g.out, ",\"event\":\"session_start\",\"session\":1,\"text\":\"front-end "
@@ -1516,6 +1518,9 @@ Test(trace, eight_frontends_at_once_one_a_slow_reader)
 	text = trace_file_text();
 	t_expect_lacks_squeezed(text, "closing both sides");
 	t_expect_has_squeezed(text, " ---- session 8: front-end connected; connecting to ");
+	/* With --keep-listening message lines name their session too. */
+	t_expect_has_squeezed(text, " #8 F->B main SET_CONFIG flags=0x1 size=1000 fds=0 ");
+	t_expect_has_squeezed(text, " #1 B->F main GET_CONFIG flags=0x5(REPLY) size=2000 fds=0 ");
 	free(text);
 }
 

@@ -143,8 +143,8 @@ trace_message(const struct end *e, const struct vhu_msg *m, int bad, const char 
 
 	put_time();
 	if (app.opt.json) {
-		fprintf(f, ",\"dir\":\"%s\",\"channel\":\"%s\",\"request\":", dir,
-			chan_name(e->chan));
+		fprintf(f, ",\"session\":%u,\"dir\":\"%s\",\"channel\":\"%s\",\"request\":",
+			e->s->id, dir, chan_name(e->chan));
 		tool_json_str(app.out, name);
 		fprintf(f, ",\"code\":%" PRIu32 ",\"flags\":\"0x%" PRIx32 "\",\"reply\":%s"
 			",\"need_reply\":%s,\"size\":%" PRIu32 ",\"fds\":%u", h->request, h->flags,
@@ -176,6 +176,10 @@ trace_message(const struct end *e, const struct vhu_msg *m, int bad, const char 
 		fputs("}\n", f);
 		fflush(f);
 		return;
+	}
+	if (app.opt.keep) {
+		/* Sessions run at once and their lines interleave: each names its own. */
+		fprintf(f, " #%u", e->s->id);
 	}
 	fprintf(f, " %s %-15s %-22s flags=0x%" PRIx32, dir, chan_name(e->chan), name, h->flags);
 	if (reply || need) {
