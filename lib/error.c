@@ -74,6 +74,50 @@ static const struct code_text vhu_codes[VHU_ERROR_END - VHU_ERROR_BASE] = {
 		"VHU_EFDKIND",
 		"IncorrectFds: a file descriptor is not the kind of file its request needs",
 	},
+	[VHU_EGUESTADDR - VHU_ERROR_BASE] = {
+		"VHU_EGUESTADDR",
+		"GuestMemory: guest address outside every memory region (or straddling two)",
+	},
+	[VHU_EMEMREGION - VHU_ERROR_BASE] = {
+		"VHU_EMEMREGION",
+		"GuestMemory: memory region overlaps another, exceeds its file, or is unknown",
+	},
+	[VHU_EMEMSLOTS - VHU_ERROR_BASE] = {
+		"VHU_EMEMSLOTS",
+		"GuestMemory: every memory slot is in use",
+	},
+	[VHU_EVQSIZE - VHU_ERROR_BASE] = {
+		"VHU_EVQSIZE",
+		"VirtqueueBroken: queue size is not a power of two in 1..32768",
+	},
+	[VHU_EVQRING - VHU_ERROR_BASE] = {
+		"VHU_EVQRING",
+		"VirtqueueBroken: a ring is not inside one memory region, or is misaligned",
+	},
+	[VHU_EVQIDX - VHU_ERROR_BASE] = {
+		"VHU_EVQIDX",
+		"VirtqueueBroken: avail index moved by more than the queue size",
+	},
+	[VHU_EVQDESC - VHU_ERROR_BASE] = {
+		"VHU_EVQDESC",
+		"VirtqueueBroken: descriptor index outside its table",
+	},
+	[VHU_EVQLOOP - VHU_ERROR_BASE] = {
+		"VHU_EVQLOOP",
+		"VirtqueueBroken: descriptor chain loops or is longer than its table",
+	},
+	[VHU_EVQINDIRECT - VHU_ERROR_BASE] = {
+		"VHU_EVQINDIRECT",
+		"VirtqueueBroken: bad indirect descriptor (nested, empty, misaligned or not negotiated)",
+	},
+	[VHU_EVQORDER - VHU_ERROR_BASE] = {
+		"VHU_EVQORDER",
+		"VirtqueueBroken: device-readable descriptor after a device-writable one",
+	},
+	[VHU_EVQSEGS - VHU_ERROR_BASE] = {
+		"VHU_EVQSEGS",
+		"VirtqueueBroken: descriptor chain has more buffers than the iovec array holds",
+	},
 };
 
 /* The errnos a socket layer actually meets; the rest print as "E?". */
@@ -194,6 +238,25 @@ vhu_err_is_invalid_message(int err)
 	case VHU_EBODYSIZE:
 	case VHU_EBODY:
 	case VHU_EREPLY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool
+vhu_err_is_guest_fault(int err)
+{
+	switch (magnitude(err)) {
+	case VHU_EGUESTADDR:
+	case VHU_EVQSIZE:
+	case VHU_EVQRING:
+	case VHU_EVQIDX:
+	case VHU_EVQDESC:
+	case VHU_EVQLOOP:
+	case VHU_EVQINDIRECT:
+	case VHU_EVQORDER:
+	case VHU_EVQSEGS:
 		return true;
 	default:
 		return false;

@@ -15,23 +15,35 @@ struct expect {
 	const char *protocol;	/* the string must start with "<protocol>: " */
 	bool invalid;
 	bool fds;
+	bool guest;
 };
 
 static const struct expect codes[] = {
-	{ VHU_EDISCONNECT, "VHU_EDISCONNECT", "Disconnect", false, false },
-	{ VHU_EPARTIAL, "VHU_EPARTIAL", "PartialMessage", false, false },
-	{ VHU_EINVALID, "VHU_EINVALID", "InvalidMessage", true, false },
-	{ VHU_EFDS, "VHU_EFDS", "IncorrectFds", false, true },
-	{ VHU_EOVERSIZED, "VHU_EOVERSIZED", "OversizedMsg", false, false },
-	{ VHU_EVERSION, "VHU_EVERSION", "InvalidMessage", true, false },
-	{ VHU_EFLAGS, "VHU_EFLAGS", "InvalidMessage", true, false },
-	{ VHU_EREQUEST, "VHU_EREQUEST", "InvalidMessage", true, false },
-	{ VHU_EBODYSIZE, "VHU_EBODYSIZE", "InvalidMessage", true, false },
-	{ VHU_EBODY, "VHU_EBODY", "InvalidMessage", true, false },
-	{ VHU_ECTRUNC, "VHU_ECTRUNC", "IncorrectFds", false, true },
-	{ VHU_EQFULL, "VHU_EQFULL", "Backpressure", false, false },
-	{ VHU_EREPLY, "VHU_EREPLY", "InvalidMessage", true, false },
-	{ VHU_EFDKIND, "VHU_EFDKIND", "IncorrectFds", false, true },
+	{ VHU_EDISCONNECT, "VHU_EDISCONNECT", "Disconnect", false, false, false },
+	{ VHU_EPARTIAL, "VHU_EPARTIAL", "PartialMessage", false, false, false },
+	{ VHU_EINVALID, "VHU_EINVALID", "InvalidMessage", true, false, false },
+	{ VHU_EFDS, "VHU_EFDS", "IncorrectFds", false, true, false },
+	{ VHU_EOVERSIZED, "VHU_EOVERSIZED", "OversizedMsg", false, false, false },
+	{ VHU_EVERSION, "VHU_EVERSION", "InvalidMessage", true, false, false },
+	{ VHU_EFLAGS, "VHU_EFLAGS", "InvalidMessage", true, false, false },
+	{ VHU_EREQUEST, "VHU_EREQUEST", "InvalidMessage", true, false, false },
+	{ VHU_EBODYSIZE, "VHU_EBODYSIZE", "InvalidMessage", true, false, false },
+	{ VHU_EBODY, "VHU_EBODY", "InvalidMessage", true, false, false },
+	{ VHU_ECTRUNC, "VHU_ECTRUNC", "IncorrectFds", false, true, false },
+	{ VHU_EQFULL, "VHU_EQFULL", "Backpressure", false, false, false },
+	{ VHU_EREPLY, "VHU_EREPLY", "InvalidMessage", true, false, false },
+	{ VHU_EFDKIND, "VHU_EFDKIND", "IncorrectFds", false, true, false },
+	{ VHU_EGUESTADDR, "VHU_EGUESTADDR", "GuestMemory", false, false, true },
+	{ VHU_EMEMREGION, "VHU_EMEMREGION", "GuestMemory", false, false, false },
+	{ VHU_EMEMSLOTS, "VHU_EMEMSLOTS", "GuestMemory", false, false, false },
+	{ VHU_EVQSIZE, "VHU_EVQSIZE", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQRING, "VHU_EVQRING", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQIDX, "VHU_EVQIDX", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQDESC, "VHU_EVQDESC", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQLOOP, "VHU_EVQLOOP", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQINDIRECT, "VHU_EVQINDIRECT", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQORDER, "VHU_EVQORDER", "VirtqueueBroken", false, false, true },
+	{ VHU_EVQSEGS, "VHU_EVQSEGS", "VirtqueueBroken", false, false, true },
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
@@ -151,7 +163,14 @@ Test(error, group_predicates)
 			     "%s", codes[i].name);
 		cr_assert_eq(vhu_err_is_incorrect_fds(-codes[i].code), codes[i].fds,
 			     "%s", codes[i].name);
+		cr_assert_eq(vhu_err_is_guest_fault(-codes[i].code), codes[i].guest,
+			     "%s", codes[i].name);
+		cr_assert_eq(vhu_err_is_guest_fault(codes[i].code), codes[i].guest,
+			     "%s", codes[i].name);
 	}
+	cr_assert_not(vhu_err_is_guest_fault(0));
+	cr_assert_not(vhu_err_is_guest_fault(-EFAULT));
+	cr_assert_not(vhu_err_is_guest_fault(INT_MIN));
 	cr_assert_not(vhu_err_is_invalid_message(0));
 	cr_assert_not(vhu_err_is_invalid_message(-EINVAL));
 	cr_assert_not(vhu_err_is_invalid_message(-EPROTO));

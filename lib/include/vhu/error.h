@@ -12,7 +12,9 @@
  * The first six are the connection-layer errors every vhost-user stack
  * knows (Disconnect, PartialMessage, InvalidMessage, IncorrectFds,
  * OversizedMsg, SocketRetry); the others refine InvalidMessage and
- * IncorrectFds so that a log line names the exact fault.
+ * IncorrectFds so that a log line names the exact fault. The device layer
+ * adds GuestMemory faults (memory table, address translation) and
+ * VirtqueueBroken faults (a guest's ring that cannot be trusted).
  */
 #ifndef VHU_ERROR_H
 #define VHU_ERROR_H
@@ -60,6 +62,45 @@ enum vhu_error {
 	VHU_EREPLY = 4109,
 	/** IncorrectFds: an fd is not the kind of file its request needs. */
 	VHU_EFDKIND = 4110,
+	/**
+	 * GuestMemory: a guest-supplied (address, length) lies outside every
+	 * memory region, straddles two regions, or wraps.
+	 */
+	VHU_EGUESTADDR = 4111,
+	/**
+	 * GuestMemory: a memory region is refused: it overlaps a mapped one,
+	 * its file is smaller than the region, or (REM_MEM_REG) it matches no
+	 * mapped region.
+	 */
+	VHU_EMEMREGION = 4112,
+	/** GuestMemory: every memory slot (VHU_MEM_MAX_SLOTS) is in use. */
+	VHU_EMEMSLOTS = 4113,
+	/** VirtqueueBroken: queue size is not a power of two in 1..32768. */
+	VHU_EVQSIZE = 4114,
+	/**
+	 * VirtqueueBroken: a ring (descriptor table, avail or used ring) is not
+	 * inside one memory region, or is misaligned once mapped.
+	 */
+	VHU_EVQRING = 4115,
+	/**
+	 * VirtqueueBroken: the avail index moved by more than the queue size,
+	 * or more requests are in flight than the queue holds.
+	 */
+	VHU_EVQIDX = 4116,
+	/** VirtqueueBroken: a descriptor index (head or next) is outside its table. */
+	VHU_EVQDESC = 4117,
+	/** VirtqueueBroken: a descriptor chain loops, or is longer than its table. */
+	VHU_EVQLOOP = 4118,
+	/**
+	 * VirtqueueBroken: a bad indirect descriptor: not negotiated, nested,
+	 * combined with NEXT, empty, or a length that is not a whole number of
+	 * descriptors (or above 32768 of them).
+	 */
+	VHU_EVQINDIRECT = 4119,
+	/** VirtqueueBroken: a device-readable descriptor after a device-writable one. */
+	VHU_EVQORDER = 4120,
+	/** VirtqueueBroken: a chain has more buffers than the caller's iovec array holds. */
+	VHU_EVQSEGS = 4121,
 	VHU_ERROR_END,
 };
 
@@ -83,6 +124,13 @@ bool vhu_err_is_invalid_message(int err);
 
 /** \return true if err is IncorrectFds or one of its refinements. */
 bool vhu_err_is_incorrect_fds(int err);
+
+/**
+ * \return true if err is a guest fault: GuestMemory (VHU_EGUESTADDR) met
+ *         while walking a ring, or any VirtqueueBroken code (VHU_EVQ*).
+ *         A queue that returned one is broken until it is reset.
+ */
+bool vhu_err_is_guest_fault(int err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop
