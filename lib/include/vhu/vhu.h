@@ -2,8 +2,9 @@
 /**
  * \file
  * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
- * fd passing, endpoint and listener, and the version (vhu_version()). The
- * io_uring engine is <vhu/uring.h>.
+ * fd passing, endpoint and listener, the version (vhu_version()), and the
+ * transport-free device layer (guest memory). The io_uring engine is
+ * <vhu/uring.h>.
  */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H
@@ -11,6 +12,7 @@
 #include <vhu/endpoint.h>
 #include <vhu/error.h>
 #include <vhu/fds.h>
+#include <vhu/guest_mem.h>
 #include <vhu/iov.h>
 #include <vhu/listener.h>
 #include <vhu/version.h>
