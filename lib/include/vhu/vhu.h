@@ -3,7 +3,8 @@
  * \file
  * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
  * fd passing, endpoint and listener, the version (vhu_version()), and the
- * transport-free device layer (guest memory). The io_uring engine is
+ * transport-free device layer (guest memory, split
+ * virtqueues). The io_uring engine is
  * <vhu/uring.h>.
  */
 #ifndef VHU_VHU_H
@@ -16,6 +17,8 @@
 #include <vhu/iov.h>
 #include <vhu/listener.h>
 #include <vhu/version.h>
+#include <vhu/virtq.h>
+#include <vhu/vq.h>
 #include <vhu/wire.h>
 
 #endif
