@@ -235,6 +235,7 @@ vhu_vq_start(struct vhu_vq *vq)
 		return broken(vq, -VHU_EVQIDX);
 	}
 	vq->used_idx = used_idx;
+	vq->signalled_used = used_idx;
 	vq->signalled_valid = false;
 	if (!has(vq, VHU_F_RING_EVENT_IDX)) {
 		__atomic_store_n(&vq->used->flags,
@@ -430,9 +431,23 @@ vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigne
 	return 1;
 }
 
+int
+vhu_vq_refresh(struct vhu_vq *vq)
+{
+	int rc;
+
+	if (vq->ring_epoch == NULL) {
+		return vq->error;
+	}
+	rc = rings_ok(vq);
+	return rc < 0 ? broken(vq, rc) : vq->error;
+}
+
 static void
 req_done(struct vhu_vq *vq, struct vhu_vq_req *req)
 {
+	/* Move the rings to the current table first, so the release can reap. */
+	vhu_vq_refresh(vq);
 	vhu_mem_release(vq->mem, req->epoch);
 	req->epoch = NULL;
 	if (vq->inflight > 0) {
@@ -483,8 +498,8 @@ vhu_vq_need_call(struct vhu_vq *vq)
 	}
 	vq->signalled_used = now;
 	vq->signalled_valid = true;
-	if (valid && old == now) {
-		return false;
+	if (old == now) {
+		return false;	/* nothing pushed since the last decision */
 	}
 	/* The used index store is ordered before the read of the guest's field. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -27,7 +27,8 @@
  * enabled. NUM, ADDR and BASE may change only while it is stopped.
  *
  * Memory: a started queue holds an epoch of its vhu_mem for its ring
- * pointers and re-translates the rings when the memory table changed;
+ * pointers and re-translates the rings when the memory table changed (at
+ * its next operation, or at once with vhu_vq_refresh);
  * every popped request holds the epoch current at its pop until it is
  * pushed or dropped, so no mapping it points into goes away before.
  *
@@ -141,6 +142,16 @@ uint32_t vhu_vq_get_base(struct vhu_vq *vq);
  * Requests still held must be dropped first.
  */
 void vhu_vq_reset(struct vhu_vq *vq);
+
+/**
+ * After a memory-table message: move the rings to the new table now (every
+ * queue operation does it anyway, but an idle queue would keep the old
+ * table's mappings pinned until its next one). Call it for each queue once
+ * SET_MEM_TABLE, REM_MEM_REG or a reset of the vhu_mem has been applied.
+ * \return 0; -VHU_EVQRING if a ring is no longer inside one region (the
+ *         queue is broken); or the error that broke the queue earlier.
+ */
+int vhu_vq_refresh(struct vhu_vq *vq);
 
 /** \return true if the queue is started, enabled, and not broken. */
 bool vhu_vq_ready(const struct vhu_vq *vq);
