@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 total=${1:-60}
-targets=(fuzz_wire fuzz_framer fuzz_endpoint)
+targets=(fuzz_wire fuzz_framer fuzz_endpoint fuzz_virtq)
 case "$total" in
 '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
