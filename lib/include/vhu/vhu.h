@@ -3,9 +3,8 @@
  * \file
  * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
  * fd passing, endpoint and listener, the version (vhu_version()), and the
- * transport-free device layer (guest memory, split
- * virtqueues). The io_uring engine is
- * <vhu/uring.h>.
+ * transport-free device layer (guest memory, split virtqueues). The io_uring
+ * engine is <vhu/uring.h>.
  */
 #ifndef VHU_VHU_H
 #define VHU_VHU_H
