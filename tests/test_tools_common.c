@@ -1,18 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tools/common: the JSON string writer (valid UTF-8 JSON for any bytes)
- * and the strict number parsers.
+ * and the strict number parsers; socket paths (live listener or stale
+ * file), the output check and --version.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <vhu/version.h>
+
 #include "common/json.h"
 #include "common/num.h"
+#include "common/output.h"
+#include "common/sock.h"
 #include "helpers.h"
 
 TestSuite(tools_common, .init = t_setup, .fini = t_teardown);
@@ -288,4 +298,152 @@ Test(tools_common, parse_size_suffixes)
 	cr_assert_eq(tool_parse_size("0", 1, UINT64_MAX, &v), -ERANGE);
 	cr_assert_eq(tool_parse_size("17179869184G", 1, UINT64_MAX, &v), -ERANGE);
 	cr_assert_eq(tool_parse_size("2k", 1, 1024, &v), -ERANGE);
+}
+
+/* ---- socket paths, output, version ---------------------------------- */
+
+/* A bound socket at path, listening with backlog (or only bound when backlog < 0). */
+static int
+bound_socket(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+	if (backlog >= 0) {
+		cr_assert_eq(listen(fd, backlog), 0);
+	}
+	return fd;
+}
+
+Test(tools_common, listen_check_free_and_stale)
+{
+	const char *path = t_path("s.sock");
+	char why[256] = "";
+	int fd;
+
+	cr_assert_eq(tool_listen_check(path, why, sizeof(why)), 0, "nothing there");
+	/* bound but never listening, then closed: what a dead process leaves */
+	fd = bound_socket(path, -1);
+	close(fd);
+	cr_assert_eq(tool_listen_check(path, why, sizeof(why)), 0, "stale: %s", why);
+	unlink(path);
+}
+
+Test(tools_common, listen_check_refuses_live_listener)
+{
+	const char *path = t_path("s.sock");
+	char why[256] = "";
+	int fd = bound_socket(path, 4);
+
+	cr_assert_eq(tool_listen_check(path, why, sizeof(why)), -EADDRINUSE);
+	cr_assert(strstr(why, "live listener"), "%s", why);
+	close(fd);
+	unlink(path);
+}
+
+Test(tools_common, listen_check_refuses_listener_with_full_backlog)
+{
+	const char *path = t_path("s.sock");
+	char why[256] = "";
+	int fd = bound_socket(path, 0), c[4];
+	unsigned int n = 0;
+
+	/* fill the backlog: non-blocking connects until one is refused with EAGAIN */
+	for (; n < 4; n++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		c[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(c[n], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			cr_assert_eq(errno, EAGAIN, "%s", strerror(errno));
+			close(c[n]);
+			break;
+		}
+	}
+	cr_assert_lt(n, 4, "the backlog filled up");
+	cr_assert_eq(tool_listen_check(path, why, sizeof(why)), -EADDRINUSE, "%s", why);
+	for (unsigned int i = 0; i < n; i++) {
+		close(c[i]);
+	}
+	close(fd);
+	unlink(path);
+}
+
+Test(tools_common, listen_check_never_replaces_a_file)
+{
+	const char *path = t_path("file");
+	char why[256] = "";
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(tool_listen_check(path, why, sizeof(why)), -EEXIST);
+	cr_assert(strstr(why, "not a socket"), "%s", why);
+	unlink(path);
+}
+
+Test(tools_common, connect_check_names_the_cause)
+{
+	const char *file = t_path("file"), *stale = t_path("stale.sock");
+	char why[256] = "";
+	FILE *f = fopen(file, "w");
+	int fd;
+
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(tool_connect_check(t_path("none.sock"), 1000, why, sizeof(why)), -ENOENT);
+	cr_assert(strstr(why, "no such socket"), "%s", why);
+	cr_assert_lt(tool_connect_check(file, 1000, why, sizeof(why)), 0);
+	cr_assert(strstr(why, "not a socket"), "%s", why);
+	close(bound_socket(stale, -1));
+	cr_assert_eq(tool_connect_check(stale, 1000, why, sizeof(why)), -ECONNREFUSED);
+	cr_assert(strstr(why, "stale socket"), "%s", why);
+	fd = bound_socket(t_path("live.sock"), 4);
+	cr_assert_eq(tool_connect_check(t_path("live.sock"), 1000, why, sizeof(why)), 0);
+	close(fd);
+	tool_connect_why("/x", -ETIMEDOUT, 2000, why, sizeof(why));
+	cr_assert(strstr(why, "did not accept within 2000 ms"), "%s", why);
+	unlink(file);
+	unlink(stale);
+	unlink(t_path("live.sock"));
+}
+
+Test(tools_common, output_flush_reports_a_full_device)
+{
+	FILE *f = fopen("/dev/full", "w");
+
+	cr_assert_not_null(f);
+	fputs("x\n", f);
+	cr_assert_eq(tool_output_flush(f), -ENOSPC);
+	fclose(f);
+}
+
+Test(tools_common, output_close_reports_a_closed_pipe)
+{
+	int p[2];
+	FILE *f;
+
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(pipe(p), 0);
+	close(p[0]);
+	f = fdopen(p[1], "w");
+	cr_assert_not_null(f);
+	fputs("x\n", f);
+	cr_assert_eq(tool_output_close(f, "test", "the pipe"), -EPIPE);
+}
+
+Test(tools_common, version_names_tool_and_library)
+{
+	char *buf = NULL, want[64];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	tool_print_version(f, "vhu-x");
+	fclose(f);
+	snprintf(want, sizeof(want), "vhu-x vhu %s\n", vhu_version());
+	cr_assert_str_eq(buf, want);
+	free(buf);
 }
