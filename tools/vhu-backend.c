@@ -22,7 +22,10 @@
 #include <vhu/vhu.h>
 
 #include "common/num.h"
+#include "common/exit.h"
+#include "common/output.h"
 #include "common/signals.h"
+#include "common/sock.h"
 #include "backend/device.h"
 #include "backend/log.h"
 #include "backend/session.h"
@@ -68,11 +71,16 @@ usage(FILE *out)
 		"  -n, --queues N           virtqueues offered, 1..%u (default 1)\n"
 		"  -c, --capacity SIZE      disk size in bytes, K/M/G suffixes (default 64M)\n"
 		"  -q, --quiet              log faults only\n"
-		"  -h, --help               show this help\n",
+		"  -V, --version            print the version and exit\n"
+		"  -h, --help               show this help\n"
+		"\n"
+		"Exit status: 0 stopped by SIGINT, SIGTERM or SIGHUP (the socket is removed);\n"
+		"1 failure (the ring); 2 usage, or --max-conns beyond RLIMIT_NOFILE; 3 cannot\n"
+		"listen on PATH; 7 a live back-end already listens on PATH.\n",
 		BE_MAX_QUEUES);
 }
 
-/* \return 0 to run, 1 after --help, or 2 on a usage error (message printed). */
+/* \return 0 to run, 1 after --help or --version, or 2 on a usage error (message printed). */
 static int
 parse_options(int argc, char **argv, struct options *o)
 {
@@ -85,6 +93,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "queues", required_argument, NULL, 'n' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -95,7 +104,7 @@ parse_options(int argc, char **argv, struct options *o)
 	o->recv_mode = VHU_RECV_STREAM;
 	o->dev.queues = 1;
 	o->dev.capacity_sectors = DEFAULT_CAPACITY / BE_SECTOR_SIZE;
-	while ((c = getopt_long(argc, argv, "s:r:bm:t:n:c:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:bm:t:n:c:qVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -150,6 +159,9 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'V':
+			tool_print_version(stdout, "vhu-backend");
+			return 1;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -310,13 +322,25 @@ main(int argc, char **argv)
 
 	rc = parse_options(argc, argv, &o);
 	if (rc == 1) {
-		return 0;
+		return tool_output_close(stdout, "vhu-backend", "standard output") < 0 ?
+		       TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 	}
 	if (rc != 0) {
 		return rc;
 	}
 	be_log_set_quiet(o.quiet);
 	app.dev = o.dev;
+	/* Replace a socket file a dead back-end left, never a live back-end's. */
+	{
+		char why[300];
+
+		rc = tool_listen_check(o.socket, why, sizeof(why));
+		if (rc < 0) {
+			be_log_err("cannot listen on %s", why);
+			be_log_drain(1000);
+			return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
+		}
+	}
 	rc = fit_fd_limit(&o);
 	if (rc != 0) {
 		return rc;
@@ -353,7 +377,8 @@ main(int argc, char **argv)
 	if (rc < 0) {
 		be_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
 		vhu_ring_destroy(ring);
-		return 1;
+		be_log_drain(1000);
+		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
 	be_log_info("listening on %s", o.socket);
 

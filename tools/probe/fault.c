@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "common/sock.h"
 #include "probe.h"
 
 enum status
@@ -64,8 +65,11 @@ probe_print_fault(const struct options *o, const struct fault *f, enum status st
 	const char *what;
 
 	if (st == ST_CONNECT) {
-		fprintf(stderr, "vhu-probe: cannot connect to %s: %s (%s)\n", o->socket,
-			vhu_strerror(f->err), vhu_errname(f->err));
+		char why[400];
+
+		tool_connect_why(o->socket, f->err, o->timeout_ms, why, sizeof(why));
+		fprintf(stderr, "vhu-probe: cannot connect to %s (%s)\n", why,
+			vhu_errname(f->err));
 		return;
 	}
 	if (st == ST_TIMEOUT) {

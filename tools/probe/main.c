@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/output.h"
 #include "probe.h"
 
 int
@@ -21,7 +22,7 @@ main(int argc, char **argv)
 	struct options opt;
 	struct probe p;
 	enum status st;
-	int rc;
+	int rc, out;
 
 	rc = probe_parse_options(argc, argv, &opt);
 	if (rc >= 0) {
@@ -46,9 +47,16 @@ main(int argc, char **argv)
 	} else if (st != ST_CONNECT) {
 		probe_text_report(&opt, &p.rep);
 	}
-	fflush(stdout);
+	/* A report that did not arrive (a full disk, a closed pipe) is a failure too. */
+	out = tool_output_flush(stdout);
 	if (st != ST_OK) {
 		probe_print_fault(&opt, &p.fault, st);
+	}
+	if (out < 0) {
+		fprintf(stderr, "vhu-probe: writing the report: %s\n", strerror(-out));
+		if (st == ST_OK) {
+			st = ST_FAIL;
+		}
 	}
 	return st;
 }

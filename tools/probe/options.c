@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/num.h"
+#include "common/output.h"
 #include "probe.h"
 
 void
@@ -28,13 +29,15 @@ probe_usage(FILE *out)
 		"  -d, --device TYPE      decode the config space as TYPE (blk); if GET_CONFIG\n"
 		"                         is refused, retry once with the size TYPE has (blk: %u)\n"
 		"  -j, --json             print the report as one JSON object\n"
+		"  -V, --version          print the version and exit\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"Exit status:\n"
 		"  0  success\n"
-		"  1  other failure (out of memory, ...)\n"
+		"  1  other failure (out of memory, standard output could not be written, ...)\n"
 		"  2  usage error\n"
-		"  3  cannot connect to SOCKET (within --timeout)\n"
+		"  3  cannot connect to SOCKET: no such file, not a socket, not permitted,\n"
+		"     refused (nothing listens), or not accepted within --timeout\n"
 		"  4  the back-end closed the connection\n"
 		"  5  protocol error (the offending message is printed, decoded)\n"
 		"  6  timeout: a request was not answered within --timeout\n"
@@ -55,6 +58,7 @@ probe_parse_options(int argc, char **argv, struct options *o)
 		{ "config-size", required_argument, NULL, 'c' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -66,7 +70,7 @@ probe_parse_options(int argc, char **argv, struct options *o)
 	o->device = DEV_NONE;
 	o->json = false;
 	o->socket = NULL;
-	while ((c = getopt_long(argc, argv, "t:c:d:jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:c:d:jVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			if (tool_parse_uint(optarg, 1, MAX_TIMEOUT_MS, &v) < 0) {
@@ -96,9 +100,14 @@ probe_parse_options(int argc, char **argv, struct options *o)
 		case 'j':
 			o->json = true;
 			break;
+		case 'V':
+			tool_print_version(stdout, "vhu-probe");
+			return tool_output_close(stdout, "vhu-probe", "standard output") < 0 ?
+			       ST_FAIL : ST_OK;
 		case 'h':
 			probe_usage(stdout);
-			return ST_OK;
+			return tool_output_close(stdout, "vhu-probe", "standard output") < 0 ?
+			       ST_FAIL : ST_OK;
 		default:
 			probe_usage(stderr);
 			return ST_USAGE;

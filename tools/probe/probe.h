@@ -16,6 +16,8 @@
 
 #include <vhu/vhu.h>
 
+#include "common/exit.h"
+
 #define BIT(n)			(1ull << (n))
 
 #define DEFAULT_TIMEOUT_MS	2000
@@ -27,15 +29,15 @@
 /* GET_FEATURES .. GET_STATUS with one GET_CONFIG retry: 8; some slack. */
 #define MAX_SAMPLES		12
 
-/* Exit status; documented in usage() and vhu-probe.1. */
+/* Exit status: the tools' shared codes (common/exit.h); documented in usage() and vhu-probe.1. */
 enum status {
-	ST_OK = 0,
-	ST_FAIL = 1,
-	ST_USAGE = 2,
-	ST_CONNECT = 3,
-	ST_CLOSED = 4,
-	ST_PROTOCOL = 5,
-	ST_TIMEOUT = 6,
+	ST_OK = TOOL_EXIT_OK,
+	ST_FAIL = TOOL_EXIT_FAILURE,
+	ST_USAGE = TOOL_EXIT_USAGE,
+	ST_CONNECT = TOOL_EXIT_CONNECT,
+	ST_CLOSED = TOOL_EXIT_CLOSED,
+	ST_PROTOCOL = TOOL_EXIT_PROTOCOL,
+	ST_TIMEOUT = TOOL_EXIT_TIMEOUT,
 };
 
 enum device {

@@ -77,6 +77,8 @@ probe_json_report(const struct options *o, const struct report *rep, const struc
 
 	printf("{\"socket\":");
 	tool_json_str(stdout, o->socket);
+	printf(",\"vhu_version\":");
+	tool_json_str(stdout, vhu_version());
 	if (rep->have_features) {
 		json_bits("features", "feature_names", rep->features, false, o->device);
 	}
