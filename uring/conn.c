@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -211,16 +212,23 @@ vhu_conn_connect(struct vhu_ring *r, const char *path, const struct vhu_conn_opt
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, len + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/*
+	 * Non-blocking: an AF_UNIX connect completes (or fails) at once, except
+	 * that a blocking one waits for as long as the listener's backlog is
+	 * full, which would stall every connection of the ring. Non-blocking,
+	 * a full backlog is -EAGAIN at once. The socket is blocking again
+	 * before it is attached (the ring's operations wait in the kernel).
+	 */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		return -errno;
 	}
-	/* An AF_UNIX connect completes (or fails) at once: no need to go through the ring. */
-	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
 		int err = errno;
 
 		close(fd);
-		return -err;
+		return err == EINPROGRESS ? -EAGAIN : -err;
 	}
 	return vhu_conn_attach(r, fd, opts, ops, ctx, out);
 }

@@ -316,8 +316,11 @@ int vhu_conn_attach(struct vhu_ring *ring, int fd, const struct vhu_conn_opts *o
 		    const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out);
 
 /**
- * Connect to a listening path (the front-end side) and attach.
- * \return 0, or -errno from socket()/connect(), or an attach error.
+ * Connect to a listening path (the front-end side) and attach. Never
+ * blocks: a listener whose backlog is full is -EAGAIN at once (retry later,
+ * or give up), not a wait that would stall the ring.
+ * \return 0, -EAGAIN (backlog full), or -errno from socket()/connect()
+ *         (-ENOENT, -ECONNREFUSED, -EACCES...), or an attach error.
  */
 int vhu_conn_connect(struct vhu_ring *ring, const char *path, const struct vhu_conn_opts *opts,
 		     const struct vhu_conn_ops *ops, void *ctx, struct vhu_conn **out);
