@@ -624,8 +624,9 @@ Test(trace, json_lines_parse)
 
 	t_expect_has_squeezed(g.out, ",\"session\":1,\"dir\":\"F->B\",\"channel\":\"main\","
 			      "\"request\":\"GET_FEATURES\",");
-	/* session_start, 3 messages, 2 closes, session_end. */
-	cr_assert_eq(expect_json_lines(g.out), 7, "unexpected line count:\n%s", g.out);
+	/* start, session_start, 3 messages, 2 closes, session_end. */
+	cr_assert_eq(expect_json_lines(g.out), 8, "unexpected line count:\n%s", g.out);
+	t_expect_has(g.out, "{\"t\":0.000000,\"event\":\"start\",\"session\":0,\"vhu_version\":\"");
 	t_expect_has_squeezed(g.out, ",\"event\":\"session_start\",\"session\":1,\"text\":\"front-end "
 		   "connected; connecting to ");
 	t_expect_has_squeezed(g.out, ",\"dir\":\"F->B\",\"channel\":\"main\",\"request\":\"SET_MEM_TABLE\","

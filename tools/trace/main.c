@@ -36,6 +36,9 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/exit.h"
+#include "common/json.h"
+#include "common/output.h"
 #include "common/signals.h"
 #include "trace.h"
 
@@ -46,7 +49,8 @@ serve(void)
 {
 	int rc;
 
-	while (!app.done && !tool_stop_signal()) {
+	/* A trace that cannot be written (a full disk, a closed pipe) ends it. */
+	while (!app.done && !tool_stop_signal() && !ferror(app.out)) {
 		rc = vhu_ring_wait(app.ring, WAIT_SLICE_MS);
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
 			fprintf(stderr, "vhu-trace: the ring failed: %s\n", vhu_strerror(rc));
@@ -113,11 +117,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "vhu-trace: cannot listen on %s: %s (%s)\n", app.opt.listen,
 			vhu_strerror(rc), vhu_errname(rc));
 		vhu_ring_destroy(app.ring);
-		return ST_CONNECT;
+		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : ST_CONNECT;
 	}
 	fprintf(stderr, "vhu-trace: listening on %s\n", app.opt.listen);
 	fflush(stderr);
 
+	if (app.opt.json) {
+		/* The first line says which vhu wrote the trace. */
+		fprintf(app.out, "{\"t\":0.000000,\"event\":\"start\",\"session\":0,\"vhu_version\":");
+		tool_json_str(app.out, vhu_version());
+		fputs("}\n", app.out);
+		fflush(app.out);
+	}
 	app.status = ST_OK;
 	rc = serve();
 	if (app.listener != NULL) {
@@ -125,11 +136,9 @@ main(int argc, char **argv)
 		app.listener = NULL;
 	}
 	vhu_ring_destroy(app.ring);
-	if (app.out != stdout && fclose(app.out) != 0) {
-		rc = errno;
-		fprintf(stderr, "vhu-trace: cannot write %s: %s\n", app.opt.output, strerror(rc));
+	if (tool_output_close(app.out, "vhu-trace", app.opt.output ? app.opt.output
+								     : "standard output") < 0) {
 		return ST_FAIL;
 	}
-	fflush(stdout);
 	return rc < 0 ? ST_FAIL : app.status;
 }

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/exit.h"
+#include "common/output.h"
+#include "common/sock.h"
 #include "trace.h"
 
 static void
@@ -32,6 +35,7 @@ usage(FILE *out)
 		"  -x, --hex                raw bytes of each message after its line\n"
 		"  -v, --verbose            name the type of each passed fd (memfd, eventfd, ...)\n"
 		"  -o, --output FILE        write the trace to FILE instead of stdout\n"
+		"  -V, --version            print the version and exit\n"
 		"  -h, --help               show this help\n"
 		"\n"
 		"Line format:\n"
@@ -41,18 +45,41 @@ usage(FILE *out)
 		"  #SESSION is there with --keep-listening, where sessions interleave.\n"
 		"\n"
 		"Exit status:\n"
-		"  0  the session ended because a side closed (or a signal stopped vhu-trace)\n"
-		"  1  other failure (out of memory, the ring, ...)\n"
+		"  0  the session ended because a side closed (or SIGINT, SIGTERM or SIGHUP\n"
+		"     stopped vhu-trace; the --listen socket is removed)\n"
+		"  1  other failure (out of memory, the ring, the trace could not be\n"
+		"     written: a full disk, a closed pipe, ...)\n"
 		"  2  usage error\n"
-		"  3  cannot listen on --listen or connect to --connect\n"
+		"  3  cannot listen on --listen, or cannot connect to --connect (no such\n"
+		"     socket, not a socket, not permitted, refused, backlog full)\n"
 		"  5  protocol error: a message could not be framed, --strict refused one, or\n"
 		"     the back-end channel fd led back to vhu-trace's own connection\n"
+		"  7  a live listener already answers on --listen (a stale socket file is\n"
+		"     replaced)\n"
 		"\n"
 		"Examples:\n"
 		"  vhu-trace --listen /tmp/trace.sock --connect /run/vhost-user-blk.sock\n"
 		"  vhu-trace -l /tmp/trace.sock -c /tmp/vfsd.sock --json -o trace.jsonl\n"
 		"  vhu-trace -l /tmp/trace.sock -c /tmp/be.sock --strict --hex -v\n",
 		DEFAULT_MAX_SESSIONS);
+}
+
+/*
+ * The --listen path: nothing there, or a socket file a dead process left
+ * (replaced when listening), never a live listener's socket.
+ * \return -1 to go on, or the exit status (message printed).
+ */
+static int
+check_listen(const char *path)
+{
+	char why[400];
+	int rc = tool_listen_check(path, why, sizeof(why));
+
+	if (rc == 0) {
+		return -1;
+	}
+	fprintf(stderr, "vhu-trace: cannot listen on %s\n", why);
+	return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : ST_CONNECT;
 }
 
 int
@@ -69,6 +96,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "hex", no_argument, NULL, 'x' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -78,7 +106,7 @@ parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->recv_mode = VHU_RECV_EXACT;
-	while ((c = getopt_long(argc, argv, "l:c:r:skm:jxvo:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:c:r:skm:jxvo:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			o->listen = optarg;
@@ -125,9 +153,14 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'o':
 			o->output = optarg;
 			break;
+		case 'V':
+			tool_print_version(stdout, "vhu-trace");
+			return tool_output_close(stdout, "vhu-trace", "standard output") < 0 ?
+			       ST_FAIL : ST_OK;
 		case 'h':
 			usage(stdout);
-			return ST_OK;
+			return tool_output_close(stdout, "vhu-trace", "standard output") < 0 ?
+			       ST_FAIL : ST_OK;
 		default:
 			usage(stderr);
 			return ST_USAGE;
@@ -153,5 +186,5 @@ parse_options(int argc, char **argv, struct options *o)
 		fprintf(stderr, "vhu-trace: --listen and --connect must differ\n");
 		return ST_USAGE;
 	}
-	return -1;
+	return check_listen(o->listen);
 }
