@@ -223,6 +223,7 @@ static const struct option long_opts[] = {
 	{ "reps", required_argument, NULL, 'r' },
 	{ "time", required_argument, NULL, 't' },
 	{ "count", required_argument, NULL, 'n' },
+	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -361,6 +362,9 @@ opt_how(struct bench_opts *o, int c, struct seen *seen, char *err, size_t errlen
 	case 'h':
 		o->help = true;
 		break;
+	case 'V':
+		o->version = true;
+		break;
 	default:
 		return 1;
 	}
@@ -443,7 +447,7 @@ bench_opts_parse(struct bench_opts *o, int argc, char **argv, char *err, size_t 
 	err[0] = 0;
 	optind = 0;	/* glibc: start over, so the parser can run more than once */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+r:t:n:h", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+r:t:n:Vh", long_opts, NULL)) != -1) {
 		rc = opt_what(o, c, &seen, err, errlen);
 		if (rc == 1) {
 			rc = opt_how(o, c, &seen, err, errlen);

@@ -93,6 +93,7 @@ struct bench_opts {
 	bool json;
 	bool quick;
 	bool help;
+	bool version;
 };
 
 /** Defaults: every scenario and built-in transport, 5 x 200 ms, depth 256. */

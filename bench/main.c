@@ -2,20 +2,28 @@
 /*
  * vhu-bench: every selected case x transport in one run, so that the
  * ratios against the baselines compare figures taken on the same machine
- * state. Output: a table per case, or JSON lines with --json; optionally a
- * plot. With --listen it is a back-end instead, for someone else's client.
+ * state. Output: a table per case, or JSON lines with --json, each printed
+ * (and flushed) as soon as its case has run on every transport, so that a
+ * run cut short keeps what it measured; optionally a plot. With --listen
+ * it is a back-end instead, for someone else's client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/exit.h"
+#include "common/output.h"
+#include "common/sock.h"
 #include "listen.h"
 #include "plot.h"
 #include "report.h"
@@ -25,10 +33,21 @@
 #define MAX_TRANSPORTS	(BENCH_NTRANSPORTS + BENCH_MAX_TARGETS)
 
 struct progress {
-	bool on;
+	bool on;	/* stderr is a terminal: one line, rewritten in place */
 	unsigned int index;	/* 1-based, of total */
 	unsigned int total;
 };
+
+/* stderr is not a terminal (a log, CI): one line per case x transport as it starts. */
+static void
+log_progress(const struct progress *p, const char *label, const char *transport)
+{
+	if (!p->on) {
+		fprintf(stderr, "vhu-bench: [%u/%u] %s %s\n", p->index, p->total, label,
+			transport);
+		fflush(stderr);
+	}
+}
 
 static void
 show_progress(void *ctx, const char *label, const char *transport, unsigned int rep,
@@ -167,8 +186,92 @@ listen_main(const struct bench_opts *o, const struct bench_run_info *info)
 			strerror(errno));
 		return 2;
 	}
+	{
+		char why[400];
+		int rc = tool_listen_check(o->listen, why, sizeof(why));
+
+		if (rc < 0) {
+			fprintf(stderr, "vhu-bench: cannot listen on %s\n", why);
+			return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
+		}
+	}
 	bench_listen_signals();
-	return t->server->listen(t, o->listen, o->exit_after) < 0 ? 1 : 0;
+	switch (t->server->listen(t, o->listen, o->exit_after)) {
+	case 0:
+		break;
+	case -EADDRINUSE:
+		return TOOL_EXIT_ADDRINUSE;
+	default:
+		return TOOL_EXIT_FAILURE;
+	}
+	return tool_output_close(stdout, "vhu-bench", "standard output") < 0 ? TOOL_EXIT_FAILURE
+									  : TOOL_EXIT_OK;
+}
+
+/*
+ * Before anything runs: every --connect path is a socket we may connect to
+ * (a missing path, something else than a socket, no permission are errors,
+ * not cases to skip), and gnuplot is there for --plot. Without connecting:
+ * a back-end that serves one connection and exits (virtiofsd) would spend
+ * it on the check.
+ */
+static int
+preflight(const struct bench_opts *o)
+{
+	for (unsigned int i = 0; i < o->ntargets; i++) {
+		const char *path = o->targets[i].path;
+		char why[400];
+		struct stat st;
+		int err = 0;
+
+		if (stat(path, &st) != 0) {
+			err = -errno;
+		} else if (!S_ISSOCK(st.st_mode)) {
+			err = -ENOTSOCK;
+		} else if (access(path, W_OK) != 0) {
+			err = -errno;
+		}
+		if (err < 0) {
+			tool_connect_why(path, err, 0, why, sizeof(why));
+			fprintf(stderr, "vhu-bench: --connect %s: cannot connect to %s\n",
+				o->targets[i].name, why);
+			return TOOL_EXIT_CONNECT;
+		}
+	}
+	if (o->plot && !bench_plot_available()) {
+		fprintf(stderr, "vhu-bench: --plot needs gnuplot, which was not found "
+			"(apt-get install gnuplot-nox)\n");
+		return TOOL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/*
+ * Has the reader of stdout gone (a pipe whose read end closed)? Checked
+ * between cases, so that `| head` stops the run at once rather than after
+ * the next case is measured for nobody.
+ */
+static bool
+stdout_gone(void)
+{
+	struct pollfd pfd = { .fd = STDOUT_FILENO, .events = 0 };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
+/* Print one case's results (all its transports measured): a table, or JSON lines. */
+static int
+print_case(const struct bench_opts *o, const struct bench_run_info *info,
+	   struct bench_result *res, size_t n, const char *label)
+{
+	if (o->json) {
+		for (size_t i = 0; i < n; i++) {
+			bench_print_json(stdout, info, &res[i]);
+		}
+	} else {
+		bench_print_table(stdout, res, n, label);
+	}
+	return tool_output_flush(stdout);
 }
 
 int
@@ -186,22 +289,33 @@ main(int argc, char **argv)
 	unsigned int ncases, ntr;
 	char err[200];
 	size_t n = 0;
-	int status = 0;
+	int status = 0, out;
 
 	if (bench_opts_parse(&o, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vhu-bench: %s (try --help)\n", err);
-		return 2;
+		return TOOL_EXIT_USAGE;
 	}
-	if (o.help) {
-		bench_usage(stdout, "vhu-bench");
-		return 0;
+	if (o.help || o.version) {
+		if (o.help) {
+			bench_usage(stdout, "vhu-bench");
+		} else {
+			tool_print_version(stdout, "vhu-bench");
+		}
+		return tool_output_close(stdout, "vhu-bench", "standard output") < 0 ?
+		       TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 	}
+	/* a reader of our output that went away is EPIPE on the next write: exit 1, said why */
+	signal(SIGPIPE, SIG_IGN);
 	if (place(&o, &info) < 0) {
 		return 2;
 	}
 	raise_fd_limit();
 	if (o.listen) {
 		return listen_main(&o, &info);
+	}
+	status = preflight(&o);
+	if (status != 0) {
+		return status;
 	}
 	info.reps = o.reps;
 	info.duration_ms = o.count ? 0 : o.duration_ms;
@@ -217,38 +331,54 @@ main(int argc, char **argv)
 	res = calloc((size_t)ncases * ntr, sizeof(*res));
 	if (res == NULL) {
 		fprintf(stderr, "vhu-bench: out of memory\n");
-		return 2;
+		return TOOL_EXIT_FAILURE;
 	}
 	prog.on = isatty(STDERR_FILENO);
 	prog.total = ncases * ntr;
 	if (!o.json) {
 		bench_print_header(stdout, &info);
-		fflush(stdout);
 	}
-	for (unsigned int c = 0; c < ncases; c++) {
+	out = tool_output_flush(stdout);
+	for (unsigned int c = 0; out == 0 && c < ncases; c++) {
+		size_t first = n;
+
 		for (unsigned int t = 0; t < ntr; t++) {
+			if (stdout_gone()) {
+				out = -EPIPE;
+				break;
+			}
 			prog.index = (unsigned int)n + 1;
+			log_progress(&prog, cases[c].label, tt[t].name);
 			bench_run_one(&plan, &cases[c], &tt[t], &res[n]);
-			if (res[n].status == BENCH_FAILED) {
-				status = 1;
+			if (res[n].connect_failed) {
+				/* e.g. refused: nothing listens on the socket (a stale file) */
+				fprintf(stderr, "vhu-bench: --connect %s: cannot connect: %s\n",
+					tt[t].name, res[n].reason);
+				status = TOOL_EXIT_CONNECT;
+			} else if (res[n].status == BENCH_FAILED && status == 0) {
+				status = TOOL_EXIT_FAILURE;
 			}
 			n++;
 		}
+		if (prog.on) {
+			fprintf(stderr, "\r\033[K");
+		}
+		if (out < 0) {
+			break;
+		}
+		/* the baselines of a case run with it: its ratios are known now */
+		bench_compute_ratios(res + first, n - first);
+		out = print_case(&o, &info, res + first, n - first, cases[c].label);
 	}
-	if (prog.on) {
-		fprintf(stderr, "\r\033[K");
+	if (out < 0) {
+		/* a full disk, a closed pipe (| head): stop measuring for nobody */
+		fprintf(stderr, "vhu-bench: writing the results: %s\n", strerror(-out));
+		free(res);
+		return TOOL_EXIT_FAILURE;
 	}
-	bench_compute_ratios(res, n);
-	for (size_t i = 0; o.json && i < n; i++) {
-		bench_print_json(stdout, &info, &res[i]);
-	}
-	for (unsigned int c = 0; !o.json && c < ncases; c++) {
-		bench_print_table(stdout, res, n, cases[c].label);
-	}
-	fflush(stdout);
 	if (o.plot && bench_plot(o.plot, &info, res, n, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vhu-bench: --plot %s: %s\n", o.plot, err);
-		status = 1;
+		status = TOOL_EXIT_FAILURE;
 	}
 	free(res);
 	return status;

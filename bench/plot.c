@@ -4,8 +4,10 @@
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Cases and transports in the order they first appear. */
 #define PLOT_MAX	64
@@ -111,6 +113,26 @@ bench_plot_script(FILE *f, const char *path, const struct bench_run_info *info,
 	}
 	fprintf(f, "EOD\nplot for [i=2:%zu] $rates using i:xtic(1) title columnheader(i)\n",
 		nt + 1);
+}
+
+bool
+bench_plot_available(void)
+{
+	const char *path = getenv("PATH");
+	char dir[4096];
+
+	while (path && *path) {
+		size_t len = strcspn(path, ":");
+
+		/* an empty entry is the current directory */
+		snprintf(dir, sizeof(dir), "%.*s/gnuplot", (int)(len ? len : 1), len ? path : ".");
+		if (access(dir, X_OK) == 0) {
+			return true;
+		}
+		path += len;
+		path += *path == ':';
+	}
+	return false;
 }
 
 int

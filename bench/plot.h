@@ -9,6 +9,7 @@
 #ifndef VHU_BENCH_PLOT_H
 #define VHU_BENCH_PLOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -25,6 +26,9 @@ void bench_plot_script(FILE *f, const char *path, const struct bench_run_info *i
  * Run gnuplot on that script.
  * \return 0, or -1 with err set (gnuplot missing, or it failed).
  */
+/** Is gnuplot on PATH (checked before a run, so that --plot fails fast)? */
+bool bench_plot_available(void);
+
 int bench_plot(const char *path, const struct bench_run_info *info,
 	       const struct bench_result *res, size_t n, char *err, size_t errlen);
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <vhu/version.h>
+
 #include "common/json.h"
 
 const char *const bench_base_names[BENCH_NBASE] = {
@@ -462,6 +464,8 @@ bench_print_json(FILE *f, const struct bench_run_info *info, const struct bench_
 		r->depth, info->reps, info->duration_ms, (unsigned long long)info->count,
 		info->warmup_ms, info->cpu_client, info->cpu_server, info->ncpus);
 	tool_json_str(f, info->kernel);
+	fputs(",\"vhu_version\":", f);
+	tool_json_str(f, vhu_version());
 	fprintf(f, ",\"msgs\":%llu", (unsigned long long)r->msgs);
 	json_num(f, "rate_median", r->rate.median);
 	json_num(f, "rate_min", r->rate.min);

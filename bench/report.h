@@ -66,6 +66,8 @@ struct bench_result {
 	enum bench_status status;
 	/** Why it did not run or broke (when status != BENCH_OK). */
 	char reason[320];
+	/** FAILED because an outside back-end could not be connected to at all (exit 3). */
+	bool connect_failed;
 	unsigned int depth;	/**< requests in flight (oneway: 0, none is answered) */
 	unsigned int conns;	/**< connections */
 	unsigned int msg_bytes;	/**< bytes of one request on the wire */

@@ -21,12 +21,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/sock.h"
+
 /* Round trips sampled per repetition at most (8 MiB of samples). */
 #define SAMPLES_CAP	(1u << 20)
 /* How long the parent waits for the server to get ready. */
 #define READY_TIMEOUT_MS	30000
 /* An outside back-end that does not answer in this long has stalled (SO_RCVTIMEO). */
 #define TARGET_TIMEOUT_S	5
+/*
+ * A connect to an outside back-end that is not accepted in this long: its
+ * backlog is full (one that serves a front-end at a time, busy with ours).
+ */
+#define TARGET_CONNECT_MS	2000
 /* A built-in server that does not answer or read in this long has lost something. */
 #define CLIENT_TIMEOUT_S	10
 
@@ -439,27 +446,46 @@ foreign_refusal(const struct bench_traffic *tr)
 	return NULL;
 }
 
-/* Connect every client socket to an outside back-end; its pid into *peer. */
+/*
+ * Connect every client socket to an outside back-end; its pid into *peer.
+ * Each connect has a deadline: a back-end that serves fewer connections at
+ * once leaves the later ones in (or out of) its backlog, which is the
+ * case being unavailable, not a hang.
+ */
 static int
 connect_target(const struct bench_transport *t, unsigned int n, int *cfd, pid_t *peer,
 	       struct bench_result *res)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = TARGET_TIMEOUT_S };
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", t->path);
 	for (unsigned int i = 0; i < n; i++) {
+		struct vhu_endpoint *ep;
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
+		int rc = vhu_endpoint_connect_timeout(t->path, NULL, TARGET_CONNECT_MS, &ep);
 
-		cfd[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (cfd[i] < 0 || connect(cfd[i], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			set_status(res, i ? BENCH_FAILED : BENCH_UNAVAILABLE,
-				   "connecting to %s (connection %u): %s", t->path, i + 1,
-				   strerror(errno));
+		if (rc == 0) {
+			cfd[i] = fcntl(vhu_endpoint_fd(ep), F_DUPFD_CLOEXEC, 0);
+			rc = cfd[i] < 0 ? -errno : 0;
+			vhu_endpoint_destroy(ep);
+		}
+		if (rc == -ETIMEDOUT && i > 0) {
+			set_status(res, BENCH_UNAVAILABLE, "the back-end serves fewer connections at "
+				   "once: connection %u of %u was not accepted within %d ms", i + 1,
+				   n, TARGET_CONNECT_MS);
+			return -1;
+		}
+		if (rc < 0) {
+			char why[300];
+
+			tool_connect_why(t->path, rc, TARGET_CONNECT_MS, why, sizeof(why));
+			set_status(res, rc == -ETIMEDOUT ? BENCH_UNAVAILABLE : BENCH_FAILED,
+				   "connection %u: %s", i + 1, why);
+			res->connect_failed = rc != -ETIMEDOUT;
 			return -1;
 		}
 		setsockopt(cfd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(cfd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		if (i == 0 && getsockopt(cfd[i], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
 			*peer = cred.pid;
 		}

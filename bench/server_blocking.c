@@ -6,6 +6,8 @@
  * model has no other way to serve them at once), all on the server's CPU.
  */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +216,26 @@ done(struct blk_listen *l)
 	return d;
 }
 
+/*
+ * A thread for a connection, with SIGINT, SIGTERM and SIGHUP blocked in it,
+ * so that they reach the accepting thread and cut its poll short.
+ */
+static int
+spawn(struct worker *w, pthread_attr_t *attr)
+{
+	sigset_t stops, old;
+	int rc;
+
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stops, &old);
+	rc = pthread_create(&w->th, attr, listen_thread, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 static int
 blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_after)
 {
@@ -235,10 +257,25 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_
 	bench_listen_ready(path, "blocking");
 	ret = 0;
 	while (!bench_listen_stopping()) {
+		struct pollfd pfd = { .fd = l->lfd, .events = POLLIN };
 		struct worker *w;
-		int fd = vhu_listener_accept_fd(lis);
+		int fd;
 
-		if (fd == -EINTR || fd == -ECONNABORTED) {
+		/*
+		 * Wait in poll, not in accept: the library's accept retries EINTR
+		 * itself, so a stop signal would never be seen there. poll returns
+		 * EINTR (no SA_RESTART), and the loop looks at the stop flag.
+		 */
+		if (poll(&pfd, 1, -1) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			ret = -errno;
+			fprintf(stderr, "vhu-bench: poll: %s\n", strerror(errno));
+			break;
+		}
+		fd = vhu_listener_accept_fd(lis);
+		if (fd == -EINTR || fd == -ECONNABORTED || fd == -VHU_ERETRY) {
 			continue;
 		}
 		if (fd < 0) {
@@ -262,7 +299,7 @@ blk_listen(const struct bench_transport *t, const char *path, unsigned int exit_
 		}
 		w->owner = l;
 		w->id = ++l->accepted;
-		if (pthread_create(&w->th, &attr, listen_thread, w) != 0) {
+		if (spawn(w, &attr) != 0) {
 			fprintf(stderr, "vhu-bench: connection %u: no thread for it\n", w->id);
 			vhu_endpoint_destroy(w->ep);
 			free(w);

@@ -457,7 +457,7 @@ jget(const struct jfield *f, int n, const char *key)
 
 static const char *const json_keys[] = {
 	"scenario", "case", "param", "conns", "msg_bytes", "transport", "status", "reason", "depth", "reps", "duration_ms", "count",
-	"warmup_ms", "cpu_client", "cpu_server", "ncpus", "kernel", "msgs",
+	"warmup_ms", "cpu_client", "cpu_server", "ncpus", "kernel", "vhu_version", "msgs",
 	"rate_median", "rate_min", "rate_max", "rate_vs_blocking", "rate_vs_raw",
 	"lat_p50_ns", "lat_p50_vs_blocking", "lat_p50_vs_raw",
 	"lat_p90_ns", "lat_p90_vs_blocking", "lat_p90_vs_raw",

@@ -291,18 +291,18 @@ Test(bench_run, connect_to_virtiofsd)
 	line_of(&r, "rt", "uring-exact");
 }
 
-Test(bench_run, an_absent_target_is_unavailable)
+/* A --connect path that does not exist is an error before anything runs (exit 3). */
+Test(bench_run, an_absent_target_is_an_error)
 {
 	static struct run r;
 	const char *args[] = { "--json", "-n", "10", "-r", "1", "--warmup", "0", "--no-baselines",
 			       "--scenario", "rt", "--connect", "/nonexistent/vhost.sock", NULL };
-	const char *l;
 
 	run_bench(&r, args);
-	cr_assert_eq(r.status, 0, "unavailable is not a failure: %s", r.err);
-	l = line_of(&r, "rt", "connect:1");
-	cr_assert_str_eq(jstr(l, "status"), "unavailable");
-	cr_assert(strstr(jstr(l, "reason"), "connecting to /nonexistent/vhost.sock"), "%s", l);
+	cr_assert_eq(r.status, 3, "cannot connect: exit 3, not %d: %s", r.status, r.err);
+	cr_assert_eq(r.out[0], 0, "nothing measured: %s", r.out);
+	cr_assert(strstr(r.err, "vhu-bench: --connect connect:1: cannot connect to "
+		  "/nonexistent/vhost.sock: no such socket"), "%s", r.err);
 }
 
 /*
