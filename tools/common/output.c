@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <vhu/version.h>
@@ -12,24 +13,36 @@ tool_print_version(FILE *f, const char *name)
 	fprintf(f, "%s vhu %s\n", name, vhu_version());
 }
 
-int
-tool_output_flush(FILE *f)
+/* tool_output_flush; *known is false when only the error flag says a write failed. */
+static int
+flush_known(FILE *f, bool *known)
 {
+	*known = true;
 	errno = 0;
 	if (fflush(f) != 0) {
 		return errno ? -errno : -EIO;
 	}
 	if (ferror(f)) {
 		/* an earlier write failed; stdio does not keep its errno */
+		*known = false;
 		return -EIO;
 	}
 	return 0;
 }
 
 int
+tool_output_flush(FILE *f)
+{
+	bool known;
+
+	return flush_known(f, &known);
+}
+
+int
 tool_output_close(FILE *f, const char *name, const char *what)
 {
-	int rc = tool_output_flush(f);
+	bool known;
+	int rc = flush_known(f, &known);
 
 	if (f != stdout && f != stderr) {
 		errno = 0;
@@ -37,8 +50,11 @@ tool_output_close(FILE *f, const char *name, const char *what)
 			rc = errno ? -errno : -EIO;
 		}
 	}
-	if (rc < 0) {
+	if (rc < 0 && known) {
 		fprintf(stderr, "%s: writing %s: %s\n", name, what, strerror(-rc));
+	} else if (rc < 0) {
+		fprintf(stderr, "%s: writing %s failed (a full device? a reader that went "
+			"away?)\n", name, what);
 	}
 	return rc;
 }
