@@ -82,10 +82,10 @@ struct vhu_ring_opts {
 	/**
 	 * Receive buffers of stream-mode connections, shared by all of the
 	 * ring's: how many (a power of two, 8..32768; 0 means 64) and the
-	 * bytes of each (a multiple of 8, 4352..16 MiB; 0 means 64 KiB + 256,
-	 * of which 164 hold the completion header and control area). One
-	 * multishot completion fills at most one buffer, so larger buffers
-	 * mean fewer completions and fewer messages reassembled across two;
+	 * bytes of each (a multiple of 8, 4352..16 MiB; 0 means 64 KiB + 256;
+	 * a read fills all but the first 4 bytes). One read fills at most one
+	 * buffer, so larger buffers mean fewer reads and fewer messages
+	 * reassembled across two;
 	 * more buffers let more connections receive in one pass before the
 	 * kernel reports -ENOBUFS (recovered: the data waits in the socket).
 	 * Memory: count x size, mapped when the first stream connection
@@ -103,7 +103,7 @@ struct vhu_ring_stats {
 	uint64_t msgs_in;	/**< messages delivered to on_message */
 	uint64_t msgs_out;	/**< messages fully sent */
 	uint64_t short_sends;	/**< sends resubmitted after a short transfer */
-	uint64_t rearms;	/**< multishot receives re-armed */
+	uint64_t rearms;	/**< stream-mode reads armed */
 	uint64_t enobufs;	/**< provided-buffer exhaustions recovered */
 	uint64_t accept_errors;	/**< listener accepts that failed (-EMFILE, ...) */
 	uint64_t accept_backoffs; /**< listener pauses for lack of fds or memory */
