@@ -86,6 +86,8 @@ enum slot_kind {
 	SLOT_ACCEPT_CANCEL,
 	SLOT_ACCEPT_TIMER,
 	SLOT_TIMER_CANCEL,
+	SLOT_APP,		/* a struct vhu_op (op.c) */
+	SLOT_APP_CANCEL,	/* the ring's shared cancel of application ops */
 };
 
 struct slot {
@@ -94,6 +96,11 @@ struct slot {
 };
 
 _Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs");
+/* An application op's priv is a slot followed by a list node. */
+_Static_assert(offsetof(struct vhu_op, priv.kind) + sizeof(struct slot) ==
+	       offsetof(struct vhu_op, priv.link), "vhu_op.priv starts with a slot");
+_Static_assert(sizeof(((struct vhu_op *)0)->priv.link) == sizeof(struct vlist),
+	       "vhu_op.priv.link holds a list node");
 
 /* The user_data of a slot's SQEs, and back. */
 static inline uint64_t
@@ -351,6 +358,10 @@ struct vhu_ring {
 	unsigned int max_conns;
 	unsigned int nconns;
 	unsigned int ops;		/* vhu operations in flight */
+	unsigned int app_ops;		/* of which application ops (struct vhu_op) */
+	unsigned int max_ops;		/* vhu_ring_opts.max_ops */
+	struct vlist app;		/* the application ops in flight */
+	struct slot app_cancel;		/* shared by every vhu_op_cancel (counted in ops) */
 	unsigned int setup_flags;
 	void (*foreign_cqe)(struct io_uring_cqe *cqe, void *ctx);
 	void *foreign_ctx;
@@ -380,6 +391,10 @@ int vhu__ring_bufs_setup(struct vhu_ring *r);
 uint8_t *vhu__ring_buf(struct vhu_ring *r, unsigned int bid);
 void vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid);
 uint64_t vhu__now_ns(void);
+
+/* op.c */
+void vhu__op_complete(struct vhu_ring *r, struct slot *s, struct io_uring_cqe *cqe);
+void vhu__op_cancel_all(struct vhu_ring *r);
 
 /* conn.c */
 void vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe);

@@ -78,9 +78,11 @@ setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 	unsigned int sq = o->sq_entries ? o->sq_entries : DEFAULT_SQ;
 	/*
 	 * Per connection at most one receive (whose multishot CQEs are bounded
-	 * by the provided buffers), one send and one cancel are in flight.
+	 * by the provided buffers), one send and one cancel are in flight; per
+	 * application op one operation and, at worst, one cancel.
 	 */
-	unsigned int cq = pow2_at_least(4ull * r->max_conns + r->nbufs + CQ_SLACK);
+	unsigned int cq = pow2_at_least(4ull * r->max_conns + r->nbufs + CQ_SLACK +
+					2ull * r->max_ops);
 	int ret = -EINVAL;
 	size_t i;
 
@@ -202,6 +204,8 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	vlist_init(&r->rearm);
 	vlist_init(&r->flush);
 	vlist_init(&r->deadlines);
+	vlist_init(&r->app);
+	r->max_ops = o.max_ops;
 	if (o.borrow) {
 		r->uring = o.borrow;
 		r->borrowed = true;
@@ -420,6 +424,10 @@ dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 	case SLOT_ACCEPT_TIMER:
 		vhu__ulistener_timer_complete(vhu_container_of(s, struct vhu_ulistener, timer),
 					      cqe);
+		break;
+	case SLOT_APP:
+	case SLOT_APP_CANCEL:
+		vhu__op_complete(r, s, cqe);
 		break;
 	case SLOT_TIMER_CANCEL:
 		vhu__ulistener_tcancel_complete(vhu_container_of(s, struct vhu_ulistener,
@@ -692,6 +700,7 @@ vhu_ring_destroy(struct vhu_ring *r)
 		}
 	}
 	vhu__ring_deferred(r);
+	vhu__op_cancel_all(r);
 	/* Every slot points into memory we are about to free: wait for all of them. */
 	while (r->ops > 0) {
 		int ret = io_uring_submit_and_wait(u, 1);

@@ -93,6 +93,11 @@ struct vhu_ring_opts {
 	 */
 	unsigned int stream_bufs;
 	unsigned int stream_buf_size;
+	/**
+	 * Application operations (struct vhu_op) expected in flight at once;
+	 * the CQ is sized for them on top of the connections' (0: none).
+	 */
+	unsigned int max_ops;
 };
 
 /** Counters, for benchmarks and tests. */
@@ -127,7 +132,9 @@ const char *vhu_ring_error_hint(int err);
 /**
  * Close every connection and listener (each on_close fires with reason 0),
  * wait for all of vhu's outstanding completions, then free the ring (and
- * the io_uring, unless it was borrowed). Must not be called from a callback.
+ * the io_uring, unless it was borrowed). Application operations still in
+ * flight are cancelled and their done runs (vhu_op_sqe() returns NULL from
+ * then on). Must not be called from a callback.
  */
 void vhu_ring_destroy(struct vhu_ring *ring);
 
@@ -167,6 +174,66 @@ unsigned int vhu_ring_conn_count(const struct vhu_ring *ring);
 
 /** Copy out the ring's counters. */
 void vhu_ring_get_stats(const struct vhu_ring *ring, struct vhu_ring_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Application operations                                              */
+
+/**
+ * An io_uring operation of the application's own (a read of a kick
+ * eventfd, a write of a call eventfd, a readv/writev/fsync/fallocate of a
+ * disk file) on vhu's ring, completed through a callback. The caller embeds
+ * the struct in its own object (container_of in done) and keeps it there,
+ * unmoved, from vhu_op_sqe() until done has been called for the completion
+ * without IORING_CQE_F_MORE: no allocation per operation. An op carries one
+ * operation at a time (vhu_op_busy()).
+ */
+struct vhu_op {
+	/**
+	 * The operation completed: res is the CQE's res (bytes, or -errno;
+	 * -ECANCELED after vhu_op_cancel()), flags its flags. Runs inside
+	 * vhu_ring_poll() / vhu_ring_wait(); may call any vhu function,
+	 * vhu_op_sqe() on this same op included (the op is free again unless
+	 * flags has IORING_CQE_F_MORE).
+	 */
+	void (*done)(struct vhu_op *op, int res, uint32_t flags);
+	/** Engine-private: the operation's slot and its place among the ring's ops. */
+	struct {
+		uint32_t kind;
+		uint32_t busy;
+		void *link[2];
+	} priv;
+};
+
+/**
+ * Start an operation: an SQE of vhu's ring whose completion will call
+ * op->done. Prepare it with any io_uring_prep_*() (they leave user_data
+ * alone); do not set its user_data. It is submitted by the next
+ * vhu_ring_poll() / vhu_ring_wait() (at the end of the current reaping
+ * pass when called from a callback). Buffers the operation reads or writes
+ * must stay valid until done runs. The ring's CQ is sized for
+ * vhu_ring_opts.max_ops such operations in flight at once; beyond that the
+ * kernel keeps the overflow (IORING_FEAT_NODROP) and nothing is lost, it
+ * is only slower.
+ * 
+eturn the SQE, or NULL if op is already in flight (op->done unset, or a
+ *         busy op: a caller bug) or the submission queue stays full (the
+ *         op is not started; retry after the next poll).
+ */
+struct io_uring_sqe *vhu_op_sqe(struct vhu_ring *ring, struct vhu_op *op);
+
+/** \return whether op has an operation in flight (from vhu_op_sqe() to its last done). */
+bool vhu_op_busy(const struct vhu_op *op);
+
+/**
+ * Ask the kernel to cancel op's operation (IORING_OP_ASYNC_CANCEL by its
+ * user_data). Its done still runs, with -ECANCELED, or with its own result
+ * if it completed first. No-op when op is not in flight.
+ * \return 0, -EBUSY if the submission queue stays full.
+ */
+int vhu_op_cancel(struct vhu_ring *ring, struct vhu_op *op);
+
+/** \return the number of application operations in flight on the ring. */
+unsigned int vhu_ring_op_count(const struct vhu_ring *ring);
 
 /* ------------------------------------------------------------------ */
 /* Connections                                                         */
