@@ -372,6 +372,7 @@ struct vhu_ring {
 	struct vlist rearm;		/* receive sides to advance at the end of the pass, after flush */
 	struct vlist flush;		/* connections with queued, unsubmitted sends */
 	struct vlist deadlines;
+	struct vlist dev_calls;		/* device queues that pushed this pass (device_queue.c) */
 	/* provided buffers, set up by the first stream connection */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
@@ -395,6 +396,9 @@ uint64_t vhu__now_ns(void);
 /* op.c */
 void vhu__op_complete(struct vhu_ring *r, struct slot *s, struct io_uring_cqe *cqe);
 void vhu__op_cancel_all(struct vhu_ring *r);
+
+/* device_queue.c: end of a reaping pass (the calls due) */
+void vhu__dev_pass_end(struct vhu_ring *r);
 
 /* conn.c */
 void vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe);

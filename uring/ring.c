@@ -205,6 +205,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	vlist_init(&r->flush);
 	vlist_init(&r->deadlines);
 	vlist_init(&r->app);
+	vlist_init(&r->dev_calls);
 	r->max_ops = o.max_ops;
 	if (o.borrow) {
 		r->uring = o.borrow;
@@ -466,7 +467,9 @@ void
 vhu__ring_deferred(struct vhu_ring *r)
 {
 	while (!vlist_empty(&r->rearm) || !vlist_empty(&r->flush) || !vlist_empty(&r->reap) ||
-	       !vlist_empty(&r->lreap)) {
+	       !vlist_empty(&r->lreap) || !vlist_empty(&r->dev_calls)) {
+		/* Device queues that pushed completions this pass: one call each (device_queue.c). */
+		vhu__dev_pass_end(r);
 		/* Replies before receives: a reply must not wait behind a re-armed read. */
 		while (!vlist_empty(&r->flush)) {
 			struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn,

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device servers and the lifecycle of a device: created when a front-end
+ * connects, closed with its connection, freed only once nothing of it is
+ * in flight (the application's requests pushed or dropped, the kick and
+ * call operations completed), so no mapping or fd goes while the kernel or
+ * the application may still use it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "device_internal.h"
+
+static void dev_on_close(struct vhu_conn *conn, int reason, void *ctx);
+
+static struct vhu_dev *
+dev_new(struct vhu_dev_server *srv)
+{
+	struct vhu_dev *d;
+	unsigned int i;
+
+	d = calloc(1, sizeof(*d) + srv->o.num_queues * sizeof(d->q[0]));
+	if (d == NULL) {
+		return NULL;
+	}
+	if (vhu_mem_create(&d->mem) < 0) {
+		free(d);
+		return NULL;
+	}
+	d->srv = srv;
+	d->ring = srv->ring;
+	d->id = ++srv->next_id;
+	d->backend_fd = -1;
+	d->nq = srv->o.num_queues;
+	for (i = 0; i < d->nq; i++) {
+		vhu__dq_init(&d->q[i], d, i);
+		if (vhu_vq_create(d->mem, &d->q[i].vq) < 0) {
+			while (i-- > 0) {
+				vhu_vq_destroy(d->q[i].vq);
+			}
+			vhu_mem_destroy(d->mem);
+			free(d);
+			return NULL;
+		}
+	}
+	vlist_add_tail(&srv->devs, &d->link);
+	srv->ndevs++;
+	return d;
+}
+
+static void
+server_maybe_free(struct vhu_dev_server *srv)
+{
+	if (srv->destroyed && srv->ndevs == 0) {
+		free(srv->config);
+		free(srv);
+	}
+}
+
+unsigned int
+vhu__dev_inflight(const struct vhu_dev *d)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < d->nq; i++) {
+		n += vhu_vq_inflight(d->q[i].vq);
+	}
+	return n;
+}
+
+/* Free a closed device once nothing of it is in flight. */
+void
+vhu__dev_maybe_free(struct vhu_dev *d)
+{
+	struct vhu_dev_server *srv = d->srv;
+	unsigned int i;
+
+	if (!d->closing || d->conn != NULL || vhu__dev_inflight(d) > 0) {
+		return;
+	}
+	for (i = 0; i < d->nq; i++) {
+		if (!vhu__dq_idle(&d->q[i])) {
+			return;
+		}
+	}
+	for (i = 0; i < d->nq; i++) {
+		vhu__dq_fini(&d->q[i]);
+	}
+	if (d->backend_fd >= 0) {
+		close(d->backend_fd);
+	}
+	vhu_mem_destroy(d->mem);
+	if (d->opened && srv->ops.close != NULL) {
+		srv->ops.close(d, d->reason, srv->o.ctx);
+	}
+	vlist_del(&d->link);
+	srv->ndevs--;
+	free(d);
+	server_maybe_free(srv);
+}
+
+static void
+dev_on_close(struct vhu_conn *conn, int reason, void *ctx)
+{
+	struct vhu_dev *d = ctx;
+	unsigned int i;
+
+	if (d == NULL) {
+		return;
+	}
+	d->conn = NULL;
+	if (!d->closing) {
+		d->closing = true;
+		d->reason = reason;
+	}
+	for (i = 0; i < d->nq; i++) {
+		vhu__dq_shutdown(&d->q[i]);
+	}
+	vhu__dev_maybe_free(d);
+}
+
+static const struct vhu_conn_ops dev_conn_ops = {
+	.on_message = vhu__dev_on_message,
+	.on_close = dev_on_close,
+};
+
+/* A connection is attached: give it a device, or close it. */
+static struct vhu_dev *
+dev_adopt(struct vhu_dev_server *srv, struct vhu_conn *conn)
+{
+	struct vhu_dev *d = dev_new(srv);
+	int rc;
+
+	if (d == NULL) {
+		vhu_conn_set_ctx(conn, NULL);
+		vhu_conn_close_reason(conn, -ENOMEM);
+		return NULL;
+	}
+	d->conn = conn;
+	vhu_conn_set_ctx(conn, d);
+	if (srv->ops.open != NULL) {
+		rc = srv->ops.open(d, srv->o.ctx);
+		if (rc < 0) {
+			vhu_dev_close(d, rc);
+			return NULL;
+		}
+	}
+	d->opened = true;
+	return d;
+}
+
+static void
+on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
+{
+	dev_adopt(ctx, conn);
+}
+
+static struct vhu_conn_opts
+conn_opts(const struct vhu_dev_server *srv)
+{
+	struct vhu_conn_opts co;
+
+	memset(&co, 0, sizeof(co));
+	co.recv_mode = srv->o.recv_mode;
+	co.msg_timeout_ms = srv->o.msg_timeout_ms;
+	co.rules.channel = VHU_CHAN_FRONTEND;
+	co.rules.expect = VHU_EXPECT_REQUEST;
+	return co;
+}
+
+int
+vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
+		      struct vhu_dev_server **out)
+{
+	struct vhu_dev_server *srv;
+	const uint64_t refused = (1ull << VHU_F_LOG_ALL) | (1ull << VHU_F_RING_PACKED);
+	int rc;
+
+	*out = NULL;
+	if (opts == NULL || opts->ops == NULL || opts->ops->queue_work == NULL ||
+	    opts->num_queues == 0 || opts->num_queues > VHU_DEV_MAX_QUEUES ||
+	    (opts->features & refused) != 0 || opts->config_size > VHU_CONFIG_SPACE_SIZE ||
+	    (opts->config_size > 0 && opts->config == NULL)) {
+		return -EINVAL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		return -ENOMEM;
+	}
+	srv->ring = ring;
+	srv->o = *opts;
+	srv->ops = *opts->ops;
+	srv->o.ops = &srv->ops;
+	srv->o.path = NULL;
+	vlist_init(&srv->devs);
+	if (opts->config_size > 0) {
+		srv->config = malloc(opts->config_size);
+		if (srv->config == NULL) {
+			free(srv);
+			return -ENOMEM;
+		}
+		memcpy(srv->config, opts->config, opts->config_size);
+	}
+	srv->o.config = srv->config;
+	if (opts->path != NULL) {
+		struct vhu_ulistener_opts lo;
+
+		memset(&lo, 0, sizeof(lo));
+		lo.path = opts->path;
+		lo.unlink_stale = opts->unlink_stale;
+		lo.max_conns = opts->max_conns;
+		lo.conn = conn_opts(srv);
+		lo.ops = dev_conn_ops;
+		/* Each connection's ctx is the server until on_accept makes it its device. */
+		lo.ctx = srv;
+		lo.on_accept = on_accept;
+		rc = vhu_ring_listen(ring, &lo, &srv->lis);
+		if (rc < 0) {
+			free(srv->config);
+			free(srv);
+			return rc;
+		}
+	}
+	*out = srv;
+	return 0;
+}
+
+int
+vhu_dev_server_attach(struct vhu_dev_server *srv, int fd, struct vhu_dev **out)
+{
+	struct vhu_conn_opts co = conn_opts(srv);
+	struct vhu_conn *conn;
+	int rc;
+
+	*out = NULL;
+	rc = vhu_conn_attach(srv->ring, fd, &co, &dev_conn_ops, NULL, &conn);
+	if (rc < 0) {
+		return rc;
+	}
+	*out = dev_adopt(srv, conn);
+	return 0;
+}
+
+void
+vhu_dev_server_destroy(struct vhu_dev_server *srv)
+{
+	struct vlist *n, *next;
+
+	if (srv == NULL) {
+		return;
+	}
+	if (srv->lis != NULL) {
+		vhu_ulistener_close(srv->lis);
+		srv->lis = NULL;
+	}
+	srv->destroyed = true;
+	for (n = srv->devs.next; n != &srv->devs; n = next) {
+		next = n->next;
+		vhu_dev_close(vhu_container_of(n, struct vhu_dev, link), 0);
+	}
+	server_maybe_free(srv);
+}
+
+unsigned int
+vhu_dev_server_count(const struct vhu_dev_server *srv)
+{
+	return srv->ndevs;
+}
+
+void *
+vhu_dev_ctx(const struct vhu_dev *d)
+{
+	return d->ctx;
+}
+
+void
+vhu_dev_set_ctx(struct vhu_dev *d, void *ctx)
+{
+	d->ctx = ctx;
+}
+
+unsigned int
+vhu_dev_id(const struct vhu_dev *d)
+{
+	return d->id;
+}
+
+struct vhu_ring *
+vhu_dev_ring(const struct vhu_dev *d)
+{
+	return d->ring;
+}
+
+uint64_t
+vhu_dev_features(const struct vhu_dev *d)
+{
+	return d->features;
+}
+
+unsigned int
+vhu_dev_num_queues(const struct vhu_dev *d)
+{
+	return d->nq;
+}
+
+struct vhu_vq *
+vhu_dev_vq(struct vhu_dev *d, unsigned int q)
+{
+	return q < d->nq ? d->q[q].vq : NULL;
+}
+
+void
+vhu_dev_close(struct vhu_dev *d, int reason)
+{
+	if (!d->closing) {
+		d->closing = true;
+		d->reason = reason;
+	}
+	if (d->conn != NULL) {
+		vhu_conn_close_reason(d->conn, reason);
+	}
+}
+
+bool
+vhu_dev_closing(const struct vhu_dev *d)
+{
+	return d->closing;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A device's queues on the ring: the kick eventfd read (8 bytes, which
+ * resets the counter, re-armed after each completion; a POLL_ADD would not
+ * reset it and would complete again at once), the call eventfd written at
+ * most once per queue per reaping pass when the guest wants it, and the
+ * data path the application uses (pop, push, drop).
+ *
+ * An fd replaced while an operation on it is in flight stays open until
+ * that operation completes: a number closed early could be reused by
+ * another file before the SQE is submitted.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <unistd.h>
+
+#include "device_internal.h"
+
+static void kick_done(struct vhu_op *op, int res, uint32_t flags);
+static void call_done(struct vhu_op *op, int res, uint32_t flags);
+
+static void
+fd_close(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+	}
+	*fd = -1;
+}
+
+void
+vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, unsigned int idx)
+{
+	q->dev = d;
+	q->idx = idx;
+	q->kick_fd = q->kick_old = -1;
+	q->call_fd = q->call_old = -1;
+	q->err_fd = -1;
+	q->kick.done = kick_done;
+	q->call.done = call_done;
+	vlist_init(&q->call_link);
+}
+
+/* Queue the next kick read, if the queue has a kick fd and none is in flight. */
+static void
+kick_arm(struct dev_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	if (q->dev->closing || q->kick_fd < 0 || vhu_op_busy(&q->kick)) {
+		return;
+	}
+	sqe = vhu_op_sqe(q->dev->ring, &q->kick);
+	if (sqe == NULL) {
+		vhu_dev_close(q->dev, -EBUSY);
+		return;
+	}
+	io_uring_prep_read(sqe, q->kick_fd, &q->kick_buf, sizeof(q->kick_buf), 0);
+}
+
+void
+vhu__dq_work(struct dev_queue *q)
+{
+	struct vhu_dev *d = q->dev;
+
+	if (!d->closing && vhu_vq_ready(q->vq)) {
+		d->srv->ops.queue_work(d, q->idx, d->srv->o.ctx);
+	}
+}
+
+static void
+kick_done(struct vhu_op *op, int res, uint32_t flags)
+{
+	struct dev_queue *q = vhu_container_of(op, struct dev_queue, kick);
+	struct vhu_dev *d = q->dev;
+
+	fd_close(&q->kick_old);
+	if (d->closing) {
+		vhu__dev_maybe_free(d);
+		return;
+	}
+	if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+		vhu_dev_close(d, res);
+		return;
+	}
+	kick_arm(q);
+	if (res == (int)sizeof(q->kick_buf)) {
+		vhu__dq_work(q);
+	}
+}
+
+/*
+ * SET_VRING_KICK: fd (or -1 with NOFD) becomes the kick fd. A read on the
+ * previous one is cancelled; its fd is closed when that read completes.
+ */
+int
+vhu__dq_set_kick(struct dev_queue *q, int fd)
+{
+	if (vhu_op_busy(&q->kick)) {
+		if (q->kick_old < 0) {
+			q->kick_old = q->kick_fd;	/* the in-flight read's fd */
+			(void)vhu_op_cancel(q->dev->ring, &q->kick);
+		} else {
+			fd_close(&q->kick_fd);		/* never armed */
+		}
+	} else {
+		fd_close(&q->kick_fd);
+	}
+	q->kick_fd = fd;
+	kick_arm(q);
+	return 0;
+}
+
+static void
+call_submit(struct dev_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	sqe = vhu_op_sqe(q->dev->ring, &q->call);
+	if (sqe == NULL) {
+		q->call_again = true;	/* tried again when a call completes, or at the next pass */
+		return;
+	}
+	q->call_buf = 1;
+	io_uring_prep_write(sqe, q->call_fd, &q->call_buf, sizeof(q->call_buf), 0);
+}
+
+static void
+call_done(struct vhu_op *op, int res, uint32_t flags)
+{
+	struct dev_queue *q = vhu_container_of(op, struct dev_queue, call);
+	struct vhu_dev *d = q->dev;
+
+	fd_close(&q->call_old);
+	if (d->closing) {
+		vhu__dev_maybe_free(d);
+		return;
+	}
+	if (q->call_again && q->call_fd >= 0) {
+		q->call_again = false;
+		call_submit(q);
+	}
+}
+
+void
+vhu__dq_set_call(struct dev_queue *q, int fd)
+{
+	if (vhu_op_busy(&q->call) && q->call_old < 0) {
+		q->call_old = q->call_fd;
+		q->call_fd = -1;
+	}
+	fd_close(&q->call_fd);
+	q->call_fd = fd;
+}
+
+/* GET_VRING_BASE, reset: no more kicks are read for this queue. */
+void
+vhu__dq_stop(struct dev_queue *q)
+{
+	if (vhu_op_busy(&q->kick)) {
+		if (q->kick_old < 0) {
+			q->kick_old = q->kick_fd;
+			q->kick_fd = -1;
+			(void)vhu_op_cancel(q->dev->ring, &q->kick);
+		}
+	}
+	fd_close(&q->kick_fd);
+}
+
+/* The connection is gone: cancel what is in flight; the device is freed when it is back. */
+void
+vhu__dq_shutdown(struct dev_queue *q)
+{
+	vhu__dq_stop(q);
+	if (vhu_op_busy(&q->call)) {
+		(void)vhu_op_cancel(q->dev->ring, &q->call);
+	}
+	if (!vlist_empty(&q->call_link)) {
+		vlist_del(&q->call_link);
+	}
+}
+
+bool
+vhu__dq_idle(const struct dev_queue *q)
+{
+	return !vhu_op_busy(&q->kick) && !vhu_op_busy(&q->call);
+}
+
+void
+vhu__dq_fini(struct dev_queue *q)
+{
+	fd_close(&q->kick_fd);
+	fd_close(&q->kick_old);
+	fd_close(&q->call_fd);
+	fd_close(&q->call_old);
+	fd_close(&q->err_fd);
+	if (!vlist_empty(&q->call_link)) {
+		vlist_del(&q->call_link);
+	}
+	vhu_vq_destroy(q->vq);
+	q->vq = NULL;
+}
+
+/* End of a reaping pass: one call per queue that pushed, if the guest wants it. */
+void
+vhu__dev_pass_end(struct vhu_ring *r)
+{
+	while (!vlist_empty(&r->dev_calls)) {
+		struct dev_queue *q = vhu_container_of(r->dev_calls.next, struct dev_queue,
+						       call_link);
+
+		vlist_del(&q->call_link);
+		q->pushed = false;
+		if (q->dev->closing || !vhu_vq_need_call(q->vq) || q->call_fd < 0) {
+			continue;
+		}
+		if (vhu_op_busy(&q->call)) {
+			q->call_again = true;
+		} else {
+			call_submit(q);
+		}
+	}
+}
+
+/* Data path --------------------------------------------------------- */
+
+int
+vhu_dev_pop(struct vhu_dev *d, unsigned int qi, struct vhu_vq_req *req, struct iovec *iov,
+	    unsigned int iov_max)
+{
+	int rc;
+
+	if (qi >= d->nq || d->closing) {
+		return 0;
+	}
+	rc = vhu_vq_pop(d->q[qi].vq, req, iov, iov_max);
+	if (rc < 0) {
+		/* A guest fault: this device is broken, nobody else is touched. */
+		vhu_dev_close(d, rc);
+	}
+	return rc;
+}
+
+/* A request left: a message held for the drain may go on; a closed device may go. */
+static void
+req_gone(struct vhu_dev *d)
+{
+	if (vhu__dev_inflight(d) > 0) {
+		return;
+	}
+	if (d->held && d->conn != NULL) {
+		d->held = false;
+		vhu_conn_resume_recv(d->conn);
+	}
+	vhu__dev_maybe_free(d);
+}
+
+int
+vhu_dev_push(struct vhu_dev *d, unsigned int qi, struct vhu_vq_req *req, uint32_t len)
+{
+	struct dev_queue *q = &d->q[qi];
+	int rc = 0;
+
+	if (d->closing) {
+		vhu_vq_drop(q->vq, req);
+	} else {
+		rc = vhu_vq_push(q->vq, req, len);
+		if (vlist_empty(&q->call_link)) {
+			vlist_add_tail(&d->ring->dev_calls, &q->call_link);
+		}
+	}
+	req_gone(d);
+	return rc;
+}
+
+void
+vhu_dev_drop(struct vhu_dev *d, unsigned int qi, struct vhu_vq_req *req)
+{
+	vhu_vq_drop(d->q[qi].vq, req);
+	req_gone(d);
+}

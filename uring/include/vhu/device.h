@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * \file
+ * vhost-user devices on the io_uring engine: vhu runs the back-end's side
+ * of the protocol (feature and protocol-feature negotiation with REPLY_ACK,
+ * config space, memory table and slots, vring state, kick/call/err fds,
+ * status, owner and reset) for every front-end that connects, and hands
+ * the application its queues when the guest kicks them.
+ *
+ * Per front-end there is one struct vhu_dev: the guest's memory
+ * (<vhu/guest_mem.h>), one struct vhu_vq per queue (<vhu/vq.h>), and the
+ * kick, call and err eventfds. Each queue's kick eventfd is read on the
+ * ring (an 8-byte IORING_OP_READ, re-armed after each completion: the read
+ * resets the counter, so the loop never spins); after each kick, and when
+ * a queue starts or is enabled, ops->queue_work(dev, q) runs, and the
+ * application pops requests with vhu_dev_pop() and completes them with
+ * vhu_dev_push() whenever its I/O finishes, in any order. At the end of each
+ * reaping pass vhu writes each queue's call eventfd at most once, and only
+ * if vhu_vq_need_call() says the guest wants it (EVENT_IDX, NO_INTERRUPT).
+ *
+ * Faults: a message that fails is answered with a failure ack when the
+ * front-end asked for one (REPLY_ACK), else the connection closes. A guest
+ * fault found by vhu_dev_pop() (<vhu/vq.h>'s named -VHU_EVQ* and
+ * -VHU_EGUESTADDR codes) closes that device's connection with the fault as
+ * the reason; other devices on the ring go on. Nothing outside a mapped
+ * region is read or written.
+ *
+ * Stopping: GET_VRING_BASE stops the queue (no more pops) and, while
+ * requests of the device are still in flight, holds the reply
+ * (VHU_MSG_HOLD) until the application has pushed or dropped them, so the
+ * reported index and the used ring agree. RESET_OWNER and RESET_DEVICE wait
+ * the same way. A closed connection's device is freed, with every mapping
+ * and fd, once its requests are pushed or dropped and its ring operations
+ * have completed; ops->close runs then.
+ *
+ * Threading: as <vhu/uring.h>: everything on the ring's thread, callbacks
+ * inside vhu_ring_poll() / vhu_ring_wait().
+ */
+#ifndef VHU_DEVICE_H
+#define VHU_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vhu/uring.h>
+#include <vhu/vq.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/** Queues per device at most (queue indexes are 8 bits in SET_VRING_KICK/CALL/ERR). */
+#define VHU_DEV_MAX_QUEUES	256u
+
+/** One front-end's device. */
+struct vhu_dev;
+
+/** The devices of one socket path (or of attached sockets). */
+struct vhu_dev_server;
+
+struct vhu_dev_ops {
+	/**
+	 * Optional: a front-end connected and its device exists (set per-device
+	 * state with vhu_dev_set_ctx()). A negative return closes it at once.
+	 */
+	int (*open)(struct vhu_dev *dev, void *ctx);
+	/**
+	 * Queue q may have requests: pop them with vhu_dev_pop() (as many as
+	 * the application can take; the rest wait in the ring until it pops
+	 * again). Runs after each kick, and when the queue starts or is
+	 * enabled. Required.
+	 */
+	void (*queue_work)(struct vhu_dev *dev, unsigned int q, void *ctx);
+	/**
+	 * Optional: bytes [offset, offset + len) of the device's config space
+	 * (GET_CONFIG). Return 0, or a negative error to answer with an empty
+	 * config (the spec's failure answer). Without it, vhu_dev_opts.config
+	 * is served.
+	 */
+	int (*get_config)(struct vhu_dev *dev, uint32_t offset, void *buf, uint32_t len,
+			  void *ctx);
+	/**
+	 * Optional: the device is gone (reason as vhu_conn_ops.on_close: 0,
+	 * -VHU_EDISCONNECT, a guest fault, ...). Nothing of it is in flight
+	 * any more; every mapping and fd is released; dev is freed after this.
+	 */
+	void (*close)(struct vhu_dev *dev, int reason, void *ctx);
+};
+
+struct vhu_dev_opts {
+	/** Socket path to listen on; NULL: devices only through vhu_dev_server_attach(). */
+	const char *path;
+	bool unlink_stale;		/**< remove a stale socket file first */
+	unsigned int max_conns;		/**< front-ends at once; 0: the ring's limit */
+	uint8_t recv_mode;		/**< enum vhu_recv_mode */
+	uint32_t msg_timeout_ms;	/**< as vhu_conn_opts; 0: never */
+	/**
+	 * Virtio features offered (GET_FEATURES): the device type's bits and
+	 * the ring features the application accepts (VERSION_1,
+	 * RING_INDIRECT_DESC, RING_EVENT_IDX). VHOST_USER_F_PROTOCOL_FEATURES
+	 * is added by vhu; LOG_ALL and RING_PACKED are refused (-EINVAL).
+	 */
+	uint64_t features;
+	/** Queues, 1..VHU_DEV_MAX_QUEUES (GET_QUEUE_NUM). */
+	unsigned int num_queues;
+	/** Config space served by GET_CONFIG (copied; up to VHU_CONFIG_SPACE_SIZE bytes). */
+	const void *config;
+	uint32_t config_size;
+	const struct vhu_dev_ops *ops;	/**< callbacks; queue_work is required */
+	void *ctx;			/**< passed to every callback */
+};
+
+/**
+ * Create a device server on a ring; listen on opts->path if set.
+ * \return 0; -EINVAL (no queue_work, num_queues out of range, a refused
+ *         feature, config too large); -ENOMEM; a vhu_ring_listen() error.
+ */
+int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
+			  struct vhu_dev_server **out);
+
+/**
+ * Serve a front-end on an already connected AF_UNIX stream socket (a
+ * socketpair, socket activation). Takes fd in every case.
+ * \return 0 with *out set (may be NULL if ops->open refused it), or an
+ *         attach error.
+ */
+int vhu_dev_server_attach(struct vhu_dev_server *srv, int fd, struct vhu_dev **out);
+
+/**
+ * Stop listening and close every device's connection. The server is freed
+ * once its last device is (as its requests finish), or by
+ * vhu_ring_destroy(). Not from a callback of its own devices.
+ */
+void vhu_dev_server_destroy(struct vhu_dev_server *srv);
+
+/** \return devices alive (connected, or closed with requests still in flight). */
+unsigned int vhu_dev_server_count(const struct vhu_dev_server *srv);
+
+/** \return the per-device pointer set with vhu_dev_set_ctx() (NULL at first). */
+void *vhu_dev_ctx(const struct vhu_dev *dev);
+void vhu_dev_set_ctx(struct vhu_dev *dev, void *ctx);
+
+/** \return a number naming the device in logs (1, 2, ... per server). */
+unsigned int vhu_dev_id(const struct vhu_dev *dev);
+
+/** \return the ring the device runs on (for vhu_op_sqe()). */
+struct vhu_ring *vhu_dev_ring(const struct vhu_dev *dev);
+
+/** \return the virtio features the front-end acked (0 before SET_FEATURES). */
+uint64_t vhu_dev_features(const struct vhu_dev *dev);
+
+/** \return the number of queues (vhu_dev_opts.num_queues). */
+unsigned int vhu_dev_num_queues(const struct vhu_dev *dev);
+
+/** \return queue q's state (for vhu_vq_num(), notification control), or NULL. */
+struct vhu_vq *vhu_dev_vq(struct vhu_dev *dev, unsigned int q);
+
+/**
+ * Pop the next request of queue q (vhu_vq_pop()).
+ * \return 1 with *req filled (push or drop it with this device); 0 when
+ *         nothing is available, the queue is stopped or disabled, or the
+ *         device is closing; or a guest fault, after which the device's
+ *         connection is closing with that fault as its reason.
+ */
+int vhu_dev_pop(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req,
+		struct iovec *iov, unsigned int iov_max);
+
+/**
+ * Complete a popped request (vhu_vq_push()): the guest is called at the end
+ * of the reaping pass if it wants to be. On a closing device the request is
+ * dropped instead. \return 0, or vhu_vq_push()'s error.
+ */
+int vhu_dev_push(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req, uint32_t len);
+
+/** Give up a popped request without completing it (vhu_vq_drop()). */
+void vhu_dev_drop(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req);
+
+/** Close the device's connection with a reason (ops->close follows, later). */
+void vhu_dev_close(struct vhu_dev *dev, int reason);
+
+/** \return whether the device's connection is gone or going. */
+bool vhu_dev_closing(const struct vhu_dev *dev);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+#ifdef __cplusplus
+}
+#endif
+#endif
