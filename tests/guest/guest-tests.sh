@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Usage: guest-tests.sh DIR
+# Usage: guest-tests.sh DIR [VHU_BLK]
 # The 'guest' meson suite: a real Linux guest (tests/guest/README.md) against
-# the back-end under test ($VHU_GUEST_BACKEND, else qemu-storage-daemon), then
-# two runs against broken back-ends that must fail the way they are broken,
-# so a harness that cannot fail does not go unnoticed. DIR holds the guest
-# image and each run's files. Closing line: 'guest: N passed, N failed'.
+# the back-end under test ($VHU_GUEST_BACKEND, else qemu-storage-daemon, the
+# control), then against vhu-blk (the VHU_BLK binary, when given) with the
+# same jobs, then two runs against broken back-ends that must fail the way
+# they are broken, so a harness that cannot fail does not go unnoticed. DIR
+# holds the guest image and each run's files. Closing line: 'guest: N
+# passed, N failed'.
 # Exit 77 (skip) when QEMU or the guest's ingredients are missing.
 set -uo pipefail
 
-dir=${1:?usage: guest-tests.sh DIR}
+dir=${1:?usage: guest-tests.sh DIR [VHU_BLK]}
+vhu_blk=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 
 for p in qemu-system-x86_64 qemu-storage-daemon busybox fio cpio; do
@@ -51,6 +54,15 @@ export_args='writable=on,num-queues={queues},addr.type=unix,addr.path={sock}'
 check pattern '' --job pattern --queues 1 --deadline 45
 check fio-verify-1q '' --job fio-verify --queues 1 --deadline 60
 check fio-verify-2q '' --job fio-verify --queues 2 --deadline 60
+# vhu-blk serving the same kind of file: the host checks the pattern's bytes,
+# fio verifies with 1 and 2 queues, and each run must end with a clean
+# shutdown (GET_VRING_BASE answered, QEMU powered off by itself).
+if [ -n "$vhu_blk" ]; then
+	blk="$vhu_blk --socket {sock} --file {disk} --queues {queues}"
+	check vhu-blk-pattern '' --job pattern --queues 1 --deadline 45 --backend "$blk"
+	check vhu-blk-fio-verify-1q '' --job fio-verify --queues 1 --deadline 60 --backend "$blk"
+	check vhu-blk-fio-verify-2q '' --job fio-verify --queues 2 --deadline 60 --backend "$blk"
+fi
 # Writes vanish, reads return zeros: the guest's compare must catch it.
 check broken-drops-writes 'differs' --job pattern --queues 1 --deadline 45 --backend \
 	"qemu-storage-daemon --blockdev driver=null-co,node-name=disk0,size=67108864,read-zeroes=on
