@@ -118,6 +118,22 @@ static const struct code_text vhu_codes[VHU_ERROR_END - VHU_ERROR_BASE] = {
 		"VHU_EVQSEGS",
 		"VirtqueueBroken: descriptor chain has more buffers than the iovec array holds",
 	},
+	[VHU_EUSEDID - VHU_ERROR_BASE] = {
+		"VHU_EUSEDID",
+		"DeviceBroken: used element names a request that was never issued",
+	},
+	[VHU_EUSEDLEN - VHU_ERROR_BASE] = {
+		"VHU_EUSEDLEN",
+		"DeviceBroken: used length larger than the request's writable buffers",
+	},
+	[VHU_EUSEDIDX - VHU_ERROR_BASE] = {
+		"VHU_EUSEDIDX",
+		"DeviceBroken: used index moved by more than the queue size",
+	},
+	[VHU_EBLKSTATUS - VHU_ERROR_BASE] = {
+		"VHU_EBLKSTATUS",
+		"DeviceBroken: virtio-blk status byte out of range",
+	},
 };
 
 /* The errnos a socket layer actually meets; the rest print as "E?". */

@@ -44,6 +44,10 @@ static const struct expect codes[] = {
 	{ VHU_EVQINDIRECT, "VHU_EVQINDIRECT", "VirtqueueBroken", false, false, true },
 	{ VHU_EVQORDER, "VHU_EVQORDER", "VirtqueueBroken", false, false, true },
 	{ VHU_EVQSEGS, "VHU_EVQSEGS", "VirtqueueBroken", false, false, true },
+	{ VHU_EUSEDID, "VHU_EUSEDID", "DeviceBroken", false, false, false },
+	{ VHU_EUSEDLEN, "VHU_EUSEDLEN", "DeviceBroken", false, false, false },
+	{ VHU_EUSEDIDX, "VHU_EUSEDIDX", "DeviceBroken", false, false, false },
+	{ VHU_EBLKSTATUS, "VHU_EBLKSTATUS", "DeviceBroken", false, false, false },
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 

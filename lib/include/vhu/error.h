@@ -14,7 +14,9 @@
  * OversizedMsg, SocketRetry); the others refine InvalidMessage and
  * IncorrectFds so that a log line names the exact fault. The device layer
  * adds GuestMemory faults (memory table, address translation) and
- * VirtqueueBroken faults (a guest's ring that cannot be trusted).
+ * VirtqueueBroken faults (a guest's ring that cannot be trusted); the
+ * driver side (<vhu/vq_driver.h>, <vhu/blkdrv.h>) adds DeviceBroken faults
+ * (a back-end's used ring or status byte that cannot be trusted).
  */
 #ifndef VHU_ERROR_H
 #define VHU_ERROR_H
@@ -101,6 +103,17 @@ enum vhu_error {
 	VHU_EVQORDER = 4120,
 	/** VirtqueueBroken: a chain has more buffers than the caller's iovec array holds. */
 	VHU_EVQSEGS = 4121,
+	/**
+	 * DeviceBroken (driver side): a used element names a request that was
+	 * never issued or is not in flight.
+	 */
+	VHU_EUSEDID = 4122,
+	/** DeviceBroken: a used length above the request's device-writable bytes. */
+	VHU_EUSEDLEN = 4123,
+	/** DeviceBroken: the used index moved by more than the queue size. */
+	VHU_EUSEDIDX = 4124,
+	/** DeviceBroken: a virtio-blk status byte other than OK, IOERR or UNSUPP. */
+	VHU_EBLKSTATUS = 4125,
 	VHU_ERROR_END,
 };
 

@@ -18,6 +18,7 @@
 #include <vhu/version.h>
 #include <vhu/virtq.h>
 #include <vhu/vq.h>
+#include <vhu/vq_driver.h>
 #include <vhu/wire.h>
 
 #endif
