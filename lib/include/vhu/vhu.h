@@ -9,6 +9,7 @@
 #ifndef VHU_VHU_H
 #define VHU_VHU_H
 
+#include <vhu/blkdrv.h>
 #include <vhu/endpoint.h>
 #include <vhu/error.h>
 #include <vhu/fds.h>

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+#include "helpers.h"
+TestSuite(blkdrv_qsd, .init = t_setup, .fini = t_teardown);
