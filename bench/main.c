@@ -20,6 +20,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "blk_bench.h"
 #include "cli.h"
 #include "common/exit.h"
 #include "common/output.h"
@@ -291,6 +292,9 @@ main(int argc, char **argv)
 	size_t n = 0;
 	int status = 0, out;
 
+	if (bench_blk_wanted(argc, argv)) {	/* the data-plane scenarios: bench/blk_bench.c */
+		return bench_blk_main(argc, argv);
+	}
 	if (bench_opts_parse(&o, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vhu-bench: %s (try --help)\n", err);
 		return TOOL_EXIT_USAGE;
