@@ -216,3 +216,68 @@ Test(blkdrv_qsd, null_export_reads_polled_at_depth)
 	vhu_blkdrv_destroy(d);
 	qsd_stop(pid);
 }
+
+/* vhu-bench --scenario blk-randread against qsd: $VHU_BUILD_ROOT/bench/vhu-bench. */
+static int
+bench_run(const char *sock, char *out, size_t cap)
+{
+	const char *root = getenv("VHU_BUILD_ROOT");
+	char bin[512], conn[160];
+	size_t len = 0;
+	int po[2], st;
+	pid_t pid;
+
+	cr_assert_not_null(root, "VHU_BUILD_ROOT is not set");
+	snprintf(bin, sizeof(bin), "%s/bench/vhu-bench", root);
+	snprintf(conn, sizeof(conn), "null=%s", sock);
+	cr_assert_eq(pipe2(po, O_CLOEXEC), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(po[1], 1);
+		execl(bin, "vhu-bench", "--scenario", "blk-randread", "--iodepth", "4",
+		      "--queues", "2", "--reps", "1", "--time", "100", "--json", "--connect", conn,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(po[1]);
+	for (;;) {
+		ssize_t n = read(po[0], out + len, cap - 1 - len);
+
+		if (n <= 0) {
+			break;
+		}
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(po[0]);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+Test(blkdrv_qsd, bench_blk_scenario_json_and_garbage_fails)
+{
+	char path[108], out[4096];
+	pid_t pid;
+	int rc;
+
+	pid = qsd_start("driver=null-co,node-name=n0,size=67108864,read-zeroes=on", "n0", 2, path,
+			sizeof(path));
+	rc = bench_run(path, out, sizeof(out));
+	qsd_stop(pid);
+	cr_assert_eq(rc, 0, "vhu-bench: %d\n%s", rc, out);
+	cr_assert_not_null(strstr(out, "\"scenario\":\"blk-randread\""), "%s", out);
+	cr_assert_not_null(strstr(out, "\"target\":\"null\""), "%s", out);
+	cr_assert_not_null(strstr(out, "\"iops\":"), "%s", out);
+	cr_assert_not_null(strstr(out, "\"p999_us\":"), "%s", out);
+	cr_assert_not_null(strstr(out, "\"verified\":\"zeroes\""), "%s", out);
+
+	/* read-zeroes=off: reads leave the buffer as it was, which is garbage. */
+	unlink(path);
+	pid = qsd_start("driver=null-co,node-name=n0,size=67108864", "n0", 2, path, sizeof(path));
+	rc = bench_run(path, out, sizeof(out));
+	qsd_stop(pid);
+	cr_assert_eq(rc, 1, "a back-end that returns garbage fails the run\n%s", out);
+	cr_assert_not_null(strstr(out, "\"status\":\"failed\""), "%s", out);
+}
