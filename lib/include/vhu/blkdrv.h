@@ -187,10 +187,10 @@ int vhu_blkdrv_poll(struct vhu_blkdrv *d, unsigned int q, struct vhu_blkdrv_comp
  * Harvest at least min (<= max) completions of queue q, waiting on its call
  * eventfd and on the socket (a vanished back-end) for up to timeout_ms
  * (< 0: the driver's control timeout).
- * \return the number harvested (may be below min if the queue has fewer in
- *         flight), or -ETIMEDOUT if the deadline passed with fewer than min
- *         (those already harvested are lost to nobody: they are returned
- *         by the next call), -EINVAL.
+ * \return the number harvested: at least min, or fewer if the queue has
+ *         fewer in flight or the deadline passed after some were harvested
+ *         (nothing harvested is ever dropped); -ETIMEDOUT if the deadline
+ *         passed with none; -EINVAL for a bad queue or min > max.
  */
 int vhu_blkdrv_wait(struct vhu_blkdrv *d, unsigned int q, struct vhu_blkdrv_completion *c,
 		    unsigned int min, unsigned int max, int timeout_ms);
