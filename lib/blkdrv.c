@@ -921,6 +921,21 @@ vhu_blkdrv_poll(struct vhu_blkdrv *d, unsigned int qi, struct vhu_blkdrv_complet
 	return (int)n;
 }
 
+int
+vhu_blkdrv_arm_call(struct vhu_blkdrv *d, unsigned int qi)
+{
+	struct bq *q;
+
+	if (qi >= d->nq) {
+		return -EINVAL;
+	}
+	q = &d->q[qi];
+	if (q->dead) {
+		return 1;	/* what is in flight is handed out by the next poll */
+	}
+	return vhu_vqd_enable_calls(q->vq) ? 1 : 0;
+}
+
 static int64_t
 now_ms(void)
 {

@@ -21,7 +21,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include <vhu/blkdrv.h>
+#include <vhu/uring.h>
 #include <vhu/vhu.h>
 
 #define F(n)	(1ull << (n))
@@ -723,4 +726,71 @@ Test(blkdrv, connect_deadline_and_refusals)
 	fake_stop(&g_fake);
 	/* Nobody listening. */
 	cr_assert_lt(vhu_blkdrv_connect(t_path("nobody.sock"), &o, &d), 0);
+}
+
+/*
+ * Completions waited for on an io_uring: vhu_blkdrv_arm_call(), then an
+ * 8-byte read of the call eventfd as an application operation on vhu's
+ * ring, then vhu_blkdrv_poll(). A completion published before the arm is
+ * reported by it (no wait); one published after arrives as the read.
+ */
+struct call_watch {
+	struct vhu_op op;
+	uint64_t count;
+	int res;
+	unsigned int done;
+};
+
+static void
+call_done(struct vhu_op *op, int res, uint32_t flags)
+{
+	struct call_watch *w = (struct call_watch *)op;
+
+	w->res = res;
+	w->done++;
+}
+
+Test(blkdrv, wait_on_the_ring)
+{
+	struct vhu_blkdrv *d = start(BASE_F, BASE_PF, 1, 16);
+	struct vhu_ring_opts ro = { .max_ops = 4 };
+	struct call_watch w = { .op.done = call_done };
+	struct vhu_blkdrv_completion c;
+	struct vhu_ring *ring = NULL;
+	struct io_uring_sqe *sqe;
+	struct dreq r;
+	uint8_t *m;
+
+	cr_assert_eq(vhu_ring_create(&ro, &ring), 0);
+	cr_assert_eq(vhu_blkdrv_alloc(d, 4096, (void **)&m), 0);
+	/* Nothing pending yet: the arm says wait, and the read waits for the call. */
+	cr_assert_eq(vhu_blkdrv_read(d, 0, 0, m, 4096, (void *)7), 0);
+	cr_assert_eq(vhu_blkdrv_kick(d, 0), 0);
+	cr_assert_eq(vhu_blkdrv_arm_call(d, 0), 0);
+	sqe = vhu_op_sqe(ring, &w.op);
+	cr_assert_not_null(sqe);
+	io_uring_prep_read(sqe, vhu_blkdrv_call_fd(d, 0), &w.count, sizeof(w.count), 0);
+	cr_assert_eq(vhu_ring_poll(ring) >= 0, true);
+	cr_assert_eq(w.done, 0, "the call read completed before any call");
+	cr_assert(dev_pop(&g_fake, 0, &r));
+	dev_serve(&g_fake, 0, &r);
+	dev_call(&g_fake, 0);
+	while (w.done == 0) {
+		cr_assert_geq(vhu_ring_wait(ring, 2000), 0);
+	}
+	cr_assert_eq(w.res, 8);
+	cr_assert_eq(vhu_blkdrv_poll(d, 0, &c, 1), 1);
+	cr_assert_eq(c.ret, 0);
+	cr_assert_eq(c.cookie, (void *)7);
+	/* Published before the arm: reported at once. */
+	cr_assert_eq(vhu_blkdrv_read(d, 0, 0, m, 4096, (void *)8), 0);
+	cr_assert_eq(vhu_blkdrv_kick(d, 0), 0);
+	cr_assert(dev_pop(&g_fake, 0, &r));
+	dev_serve(&g_fake, 0, &r);
+	cr_assert_eq(vhu_blkdrv_arm_call(d, 0), 1);
+	cr_assert_eq(vhu_blkdrv_poll(d, 0, &c, 1), 1);
+	cr_assert_eq(c.cookie, (void *)8);
+	cr_assert_eq(vhu_blkdrv_arm_call(d, 5), -EINVAL);
+	vhu_ring_destroy(ring);
+	finish(d);
 }

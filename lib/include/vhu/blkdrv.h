@@ -22,8 +22,10 @@
  * descriptor, sized to the queue), vhu_blkdrv_kick() publishes what was
  * placed and notifies the back-end if it asked to be, and completions are
  * harvested by polling the used ring (vhu_blkdrv_poll()) or by waiting on
- * the queue's call eventfd with a deadline (vhu_blkdrv_wait(), or any
- * poll/epoll/io_uring on vhu_blkdrv_call_fd() followed by poll).
+ * the queue's call eventfd with a deadline (vhu_blkdrv_wait()), or on an
+ * io_uring: vhu_blkdrv_arm_call(), then a read of vhu_blkdrv_call_fd() on
+ * the ring (tests/test_blkdrv.c, wait_on_the_ring, does it on vhu's ring
+ * with vhu_op_sqe()), then vhu_blkdrv_poll().
  *
  * Hostile back-ends: every value the back-end writes is checked (see
  * <vhu/vq_driver.h>). A used element naming a request never issued
@@ -197,6 +199,19 @@ int vhu_blkdrv_wait(struct vhu_blkdrv *d, unsigned int q, struct vhu_blkdrv_comp
 
 /** \return queue q's call eventfd (owned by the driver), or -EINVAL. */
 int vhu_blkdrv_call_fd(const struct vhu_blkdrv *d, unsigned int q);
+
+/**
+ * Before waiting for q's call eventfd outside vhu_blkdrv_wait() — for
+ * instance an IORING_OP_READ of 8 bytes on it started with vhu_op_sqe() on
+ * the application's vhu ring, so storage completions, messages and calls
+ * all complete on one ring — ask the back-end for a call at the next
+ * completion. The check is race-free: a completion published before it is
+ * reported here, not lost. Calls stay asked for until vhu_blkdrv_wait()
+ * returns; after the read completes, harvest with vhu_blkdrv_poll().
+ * \return 1 if completions are already pending (poll now, do not wait),
+ *         0 if a call will come, -EINVAL for a bad queue.
+ */
+int vhu_blkdrv_arm_call(struct vhu_blkdrv *d, unsigned int q);
 
 /** \return requests in flight on q (submitted, not yet harvested). */
 unsigned int vhu_blkdrv_inflight(const struct vhu_blkdrv *d, unsigned int q);
