@@ -183,6 +183,7 @@ vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
 	if (opts == NULL || opts->ops == NULL || opts->ops->queue_work == NULL ||
 	    opts->num_queues == 0 || opts->num_queues > VHU_DEV_MAX_QUEUES ||
 	    (opts->features & refused) != 0 || opts->config_size > VHU_CONFIG_SPACE_SIZE ||
+	    opts->max_mem_slots > VHU_MEM_MAX_SLOTS ||
 	    (opts->config_size > 0 && opts->config == NULL)) {
 		return -EINVAL;
 	}

@@ -84,6 +84,7 @@ void vhu__dq_set_call(struct dev_queue *q, int fd);
 void vhu__dq_stop(struct dev_queue *q);
 void vhu__dq_shutdown(struct dev_queue *q);
 bool vhu__dq_idle(const struct dev_queue *q);
+bool vhu__dq_kick_idle(const struct dev_queue *q);
 void vhu__dq_fini(struct dev_queue *q);
 void vhu__dq_work(struct dev_queue *q);
 

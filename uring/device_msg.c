@@ -162,10 +162,16 @@ get_queue_num(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	return 0;
 }
 
+static unsigned int
+mem_slots(const struct vhu_dev *d)
+{
+	return d->srv->o.max_mem_slots != 0 ? d->srv->o.max_mem_slots : VHU_MEM_MAX_SLOTS;
+}
+
 static int
 get_max_mem_slots(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	reply_u64(r, VHU_MEM_MAX_SLOTS);
+	reply_u64(r, mem_slots(d));
 	return 0;
 }
 
@@ -298,6 +304,10 @@ add_mem_reg(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	if (fd < 0) {
 		return fd;
 	}
+	if (vhu_mem_nregions(d->mem) >= mem_slots(d)) {
+		close(fd);
+		return -VHU_EMEMSLOTS;
+	}
 	return vhu_mem_add_region(d->mem, &sr.region, fd);
 }
 
@@ -363,7 +373,8 @@ get_vring_base(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	/* Stop first (again, if this is the held message coming back): no more pops. */
 	st.num = vhu_vq_get_base(q->vq);
 	vhu__dq_stop(q);
-	if (vhu_vq_inflight(q->vq) > 0) {
+	/* The cancelled kick read too: its fd is closed by the time the reply leaves. */
+	if (vhu_vq_inflight(q->vq) > 0 || !vhu__dq_kick_idle(q)) {
 		return HOLD;
 	}
 	reply_body(r, &st, sizeof(st));
@@ -570,6 +581,22 @@ static const struct handler handlers[VHU_REQ_MAX + 1] = {
 	[VHU_REQ_GET_STATUS] = { get_status, PF(STATUS), true },
 };
 
+/* Tell the application (ops->request_failed) what failed and what is done about it. */
+static void
+failed(struct vhu_dev *d, uint32_t req, int err, uint64_t missing, bool nacked)
+{
+	struct vhu_dev_failure f;
+
+	if (d->srv->ops.request_failed == NULL) {
+		return;
+	}
+	f.request = req;
+	f.error = err;
+	f.missing_protocol_features = missing;
+	f.nacked = nacked;
+	d->srv->ops.request_failed(d, &f, d->srv->o.ctx);
+}
+
 int
 vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 {
@@ -585,6 +612,8 @@ vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 		return -ENOTCONN;
 	}
 	if (h == NULL || h->fn == NULL || (h->gate & ~d->protocol_features) != 0) {
+		failed(d, req, -EOPNOTSUPP, h != NULL ? h->gate & ~d->protocol_features : 0,
+		       false);
 		return -EOPNOTSUPP;
 	}
 	/*
@@ -606,10 +635,14 @@ vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 	}
 	if (!h->replies && (acking & PF(REPLY_ACK)) != 0 &&
 	    (msg->hdr.flags & VHU_FLAG_NEED_REPLY) != 0) {
+		if (rc < 0) {
+			failed(d, req, rc, 0, true);
+		}
 		reply_u64(&r, rc < 0 ? 1 : 0);
 		rc = 0;
 	}
 	if (rc < 0) {
+		failed(d, req, rc, 0, false);
 		return rc;	/* nothing to report it with: closing is the only signal left */
 	}
 	if (!r.present) {

@@ -79,6 +79,11 @@ kick_done(struct vhu_op *op, int res, uint32_t flags)
 		vhu__dev_maybe_free(d);
 		return;
 	}
+	/* A GET_VRING_BASE held for this read (cancelled) may go on. */
+	if (d->held && d->conn != NULL) {
+		d->held = false;
+		vhu_conn_resume_recv(d->conn);
+	}
 	if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
 		vhu_dev_close(d, res);
 		return;
@@ -178,6 +183,12 @@ vhu__dq_shutdown(struct dev_queue *q)
 	if (!vlist_empty(&q->call_link)) {
 		vlist_del(&q->call_link);
 	}
+}
+
+bool
+vhu__dq_kick_idle(const struct dev_queue *q)
+{
+	return !vhu_op_busy(&q->kick);
 }
 
 bool

@@ -28,7 +28,8 @@
  * Stopping: GET_VRING_BASE stops the queue (no more pops) and, while
  * requests of the device are still in flight, holds the reply
  * (VHU_MSG_HOLD) until the application has pushed or dropped them, so the
- * reported index and the used ring agree. RESET_OWNER and RESET_DEVICE wait
+ * reported index and the used ring agree; it also waits for the queue's
+ * cancelled kick read, so the kick fd is closed when the reply is sent. RESET_OWNER and RESET_DEVICE wait
  * the same way. A closed connection's device is freed, with every mapping
  * and fd, once its requests are pushed or dropped and its ring operations
  * have completed; ops->close runs then.
@@ -62,6 +63,19 @@ struct vhu_dev;
 /** The devices of one socket path (or of attached sockets). */
 struct vhu_dev_server;
 
+/** A request that failed, as ops->request_failed sees it (for logs). */
+struct vhu_dev_failure {
+	uint32_t request;	/**< the request code (VHU_REQ_*) */
+	int error;		/**< -EOPNOTSUPP for a request not implemented or not negotiated */
+	/**
+	 * Protocol features the request needs that were not acked (so it is
+	 * not allowed yet), else 0.
+	 */
+	uint64_t missing_protocol_features;
+	/** Answered with a failure ack (REPLY_ACK); false: the connection closes with error. */
+	bool nacked;
+};
+
 struct vhu_dev_ops {
 	/**
 	 * Optional: a front-end connected and its device exists (set per-device
@@ -89,6 +103,12 @@ struct vhu_dev_ops {
 	 * any more; every mapping and fd is released; dev is freed after this.
 	 */
 	void (*close)(struct vhu_dev *dev, int reason, void *ctx);
+	/**
+	 * Optional: a request failed; f says how and what vhu does about it
+	 * (a failure ack, or closing the connection). For logging: do not
+	 * close the device from here.
+	 */
+	void (*request_failed)(struct vhu_dev *dev, const struct vhu_dev_failure *f, void *ctx);
 };
 
 struct vhu_dev_opts {
@@ -107,6 +127,12 @@ struct vhu_dev_opts {
 	uint64_t features;
 	/** Queues, 1..VHU_DEV_MAX_QUEUES (GET_QUEUE_NUM). */
 	unsigned int num_queues;
+	/**
+	 * Memory slots offered (GET_MAX_MEM_SLOTS), and so the regions a
+	 * front-end may add with ADD_MEM_REG; 0: VHU_MEM_MAX_SLOTS (509). Each
+	 * region keeps an fd open: a lower limit bounds a front-end's fds.
+	 */
+	unsigned int max_mem_slots;
 	/** Config space served by GET_CONFIG (copied; up to VHU_CONFIG_SPACE_SIZE bytes). */
 	const void *config;
 	uint32_t config_size;
@@ -117,7 +143,8 @@ struct vhu_dev_opts {
 /**
  * Create a device server on a ring; listen on opts->path if set.
  * \return 0; -EINVAL (no queue_work, num_queues out of range, a refused
- *         feature, config too large); -ENOMEM; a vhu_ring_listen() error.
+ *         feature, config too large, max_mem_slots above VHU_MEM_MAX_SLOTS);
+ *         -ENOMEM; a vhu_ring_listen() error.
  */
 int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
 			  struct vhu_dev_server **out);
@@ -172,11 +199,17 @@ int vhu_dev_pop(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req,
 /**
  * Complete a popped request (vhu_vq_push()): the guest is called at the end
  * of the reaping pass if it wants to be. On a closing device the request is
- * dropped instead. \return 0, or vhu_vq_push()'s error.
+ * dropped instead; if it was the device's last request and its ring
+ * operations are done, the device is freed inside this call: ops->close
+ * runs synchronously, before vhu_dev_push returns, and dev must not be
+ * used after it. \return 0, or vhu_vq_push()'s error.
  */
 int vhu_dev_push(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req, uint32_t len);
 
-/** Give up a popped request without completing it (vhu_vq_drop()). */
+/**
+ * Give up a popped request without completing it (vhu_vq_drop()). As with
+ * vhu_dev_push(), on a closing device ops->close may run inside this call.
+ */
 void vhu_dev_drop(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req);
 
 /** Close the device's connection with a reason (ops->close follows, later). */
