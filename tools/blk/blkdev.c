@@ -7,7 +7,11 @@
  * preadv/pwritev on the ring (no bounce copy), O_DIRECT when the file has
  * it and every buffer is sector-aligned, else buffered; a direct request
  * the file refuses (-EINVAL: a larger logical block) is retried buffered.
- * FLUSH is an fsync on the ring, DISCARD and WRITE_ZEROES an fallocate.
+ * FLUSH is an fsync on the ring, DISCARD an fallocate that punches a
+ * hole. WRITE_ZEROES punches a hole only with the UNMAP flag (and where
+ * holes can be punched); without it the range must stay allocated, so it
+ * is FALLOC_FL_ZERO_RANGE, or, where the file system refuses that, zeroes
+ * written from a shared zero buffer.
  */
 #define _GNU_SOURCE
 #include "blkdev.h"
@@ -23,6 +27,13 @@
 
 #define BLK_OUTHDR	16u
 #define WZ_F_UNMAP	1u
+/* Zeroes written per operation where the file system cannot zero a range. */
+#define ZERO_CHUNK	(64u * 1024u)
+
+static const uint8_t zero_chunk[ZERO_CHUNK];
+
+/* How a DISCARD or WRITE_ZEROES is done (blk_req.zmode). */
+enum zmode { Z_PUNCH, Z_ZERO_RANGE, Z_WRITE };
 
 struct blk_queue;
 
@@ -40,6 +51,7 @@ struct blk_req {
 	uint64_t off;		/* file offset of the next transfer */
 	uint64_t left;		/* bytes still to transfer */
 	uint32_t wz_flags;
+	enum zmode zmode;
 	bool direct;
 };
 
@@ -148,9 +160,28 @@ req_done(struct vhu_op *op, int res, uint32_t flags)
 		req_submit(r);
 		return;
 	}
+	if (res == -EOPNOTSUPP && r->zmode == Z_ZERO_RANGE) {
+		/* No ZERO_RANGE here: write the zeroes, now and from now on. */
+		r->q->bd->t->zero_range = false;
+		r->zmode = Z_WRITE;
+		req_submit(r);
+		return;
+	}
 	if (res < 0) {
 		req_finish(r, BLK_S_IOERR);
 		return;
+	}
+	if (r->type == BLK_T_WRITE_ZEROES && r->zmode == Z_WRITE) {
+		if (res == 0 || (uint64_t)res > r->left) {
+			req_finish(r, BLK_S_IOERR);
+			return;
+		}
+		r->left -= (uint64_t)res;
+		r->off += (uint64_t)res;
+		if (r->left > 0) {
+			req_submit(r);
+			return;
+		}
 	}
 	if (r->type == BLK_T_IN || r->type == BLK_T_OUT) {
 		if (res == 0 || (uint64_t)res > r->left) {
@@ -196,7 +227,14 @@ req_submit(struct blk_req *r)
 		io_uring_prep_fsync(sqe, t->fd, 0);
 		break;
 	default:
-		mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+		if (r->zmode == Z_WRITE) {
+			io_uring_prep_write(sqe, t->fd, zero_chunk,
+					    r->left < ZERO_CHUNK ? (unsigned int)r->left : ZERO_CHUNK,
+					    r->off);
+			break;
+		}
+		mode = FALLOC_FL_KEEP_SIZE |
+		       (r->zmode == Z_PUNCH ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
 		io_uring_prep_fallocate(sqe, t->fd, mode, r->off, r->left);
 		break;
 	}
@@ -223,6 +261,7 @@ req_start(struct blk_req *r)
 	r->status = NULL;
 	r->used = 0;
 	r->direct = false;
+	r->zmode = Z_PUNCH;
 	if (vr->nwrite == 0 || !iov_gather(vr->iov, vr->nread, 0, &hdr, sizeof(hdr))) {
 		/* No status byte to answer with, or no header: complete it empty. */
 		if (vr->nwrite > 0) {
@@ -306,7 +345,7 @@ req_start(struct blk_req *r)
 	}
 	case BLK_T_DISCARD:
 	case BLK_T_WRITE_ZEROES:
-		if (t->read_only || !t->punch) {
+		if (t->read_only || (hdr.type == BLK_T_DISCARD ? !t->discard : !t->write_zeroes)) {
 			req_finish(r, BLK_S_UNSUPP);
 			return;
 		}
@@ -326,7 +365,13 @@ req_start(struct blk_req *r)
 			req_finish(r, BLK_S_OK);
 			return;
 		}
-		/* A punched hole reads back as zeroes: both requests are one fallocate. */
+		/*
+		 * A punched hole reads back as zeroes, but deallocates: for
+		 * WRITE_ZEROES only when the driver allows it (UNMAP).
+		 */
+		if (hdr.type == BLK_T_WRITE_ZEROES && !((seg.flags & WZ_F_UNMAP) && t->punch)) {
+			r->zmode = t->zero_range ? Z_ZERO_RANGE : Z_WRITE;
+		}
 		req_submit(r);
 		return;
 	default:

@@ -56,6 +56,7 @@ blk_target_open(struct blk_target *t, const char *path, bool read_only, uint64_t
 	t->fd = t->fd_direct = -1;
 	t->read_only = read_only;
 	t->queues = queues;
+	t->zero_range = true;
 	if (path == NULL) {
 		t->null = true;
 		t->punch = true;
@@ -75,6 +76,8 @@ blk_target_open(struct blk_target *t, const char *path, bool read_only, uint64_t
 		t->punch = !read_only && fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						   (off_t)bytes, 4096) == 0;
 	}
+	t->discard = !read_only && t->punch;
+	t->write_zeroes = !read_only;
 	t->sectors = bytes / BLK_SECTOR;
 	if (t->sectors == 0) {
 		blk_target_close(t);
@@ -104,8 +107,12 @@ blk_target_features(const struct blk_target *t)
 
 	if (t->read_only) {
 		f |= BIT(BLK_F_RO);
-	} else if (t->punch) {
-		f |= BIT(BLK_F_DISCARD) | BIT(BLK_F_WRITE_ZEROES);
+	}
+	if (!t->read_only && t->discard) {
+		f |= BIT(BLK_F_DISCARD);
+	}
+	if (!t->read_only && t->write_zeroes) {
+		f |= BIT(BLK_F_WRITE_ZEROES);
 	}
 	return f;
 }
@@ -127,12 +134,15 @@ blk_target_config(const struct blk_target *t, uint8_t out[BLK_CONFIG_SIZE])
 	put32(out, CFG_SEG_MAX, BLK_SEG_MAX);
 	put32(out, CFG_BLK_SIZE, BLK_SECTOR);
 	memcpy(out + CFG_NUM_QUEUES, &nq, sizeof(nq));
-	if (!t->read_only && t->punch) {
+	if (!t->read_only && t->discard) {
 		put32(out, CFG_MAX_DISCARD_SECTORS, BLK_MAX_DISCARD_SECTORS);
 		put32(out, CFG_MAX_DISCARD_SEG, 1);
 		put32(out, CFG_DISCARD_ALIGN, 1);
+	}
+	if (!t->read_only && t->write_zeroes) {
 		put32(out, CFG_MAX_WZ_SECTORS, BLK_MAX_DISCARD_SECTORS);
 		put32(out, CFG_MAX_WZ_SEG, 1);
-		out[CFG_WZ_MAY_UNMAP] = 1;
+		/* UNMAP may punch a hole only where holes can be punched. */
+		out[CFG_WZ_MAY_UNMAP] = t->punch ? 1 : 0;
 	}
 }

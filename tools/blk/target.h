@@ -33,13 +33,20 @@ struct blk_target {
 	uint64_t sectors;
 	bool read_only;
 	bool null;		/* reads zeroes, discards writes */
-	bool punch;		/* fallocate PUNCH_HOLE works: DISCARD and WRITE_ZEROES */
+	bool punch;		/* fallocate PUNCH_HOLE works: DISCARD, WRITE_ZEROES with UNMAP */
+	bool zero_range;	/* FALLOC_FL_ZERO_RANGE not yet refused (then zeroes are written) */
+	bool discard;		/* offer DISCARD (writable and punch) */
+	bool write_zeroes;	/* offer WRITE_ZEROES (writable) */
 	unsigned int queues;
 };
 
 /*
  * Open path (read-only or not), or make a null disk of null_bytes when path
- * is NULL. \return 0, or -errno (a capacity below one sector: -EINVAL).
+ * is NULL. A writable target offers WRITE_ZEROES (a zeroed range, or
+ * zeroes written where the file system has no FALLOC_FL_ZERO_RANGE), and
+ * DISCARD and write_zeroes_may_unmap only where holes can be punched; a
+ * caller may clear discard and write_zeroes before taking the features.
+ * \return 0, or -errno (a capacity below one sector: -EINVAL).
  */
 int blk_target_open(struct blk_target *t, const char *path, bool read_only,
 		    uint64_t null_bytes, unsigned int queues);
