@@ -34,8 +34,9 @@
 /* What the back-end documents it offers (virtio-blk SEG_MAX, BLK_SIZE, FLUSH, MQ). */
 #define EXPECT_FEATURES	(F(2) | F(6) | F(9) | F(12) | F(VHU_F_RING_INDIRECT_DESC) | \
 			 F(VHU_F_RING_EVENT_IDX) | F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1))
+/* The device layer's protocol features: RESET_DEVICE is implemented (and so offered) there. */
 #define EXPECT_PF	(PF(MQ) | PF(REPLY_ACK) | PF(BACKEND_REQ) | PF(CONFIG) | \
-			 PF(CONFIGURE_MEM_SLOTS) | PF(STATUS))
+			 PF(RESET_DEVICE) | PF(CONFIGURE_MEM_SLOTS) | PF(STATUS))
 
 /* Upper bound for one wait on the back-end; reaching it fails the test, nothing sleeps. */
 #define WAIT_MS		20000
@@ -147,14 +148,21 @@ be_holds(struct file_id id)
 	return be_fds_of(id.dev, id.ino);
 }
 
+/* A region's file: as large as the region, since the back-end maps it. */
 static int
-region_memfd(const char *name)
+region_memfd_of(const char *name, off_t size)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC);
 
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(ftruncate(fd, 4096), 0);
+	cr_assert_eq(ftruncate(fd, size), 0);
 	return fd;
+}
+
+static int
+region_memfd(const char *name)
+{
+	return region_memfd_of(name, 4096);
 }
 
 /* Front-end side -------------------------------------------------------- */
@@ -364,9 +372,10 @@ step_send(struct client *c, enum step k)
 
 		memset(&t, 0, sizeof(t));
 		t.nregions = 2;
-		t.regions[0] = (struct vhu_mem_region){ 0, 0x1000, 0x7f0000000000ull, 0 };
+		/* Region a holds queue 0's rings (256 entries: desc, avail, used). */
+		t.regions[0] = (struct vhu_mem_region){ 0, 0x4000, 0x7f0000000000ull, 0 };
 		t.regions[1] = (struct vhu_mem_region){ 0x100000, 0x1000, 0x7f0000100000ull, 0 };
-		c->mem[0] = region_memfd("vhu-region-a");
+		c->mem[0] = region_memfd_of("vhu-region-a", 0x4000);
 		c->mem[1] = region_memfd("vhu-region-b");
 		fe_send(ep, VHU_REQ_SET_MEM_TABLE, true, &t, VHU_MEM_TABLE_SIZE(2), c->mem, 2);
 		break;
@@ -382,7 +391,7 @@ step_send(struct client *c, enum step k)
 	case S_SET_VRING_ADDR: {
 		struct vhu_vring_addr a = {
 			.index = 0, .flags = 0, .desc = 0x7f0000000000ull,
-			.used = 0x7f0000000800ull, .avail = 0x7f0000000400ull, .log = 0,
+			.used = 0x7f0000002000ull, .avail = 0x7f0000001000ull, .log = 0,
 		};
 
 		fe_send(ep, VHU_REQ_SET_VRING_ADDR, false, &a, sizeof(a), NULL, 0);
@@ -834,13 +843,13 @@ Test(backend, add_and_remove_memory_regions)
 	client_init(&c);
 	steps(&c, 0, S_GET_QUEUE_NUM);
 
-	fd = region_memfd("vhu-region-x");
+	fd = region_memfd_of("vhu-region-x", 0x2000);
 	id = file_id(fd);
 	cr_assert_eq(fe_acked(c.ep, VHU_REQ_ADD_MEM_REG, &sr, sizeof(sr), &fd, 1), 0);
 	close(fd);
 	cr_assert_eq(be_holds(id), 1);
 
-	fd2 = region_memfd("vhu-region-y");
+	fd2 = region_memfd_of("vhu-region-y", 0x2000);
 	cr_assert_neq(fe_acked(c.ep, VHU_REQ_ADD_MEM_REG, &overlap, sizeof(overlap), &fd2, 1), 0,
 		      "an overlapping region was accepted");
 	cr_assert_eq(be_holds(file_id(fd2)), 0, "the fd of a refused region was kept");

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhu-backend: a reference vhost-user back-end on the vhu io_uring engine.
+ * vhu-backend: a reference vhost-user back-end on the vhu device layer.
  * It answers the device-initialisation handshake of a VMM for a virtio-blk
- * disk with no data path, serving any number of front-ends on one ring.
- *
- * This file is the program: options, signals, the ring and its listener,
- * and the glue from engine callbacks to sessions (tools/backend/).
+ * disk with no data path (vhu-blk's target, a null disk offering no
+ * discard or write-zeroes, whose requests are never popped), serving any
+ * number of front-ends on one ring. The protocol is <vhu/device.h>'s, the
+ * same code vhu-blk runs; this file is options, logging and the loop.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,27 +16,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
+#include <vhu/device.h>
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
 
-#include "common/num.h"
 #include "common/exit.h"
+#include "common/fdlimit.h"
+#include "common/log.h"
+#include "common/num.h"
 #include "common/output.h"
 #include "common/signals.h"
 #include "common/sock.h"
-#include "backend/device.h"
-#include "backend/log.h"
-#include "backend/session.h"
+#include "blk/target.h"
 
 /* How long a wait may block before the stop flag is looked at again. */
 #define WAIT_SLICE_MS	200
 
 #define DEFAULT_CAPACITY	(64ull << 20)
-
-/* fds the process needs besides its sessions': stdio, the ring, the listener, slack. */
-#define FD_RESERVE	64u
+#define MAX_QUEUES		VHU_DEV_MAX_QUEUES
 
 struct options {
 	const char *socket;
@@ -45,14 +43,9 @@ struct options {
 	bool quiet;
 	unsigned int max_conns;
 	uint32_t msg_timeout_ms;
-	struct be_device dev;
+	unsigned int queues;
+	uint64_t capacity;
 };
-
-/* One back-end per process; callbacks reach it here, so a conn's ctx is only ever its session. */
-static struct {
-	struct be_device dev;
-	unsigned int next_id;
-} app;
 
 static void
 usage(FILE *out)
@@ -77,7 +70,7 @@ usage(FILE *out)
 		"Exit status: 0 stopped by SIGINT, SIGTERM or SIGHUP (the socket is removed);\n"
 		"1 failure (the ring); 2 usage, or --max-conns beyond RLIMIT_NOFILE; 3 cannot\n"
 		"listen on PATH; 7 a live back-end already listens on PATH.\n",
-		BE_MAX_QUEUES);
+		MAX_QUEUES);
 }
 
 /* \return 0 to run, 1 after --help or --version, or 2 on a usage error (message printed). */
@@ -102,8 +95,8 @@ parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->recv_mode = VHU_RECV_STREAM;
-	o->dev.queues = 1;
-	o->dev.capacity_sectors = DEFAULT_CAPACITY / BE_SECTOR_SIZE;
+	o->queues = 1;
+	o->capacity = DEFAULT_CAPACITY;
 	while ((c = getopt_long(argc, argv, "s:r:bm:t:n:c:qVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -140,21 +133,21 @@ parse_options(int argc, char **argv, struct options *o)
 			o->msg_timeout_ms = (uint32_t)v;
 			break;
 		case 'n':
-			if (tool_parse_u64(optarg, 1, BE_MAX_QUEUES, &v) < 0) {
+			if (tool_parse_u64(optarg, 1, MAX_QUEUES, &v) < 0) {
 				fprintf(stderr, "vhu-backend: --queues needs a number from 1 "
-					"to %u, not '%s'\n", BE_MAX_QUEUES, optarg);
+					"to %u, not '%s'\n", MAX_QUEUES, optarg);
 				return 2;
 			}
-			o->dev.queues = (unsigned int)v;
+			o->queues = (unsigned int)v;
 			break;
 		case 'c':
 			if (tool_parse_size(optarg, 1, UINT64_MAX, &v) < 0 ||
-			    v % BE_SECTOR_SIZE != 0) {
+			    v % BLK_SECTOR != 0) {
 				fprintf(stderr, "vhu-backend: --capacity needs a non-zero "
-					"multiple of %u bytes, not '%s'\n", BE_SECTOR_SIZE, optarg);
+					"multiple of %u bytes, not '%s'\n", BLK_SECTOR, optarg);
 				return 2;
 			}
-			o->dev.capacity_sectors = v / BE_SECTOR_SIZE;
+			o->capacity = v;
 			break;
 		case 'q':
 			o->quiet = true;
@@ -182,117 +175,61 @@ parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* Engine callbacks -------------------------------------------------- */
-
-static void
-on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
-{
-	unsigned int id = ++app.next_id;
-	struct be_session *s = be_session_new(&app.dev, id);
-
-	if (s == NULL) {
-		be_log_err("conn %u: out of memory for its state; closing", id);
-		vhu_conn_close_reason(conn, -ENOMEM);
-		return;
-	}
-	vhu_conn_set_ctx(conn, s);
-	be_log_info("conn %u: accepted", id);
-}
+/* Device callbacks --------------------------------------------------- */
 
 static int
-on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
+on_open(struct vhu_dev *dev, void *ctx)
 {
-	struct be_session *s = ctx;
-	struct be_reply reply;
-	int rc;
-
-	if (s == NULL) {
-		return -ENOMEM;
-	}
-	rc = be_session_handle(s, msg, &reply);
-	if (rc < 0 || !reply.present) {
-		return rc;
-	}
-	/* The engine delivers a request only with room for its reply: this cannot be -VHU_EQFULL. */
-	rc = vhu_conn_send(conn, &reply.hdr, reply.body, reply.len, NULL, 0, NULL, 0);
-	if (rc < 0) {
-		be_log_err("conn %u: cannot queue the reply to %s: %s; closing",
-			   be_session_id(s), vhu_req_name(VHU_CHAN_FRONTEND, msg->hdr.request),
-			   vhu_strerror(rc));
-	}
-	return rc;
-}
-
-static void
-on_close(struct vhu_conn *conn, int reason, void *ctx)
-{
-	struct be_session *s = ctx;
-	unsigned int id;
-
-	if (s == NULL) {
-		return;
-	}
-	/* Logged after the state is gone, so a reader of the line sees every fd closed. */
-	id = be_session_id(s);
-	be_session_free(s);
-	if (reason == 0) {
-		be_log_info("conn %u: closed", id);
-	} else {
-		be_log_info("conn %u: closed: %s", id, vhu_strerror(reason));
-	}
-}
-
-/* Main --------------------------------------------------------------- */
-
-/*
- * Every session's fds are bounded by its state: BE_MAX_MEM_SLOTS regions,
- * kick, call and err per queue, the back-end channel. That is its fd
- * budget, and the connection limit follows from RLIMIT_NOFILE (raised to
- * its hard limit first), so that no front-end can use up the fd table and
- * an honest VMM's fds are never truncated by the kernel for want of room.
- * \return 0, or 2 after a message when --max-conns cannot be honoured.
- */
-static int
-fit_fd_limit(struct options *o)
-{
-	unsigned long long budget = BE_MAX_MEM_SLOTS + 3ull * o->dev.queues + 1u;
-	unsigned long long fit;
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-		return 0;
-	}
-	if (rl.rlim_cur < rl.rlim_max) {
-		struct rlimit up = { rl.rlim_max, rl.rlim_max };
-
-		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
-			rl = up;
-		}
-	}
-	fit = rl.rlim_cur > FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / budget : 0;
-	if (fit > (1u << 20)) {
-		fit = 1u << 20;
-	}
-	if (o->max_conns == 0) {
-		if (fit == 0) {
-			fprintf(stderr, "vhu-backend: RLIMIT_NOFILE (%llu) leaves no room for one "
-				"front-end's %llu fds; raise it (ulimit -n)\n",
-				(unsigned long long)rl.rlim_cur, budget);
-			return 2;
-		}
-		o->max_conns = (unsigned int)fit;
-	} else if (o->max_conns > fit) {
-		fprintf(stderr, "vhu-backend: --max-conns %u needs up to %llu fds (%llu per "
-			"front-end with --queues %u), but RLIMIT_NOFILE is %llu: raise it "
-			"(ulimit -n) or lower --max-conns to %llu\n", o->max_conns,
-			o->max_conns * budget + FD_RESERVE, budget, o->dev.queues,
-			(unsigned long long)rl.rlim_cur, fit);
-		return 2;
-	}
-	be_log_info("at most %u front-ends, %llu fds each (RLIMIT_NOFILE %llu)", o->max_conns,
-		    budget, (unsigned long long)rl.rlim_cur);
+	tool_log_info("conn %u: accepted", vhu_dev_id(dev));
 	return 0;
 }
+
+/* No data path: the guest's requests stay in its rings. */
+static void
+on_queue_work(struct vhu_dev *dev, unsigned int q, void *ctx)
+{
+}
+
+static void
+on_request_failed(struct vhu_dev *dev, const struct vhu_dev_failure *f, void *ctx)
+{
+	const char *name = vhu_req_name(VHU_CHAN_FRONTEND, f->request);
+	unsigned int id = vhu_dev_id(dev);
+
+	if (f->error == -EOPNOTSUPP && f->missing_protocol_features != 0) {
+		const char *gate = vhu_protocol_feature_name(
+			(unsigned int)__builtin_ctzll(f->missing_protocol_features));
+
+		tool_log_err("conn %u: unsupported request %s (%u) without protocol feature %s; "
+			     "closing", id, name, f->request, gate != NULL ? gate : "?");
+	} else if (f->error == -EOPNOTSUPP && !f->nacked) {
+		tool_log_err("conn %u: unsupported request %s (%u); closing", id, name,
+			     f->request);
+	} else {
+		tool_log_err("conn %u: %s failed: %s; %s", id, name, vhu_strerror(f->error),
+			     f->nacked ? "sent a failure ack" : "closing");
+	}
+}
+
+/* Logged once the device is gone, so a reader of the line sees every fd closed. */
+static void
+on_close(struct vhu_dev *dev, int reason, void *ctx)
+{
+	if (reason == 0) {
+		tool_log_info("conn %u: closed", vhu_dev_id(dev));
+	} else {
+		tool_log_info("conn %u: closed: %s", vhu_dev_id(dev), vhu_strerror(reason));
+	}
+}
+
+static const struct vhu_dev_ops backend_ops = {
+	.open = on_open,
+	.queue_work = on_queue_work,
+	.close = on_close,
+	.request_failed = on_request_failed,
+};
+
+/* Main --------------------------------------------------------------- */
 
 static int
 serve(struct vhu_ring *ring, bool busy_poll)
@@ -301,9 +238,9 @@ serve(struct vhu_ring *ring, bool busy_poll)
 
 	while (!tool_stop_signal()) {
 		rc = busy_poll ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
-		be_log_flush();
+		tool_log_flush();
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
-			be_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
+			tool_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
 			return rc;
 		}
 	}
@@ -314,9 +251,11 @@ int
 main(int argc, char **argv)
 {
 	struct vhu_ring_opts ropts;
-	struct vhu_ulistener_opts lopts;
-	struct vhu_ulistener *listener = NULL;
+	struct vhu_dev_opts dopts;
+	struct vhu_dev_server *srv = NULL;
 	struct vhu_ring *ring = NULL;
+	uint8_t config[BLK_CONFIG_SIZE];
+	struct blk_target t;
 	struct options o;
 	int rc;
 
@@ -328,67 +267,78 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		return rc;
 	}
-	be_log_set_quiet(o.quiet);
-	app.dev = o.dev;
+	tool_log_init("vhu-backend", o.quiet);
 	/* Replace a socket file a dead back-end left, never a live back-end's. */
 	{
 		char why[300];
 
 		rc = tool_listen_check(o.socket, why, sizeof(why));
 		if (rc < 0) {
-			be_log_err("cannot listen on %s", why);
-			be_log_drain(1000);
+			tool_log_err("cannot listen on %s", why);
+			tool_log_drain(1000);
 			return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 		}
 	}
-	rc = fit_fd_limit(&o);
-	if (rc != 0) {
-		return rc;
+	if (tool_fit_fd_limit("vhu-backend", o.queues, &o.max_conns) < 0) {
+		return TOOL_EXIT_USAGE;
 	}
-
 	rc = tool_signals_install();
 	if (rc < 0) {
-		be_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
-		return 1;
+		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
+		return TOOL_EXIT_FAILURE;
 	}
+	/* The disk it pretends to be: a null disk with nothing to discard or zero. */
+	rc = blk_target_open(&t, NULL, false, o.capacity, o.queues);
+	if (rc < 0) {
+		tool_log_err("cannot make the disk: %s", vhu_strerror(rc));
+		return TOOL_EXIT_FAILURE;
+	}
+	t.discard = false;
+	t.write_zeroes = false;
+	blk_target_config(&t, config);
 
 	memset(&ropts, 0, sizeof(ropts));
 	ropts.busy_poll = o.busy_poll;
 	ropts.max_conns = o.max_conns;
+	/* A kick read and a call write per queue (of one device; beyond, the kernel keeps them). */
+	ropts.max_ops = 2u * o.queues;
 	rc = vhu_ring_create(&ropts, &ring);
 	if (rc < 0) {
-		be_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
-			   vhu_ring_error_hint(rc));
-		return 1;
+		tool_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
+			     vhu_ring_error_hint(rc));
+		tool_log_drain(1000);
+		return TOOL_EXIT_FAILURE;
 	}
 
-	memset(&lopts, 0, sizeof(lopts));
-	lopts.path = o.socket;
-	lopts.unlink_stale = true;
-	lopts.max_conns = o.max_conns;
-	lopts.conn.recv_mode = o.recv_mode;
-	lopts.conn.msg_timeout_ms = o.msg_timeout_ms;
-	lopts.conn.rules.channel = VHU_CHAN_FRONTEND;
-	lopts.conn.rules.expect = VHU_EXPECT_REQUEST;
-	lopts.ops.on_message = on_message;
-	lopts.ops.on_close = on_close;
-	lopts.on_accept = on_accept;
-	rc = vhu_ring_listen(ring, &lopts, &listener);
+	memset(&dopts, 0, sizeof(dopts));
+	dopts.path = o.socket;
+	dopts.unlink_stale = true;
+	dopts.max_conns = o.max_conns;
+	dopts.recv_mode = o.recv_mode;
+	dopts.msg_timeout_ms = o.msg_timeout_ms;
+	dopts.features = blk_target_features(&t);
+	dopts.num_queues = o.queues;
+	dopts.max_mem_slots = TOOL_MEM_SLOTS;
+	dopts.config = config;
+	dopts.config_size = BLK_CONFIG_SIZE;
+	dopts.ops = &backend_ops;
+	rc = vhu_dev_server_create(ring, &dopts, &srv);
 	if (rc < 0) {
-		be_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
+		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
 		vhu_ring_destroy(ring);
-		be_log_drain(1000);
+		tool_log_drain(1000);
 		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
-	be_log_info("listening on %s", o.socket);
+	tool_log_info("listening on %s", o.socket);
 
 	rc = serve(ring, o.busy_poll);
 	if (tool_stop_signal()) {
-		be_log_info("%s: shutting down", strsignal(tool_stop_signal()));
+		tool_log_info("%s: shutting down", strsignal(tool_stop_signal()));
 	}
-	vhu_ulistener_close(listener);
+	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(ring);
-	/* The last lines (sessions closed, shutting down) get a second to leave. */
-	be_log_drain(1000);
-	return rc < 0 ? 1 : 0;
+	blk_target_close(&t);
+	/* The last lines (front-ends closed, shutting down) get a second to leave. */
+	tool_log_drain(1000);
+	return rc < 0 ? TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 }

@@ -450,6 +450,15 @@ set_vring_file(struct vhu_dev *d, struct vhu_msg *msg, enum vring_file which)
 		/* With NOFD the front-end promises to poll: the queue starts either way. */
 		vhu__dq_set_kick(q, fd);
 		rc = vhu_vq_start(q->vq);
+		if (rc == -EINVAL) {
+			/*
+			 * No size or addresses yet: the fd is kept and the ring
+			 * waits (the spec starts a ring on a kick, and libvhost-user
+			 * takes a kick fd at any time); a kick fd sent once it is
+			 * configured starts it.
+			 */
+			return 0;
+		}
 		if (rc == 0) {
 			vhu__dq_work(q);
 		}

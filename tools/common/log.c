@@ -11,7 +11,7 @@
 /*
  * Logging never blocks the ring. Lines go to a bounded buffer and from
  * there to stderr whenever it has room: at once if it does, else as the
- * serve loop calls be_log_flush(). A pipe nobody reads fills the buffer;
+ * serve loop calls tool_log_flush(). A pipe nobody reads fills the buffer;
  * then lines are dropped and counted, and the count is logged in front of
  * the next line that fits. Each write carries whole lines and at most
  * PIPE_BUF bytes, so whoever reads the pipe (a test, a supervisor) never
@@ -21,15 +21,21 @@
 #define LINE_MAX	512u
 #define WRITE_MAX	4096u		/* PIPE_BUF: a pipe write this small is atomic */
 
-static const char prefix[] = "vhu-backend: ";
+#define PREFIX_MAX	32u
+
+static char prefix[PREFIX_MAX] = "vhu: ";
+static size_t prefix_len = 5;
 static bool quiet;
 static char pending[PENDING_MAX];
 static size_t plen;
 static unsigned long dropped;
 
 void
-be_log_set_quiet(bool on)
+tool_log_init(const char *name, bool on)
 {
+	int n = snprintf(prefix, sizeof(prefix), "%s: ", name);
+
+	prefix_len = n > 0 && (size_t)n < sizeof(prefix) ? (size_t)n : strlen(prefix);
 	quiet = on;
 }
 
@@ -68,7 +74,7 @@ flush(int timeout_ms)
 }
 
 void
-be_log_flush(void)
+tool_log_flush(void)
 {
 	if (plen > 0) {
 		flush(0);
@@ -76,7 +82,7 @@ be_log_flush(void)
 }
 
 void
-be_log_drain(int timeout_ms)
+tool_log_drain(int timeout_ms)
 {
 	if (plen > 0) {
 		flush(timeout_ms);
@@ -95,9 +101,9 @@ emit(const char *fmt, va_list ap)
 		len = (size_t)snprintf(line, 96, "%s%lu log lines dropped (stderr was full)\n",
 				       prefix, dropped);
 	}
-	memcpy(line + len, prefix, sizeof(prefix) - 1);
-	len += sizeof(prefix) - 1;
-	room = LINE_MAX - (sizeof(prefix) - 1) - 1;	/* one byte for the newline */
+	memcpy(line + len, prefix, prefix_len);
+	len += prefix_len;
+	room = LINE_MAX - prefix_len - 1;	/* one byte for the newline */
 	n = vsnprintf(line + len, room, fmt, ap);
 	if (n < 0) {
 		errno = saved;
@@ -117,7 +123,7 @@ emit(const char *fmt, va_list ap)
 }
 
 void
-be_log_info(const char *fmt, ...)
+tool_log_info(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -130,7 +136,7 @@ be_log_info(const char *fmt, ...)
 }
 
 void
-be_log_err(const char *fmt, ...)
+tool_log_err(const char *fmt, ...)
 {
 	va_list ap;
 
