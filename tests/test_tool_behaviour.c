@@ -238,6 +238,45 @@ Test(behaviour, backend_stops_on_sighup_and_removes_its_socket)
 	cr_assert_neq(stat(t_path("be.sock"), &st), 0, "the socket is removed");
 }
 
+/* vhu-blk: a null disk on sock; returns once it says it listens. */
+static void
+start_blk(struct t_proc *p, const char *sock)
+{
+	const char *args[] = { "--socket", sock, "--null", "1M", "--queues", "2", NULL };
+	char buf[4096] = "", want[256];
+	size_t len = 0;
+
+	t_proc_spawn(p, "vhu-blk", args, false);
+	t_close_fd(&p->out);
+	snprintf(want, sizeof(want), "vhu-blk: listening on %s:", sock);
+	t_proc_read_until(p->err, buf, sizeof(buf), &len, want, "vhu-blk");
+}
+
+static void
+blk_stops(int sig)
+{
+	struct stat st;
+
+	start_blk(&t_tool.backend, t_path("blk.sock"));
+	cr_assert_eq(exit_code(&t_tool.backend, sig), 0);
+	cr_assert_neq(stat(t_path("blk.sock"), &st), 0, "the socket is removed");
+}
+
+Test(behaviour, blk_stops_on_sigint_and_removes_its_socket)
+{
+	blk_stops(SIGINT);
+}
+
+Test(behaviour, blk_stops_on_sigterm_and_removes_its_socket)
+{
+	blk_stops(SIGTERM);
+}
+
+Test(behaviour, blk_stops_on_sighup_and_removes_its_socket)
+{
+	blk_stops(SIGHUP);
+}
+
 /* 3. --connect errors ---------------------------------------------------- */
 
 static void
@@ -314,6 +353,59 @@ Test(behaviour, second_backend_on_a_live_socket_exits_7)
 	cr_assert_eq(exit_code(&t_tool.probe, 0), 0);
 }
 
+Test(behaviour, blk_on_a_live_socket_exits_7_and_the_first_serves_on)
+{
+	const char *sock = t_path("blk.sock");
+	const char *args[] = { "--socket", sock, "--null", "1M", NULL };
+	const char *pargs[] = { sock, NULL };
+
+	start_blk(&t_tool.backend, sock);
+	refused_on_live_socket("vhu-blk", args);
+	t_proc_spawn(&t_tool.probe, "vhu-probe", pargs, false);
+	t_proc_wait_line(&t_tool.probe, "features");
+	cr_assert_eq(exit_code(&t_tool.probe, 0), 0);
+}
+
+Test(behaviour, blk_replaces_a_stale_socket_and_keeps_a_regular_file)
+{
+	const char *file = t_path("file");
+	const char *args[] = { "--socket", file, "--null", "1M", NULL };
+	char err[4096];
+	struct stat st;
+	int fd;
+
+	close(listening(t_path("blk.sock"), 1));
+	start_blk(&t_tool.backend, t_path("blk.sock"));
+	cr_assert_eq(exit_code(&t_tool.backend, SIGTERM), 0);
+
+	fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(run_with_stdout("vhu-blk", args, open("/dev/null", O_WRONLY | O_CLOEXEC),
+				     err, sizeof(err)), 3, "%s", err);
+	cr_assert(strstr(err, "vhu-blk: cannot listen on"), "%s", err);
+	cr_assert_eq(stat(file, &st), 0);
+	cr_assert(S_ISREG(st.st_mode), "a regular file was replaced");
+}
+
+Test(behaviour, blk_usage_errors_exit_2)
+{
+	const char *none[] = { "--socket", t_path("blk.sock"), NULL };
+	const char *both[] = { "--socket", t_path("blk.sock"), "--null", "1M", "--file", "x", NULL };
+	const char *bad[] = { "--socket", t_path("blk.sock"), "--null", "1M", "--max-conns", "0",
+			      NULL };
+	char err[4096];
+
+	cr_assert_eq(run_with_stdout("vhu-blk", none, open("/dev/null", O_WRONLY | O_CLOEXEC),
+				     err, sizeof(err)), 2, "%s", err);
+	cr_assert(strstr(err, "one of --file or --null are required"), "%s", err);
+	cr_assert_eq(run_with_stdout("vhu-blk", both, open("/dev/null", O_WRONLY | O_CLOEXEC),
+				     err, sizeof(err)), 2, "%s", err);
+	cr_assert_eq(run_with_stdout("vhu-blk", bad, open("/dev/null", O_WRONLY | O_CLOEXEC),
+				     err, sizeof(err)), 2, "%s", err);
+	cr_assert(strstr(err, "--max-conns needs a number"), "%s", err);
+}
+
 Test(behaviour, trace_and_bench_listen_on_a_live_socket_exit_7)
 {
 	const char *sock = t_path("be.sock");
@@ -364,6 +456,17 @@ Test(behaviour, probe_to_a_closed_pipe_is_exit_1)
 	close(p[0]);
 	cr_assert_eq(run_with_stdout("vhu-probe", args, p[1], err, sizeof(err)), 1, "%s", err);
 	cr_assert(strstr(err, "Broken pipe"), "%s", err);
+}
+
+Test(behaviour, blk_help_to_a_full_device_is_exit_1)
+{
+	const char *args[] = { "--help", NULL };
+	char err[4096];
+
+	cr_assert_eq(run_with_stdout("vhu-blk", args, open("/dev/full", O_WRONLY | O_CLOEXEC),
+				     err, sizeof(err)), 1, "%s", err);
+	cr_assert(strstr(err, "vhu-blk: writing standard output: No space left on device"),
+		  "%s", err);
 }
 
 Test(behaviour, bench_to_a_full_device_is_exit_1)
@@ -469,7 +572,8 @@ Test(behaviour, bench_plot_without_gnuplot_fails_before_the_run)
 Test(behaviour, every_tool_prints_its_version)
 {
 	static const char *const tools[][2] = {
-		{ "vhu-backend", "vhu-backend" }, { "vhu-probe", "vhu-probe" },
+		{ "vhu-backend", "vhu-backend" }, { "vhu-blk", "vhu-blk" },
+		{ "vhu-probe", "vhu-probe" },
 		{ "vhu-trace", "vhu-trace" }, { BENCH, "vhu-bench" },
 	};
 	const char *args[] = { "--version", NULL };

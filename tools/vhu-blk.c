@@ -2,7 +2,9 @@
 /*
  * vhu-blk: a vhost-user-blk back-end on the vhu device layer. Serves a file
  * (or block device), or a null disk, to any number of front-ends on one
- * ring; the request handling is tools/blk/.
+ * ring; the request handling is tools/blk/. Options, exit statuses,
+ * signals, the socket check, the log and the fd budget are those every
+ * tool shares (tools/common/).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,8 +18,13 @@
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
 
+#include "common/exit.h"
+#include "common/fdlimit.h"
+#include "common/log.h"
 #include "common/num.h"
+#include "common/output.h"
 #include "common/signals.h"
+#include "common/sock.h"
 #include "blk/blkdev.h"
 #include "blk/target.h"
 
@@ -31,9 +38,9 @@ struct options {
 	bool quiet;
 	uint64_t null_bytes;
 	unsigned int queues;
+	unsigned int max_conns;
+	uint32_t msg_timeout_ms;
 };
-
-static bool quiet;
 
 static void
 usage(FILE *out)
@@ -42,17 +49,28 @@ usage(FILE *out)
 		"Usage: vhu-blk --socket PATH (--file PATH | --null SIZE) [options]\n"
 		"A vhost-user-blk back-end on the vhu io_uring engine.\n"
 		"\n"
-		"  -s, --socket PATH   listen on PATH (a stale socket file is replaced)\n"
-		"  -f, --file PATH     serve this file or block device (capacity: its size)\n"
-		"  -z, --null SIZE     serve a null disk of SIZE bytes (K/M/G): reads zeroes,\n"
-		"                      writes are discarded\n"
-		"  -r, --read-only     refuse writes (VIRTIO_BLK_F_RO)\n"
-		"  -n, --queues N      virtqueues, 1..%u (default 1)\n"
-		"  -q, --quiet         log faults only\n"
-		"  -h, --help          show this help\n",
+		"  -s, --socket PATH       listen on PATH (a stale socket file is replaced)\n"
+		"  -f, --file PATH         serve this file or block device (capacity: its size)\n"
+		"  -z, --null SIZE         serve a null disk of SIZE bytes (K/M/G): reads zeroes,\n"
+		"                          writes are discarded\n"
+		"  -r, --read-only         refuse writes (VIRTIO_BLK_F_RO)\n"
+		"  -n, --queues N          virtqueues, 1..%u (default 1)\n"
+		"  -m, --max-conns N       serve at most N front-ends at once (default: as\n"
+		"                          many as RLIMIT_NOFILE holds at their fd budget)\n"
+		"  -t, --msg-timeout MS    close a front-end whose message stalls MS ms\n"
+		"                          (default 0: never; set it for untrusted front-ends)\n"
+		"  -q, --quiet             log faults only\n"
+		"  -V, --version           print the version and exit\n"
+		"  -h, --help              show this help\n"
+		"\n"
+		"Exit status: 0 stopped by SIGINT, SIGTERM or SIGHUP (the socket is removed);\n"
+		"1 failure (the disk, the ring, output); 2 usage, or --max-conns beyond\n"
+		"RLIMIT_NOFILE; 3 cannot listen on PATH; 7 a live back-end already listens\n"
+		"on PATH.\n",
 		MAX_QUEUES);
 }
 
+/* \return 0 to run, 1 after --help or --version, or 2 on a usage error (message printed). */
 static int
 parse_options(int argc, char **argv, struct options *o)
 {
@@ -62,7 +80,10 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "null", required_argument, NULL, 'z' },
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "queues", required_argument, NULL, 'n' },
+		{ "max-conns", required_argument, NULL, 'm' },
+		{ "msg-timeout", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,7 +92,7 @@ parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->queues = 1;
-	while ((c = getopt_long(argc, argv, "s:f:z:rn:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:f:z:rn:m:t:qVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -83,7 +104,7 @@ parse_options(int argc, char **argv, struct options *o)
 			if (tool_parse_size(optarg, BLK_SECTOR, UINT64_MAX, &v) < 0) {
 				fprintf(stderr, "vhu-blk: --null needs a size of at least %u "
 					"bytes, not '%s'\n", BLK_SECTOR, optarg);
-				return 2;
+				return TOOL_EXIT_USAGE;
 			}
 			o->null_bytes = v;
 			break;
@@ -94,29 +115,48 @@ parse_options(int argc, char **argv, struct options *o)
 			if (tool_parse_u64(optarg, 1, MAX_QUEUES, &v) < 0) {
 				fprintf(stderr, "vhu-blk: --queues needs a number from 1 to %u, "
 					"not '%s'\n", MAX_QUEUES, optarg);
-				return 2;
+				return TOOL_EXIT_USAGE;
 			}
 			o->queues = (unsigned int)v;
+			break;
+		case 'm':
+			if (tool_parse_u64(optarg, 1, 1u << 20, &v) < 0) {
+				fprintf(stderr, "vhu-blk: --max-conns needs a number from 1 to %u, "
+					"not '%s'\n", 1u << 20, optarg);
+				return TOOL_EXIT_USAGE;
+			}
+			o->max_conns = (unsigned int)v;
+			break;
+		case 't':
+			if (tool_parse_u64(optarg, 0, UINT32_MAX, &v) < 0) {
+				fprintf(stderr, "vhu-blk: --msg-timeout needs milliseconds, 0 to %u, "
+					"not '%s'\n", UINT32_MAX, optarg);
+				return TOOL_EXIT_USAGE;
+			}
+			o->msg_timeout_ms = (uint32_t)v;
 			break;
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'V':
+			tool_print_version(stdout, "vhu-blk");
+			return 1;
 		case 'h':
 			usage(stdout);
 			return 1;
 		default:
 			usage(stderr);
-			return 2;
+			return TOOL_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "vhu-blk: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		return TOOL_EXIT_USAGE;
 	}
 	if (o->socket == NULL || (o->file == NULL) == (o->null_bytes == 0)) {
 		fprintf(stderr, "vhu-blk: --socket and one of --file or --null are required\n");
 		usage(stderr);
-		return 2;
+		return TOOL_EXIT_USAGE;
 	}
 	return 0;
 }
@@ -126,9 +166,7 @@ on_open(struct vhu_dev *dev, void *ctx)
 {
 	int rc = blk_dev_ops.open(dev, ctx);
 
-	if (!quiet) {
-		fprintf(stderr, "vhu-blk: device %u: front-end connected\n", vhu_dev_id(dev));
-	}
+	tool_log_info("device %u: front-end connected", vhu_dev_id(dev));
 	return rc;
 }
 
@@ -137,11 +175,18 @@ on_close(struct vhu_dev *dev, int reason, void *ctx)
 {
 	blk_dev_ops.close(dev, reason, ctx);
 	if (reason != 0 && reason != -VHU_EDISCONNECT) {
-		fprintf(stderr, "vhu-blk: device %u: closed: %s\n", vhu_dev_id(dev),
-			vhu_strerror(reason));
-	} else if (!quiet) {
-		fprintf(stderr, "vhu-blk: device %u: closed\n", vhu_dev_id(dev));
+		tool_log_err("device %u: closed: %s", vhu_dev_id(dev), vhu_strerror(reason));
+	} else {
+		tool_log_info("device %u: closed", vhu_dev_id(dev));
 	}
+}
+
+static void
+on_request_failed(struct vhu_dev *dev, const struct vhu_dev_failure *f, void *ctx)
+{
+	tool_log_err("device %u: %s failed: %s; %s", vhu_dev_id(dev),
+		     vhu_req_name(VHU_CHAN_FRONTEND, f->request), vhu_strerror(f->error),
+		     f->nacked ? "sent a failure ack" : "closing");
 }
 
 int
@@ -155,66 +200,93 @@ main(int argc, char **argv)
 	uint8_t config[BLK_CONFIG_SIZE];
 	struct blk_target t;
 	struct options o;
+	char why[300];
 	int rc;
 
 	rc = parse_options(argc, argv, &o);
-	if (rc != 0) {
-		return rc == 1 ? 0 : rc;
+	if (rc == 1) {
+		return tool_output_close(stdout, "vhu-blk", "standard output") < 0 ?
+		       TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 	}
-	quiet = o.quiet;
+	if (rc != 0) {
+		return rc;
+	}
+	tool_log_init("vhu-blk", o.quiet);
+	/* Replace a socket file a dead back-end left, never a live back-end's. */
+	rc = tool_listen_check(o.socket, why, sizeof(why));
+	if (rc < 0) {
+		tool_log_err("cannot listen on %s", why);
+		tool_log_drain(1000);
+		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
+	}
+	if (tool_fit_fd_limit("vhu-blk", o.queues, &o.max_conns) < 0) {
+		return TOOL_EXIT_USAGE;
+	}
 	rc = blk_target_open(&t, o.file, o.read_only, o.null_bytes, o.queues);
 	if (rc < 0) {
-		fprintf(stderr, "vhu-blk: cannot open %s: %s\n", o.file ? o.file : "the null disk",
-			vhu_strerror(rc));
-		return 1;
+		tool_log_err("cannot open %s: %s", o.file ? o.file : "the null disk",
+			     vhu_strerror(rc));
+		tool_log_drain(1000);
+		return TOOL_EXIT_FAILURE;
 	}
 	rc = tool_signals_install();
 	if (rc < 0) {
-		fprintf(stderr, "vhu-blk: cannot install signal handlers: %s\n", vhu_strerror(rc));
+		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
 		blk_target_close(&t);
-		return 1;
+		tool_log_drain(1000);
+		return TOOL_EXIT_FAILURE;
 	}
 	memset(&ropts, 0, sizeof(ropts));
-	ropts.max_conns = 64;
+	ropts.max_conns = o.max_conns;
 	/* Kick, call and one request per descriptor of a 256-entry queue, per queue. */
 	ropts.max_ops = o.queues * (2u + 256u);
 	rc = vhu_ring_create(&ropts, &ring);
 	if (rc < 0) {
-		fprintf(stderr, "vhu-blk: cannot create the io_uring: %s (%s)\n", vhu_strerror(rc),
-			vhu_ring_error_hint(rc));
+		tool_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
+			     vhu_ring_error_hint(rc));
 		blk_target_close(&t);
-		return 1;
+		tool_log_drain(1000);
+		return TOOL_EXIT_FAILURE;
 	}
 	blk_dev_opts(&t, config, &dopts);
 	ops = blk_dev_ops;
 	ops.open = on_open;
 	ops.close = on_close;
+	ops.request_failed = on_request_failed;
 	dopts.ops = &ops;
 	dopts.path = o.socket;
 	dopts.unlink_stale = true;
+	dopts.max_conns = o.max_conns;
+	dopts.msg_timeout_ms = o.msg_timeout_ms;
+	dopts.max_mem_slots = TOOL_MEM_SLOTS;
 	rc = vhu_dev_server_create(ring, &dopts, &srv);
 	if (rc < 0) {
-		fprintf(stderr, "vhu-blk: cannot listen on %s: %s\n", o.socket, vhu_strerror(rc));
+		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
 		vhu_ring_destroy(ring);
 		blk_target_close(&t);
-		return 1;
+		tool_log_drain(1000);
+		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
-	if (!quiet) {
-		fprintf(stderr, "vhu-blk: listening on %s: %llu sectors%s%s, %u queue(s)%s\n",
-			o.socket, (unsigned long long)t.sectors, t.null ? " (null)" : "",
-			t.fd_direct >= 0 ? " (O_DIRECT)" : "", o.queues,
-			o.read_only ? ", read-only" : "");
-	}
+	tool_log_info("listening on %s: %llu sectors%s%s, %u queue(s)%s", o.socket,
+		      (unsigned long long)t.sectors, t.null ? " (null)" : "",
+		      t.fd_direct >= 0 ? " (O_DIRECT)" : "", o.queues,
+		      o.read_only ? ", read-only" : "");
+	rc = 0;
 	while (!tool_stop_signal()) {
 		rc = vhu_ring_wait(ring, WAIT_SLICE_MS);
+		tool_log_flush();
 		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
-			fprintf(stderr, "vhu-blk: the ring failed: %s\n", vhu_strerror(rc));
+			tool_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
 			break;
 		}
 		rc = 0;
 	}
+	if (tool_stop_signal()) {
+		tool_log_info("%s: shutting down", strsignal(tool_stop_signal()));
+	}
 	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(ring);
 	blk_target_close(&t);
-	return rc < 0 ? 1 : 0;
+	tool_log_drain(1000);
+	return rc < 0 ? TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 }

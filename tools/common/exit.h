@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The exit statuses every tool (vhu-backend, vhu-probe, vhu-trace,
+ * The exit statuses every tool (vhu-backend, vhu-blk, vhu-probe, vhu-trace,
  * vhu-bench) shares. A code means the same thing in each tool; a tool uses
  * only those that can happen to it. Documented in each man page and in
  * docs/tools.md; the values are part of the interface: never renumber.
