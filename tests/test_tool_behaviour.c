@@ -591,3 +591,32 @@ Test(behaviour, every_tool_prints_its_version)
 		}
 	}
 }
+
+/* vhu-blk offers 509 memory slots, as QEMU's and rust-vmm's back-ends do; --mem-slots lowers it. */
+Test(behaviour, blk_offers_509_memory_slots)
+{
+	const char *sock = t_path("blk.sock");
+	const char *pargs[] = { sock, NULL };
+
+	start_blk(&t_tool.backend, sock);
+	t_proc_spawn(&t_tool.probe, "vhu-probe", pargs, false);
+	t_proc_wait_line(&t_tool.probe, "memory slots      509");
+	cr_assert_eq(exit_code(&t_tool.probe, 0), 0);
+}
+
+Test(behaviour, blk_mem_slots_option)
+{
+	const char *sock = t_path("blk.sock");
+	const char *args[] = { "--socket", sock, "--null", "1M", "--mem-slots", "8", NULL };
+	const char *pargs[] = { sock, NULL };
+	char buf[4096] = "", want[256];
+	size_t len = 0;
+
+	t_proc_spawn(&t_tool.backend, "vhu-blk", args, false);
+	t_close_fd(&t_tool.backend.out);
+	snprintf(want, sizeof(want), "vhu-blk: listening on %s:", sock);
+	t_proc_read_until(t_tool.backend.err, buf, sizeof(buf), &len, want, "vhu-blk");
+	t_proc_spawn(&t_tool.probe, "vhu-probe", pargs, false);
+	t_proc_wait_line(&t_tool.probe, "memory slots      8");
+	cr_assert_eq(exit_code(&t_tool.probe, 0), 0);
+}

@@ -279,7 +279,7 @@ main(int argc, char **argv)
 			return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 		}
 	}
-	if (tool_fit_fd_limit("vhu-backend", o.queues, &o.max_conns) < 0) {
+	if (tool_fit_fd_limit("vhu-backend", TOOL_MEM_SLOTS, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
 	}
 	rc = tool_signals_install();

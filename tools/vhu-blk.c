@@ -38,6 +38,7 @@ struct options {
 	bool quiet;
 	uint64_t null_bytes;
 	unsigned int queues;
+	unsigned int mem_slots;
 	unsigned int max_conns;
 	uint32_t msg_timeout_ms;
 };
@@ -55,6 +56,8 @@ usage(FILE *out)
 		"                          writes are discarded\n"
 		"  -r, --read-only         refuse writes (VIRTIO_BLK_F_RO)\n"
 		"  -n, --queues N          virtqueues, 1..%u (default 1)\n"
+		"  -S, --mem-slots N       memory slots offered (GET_MAX_MEM_SLOTS), 1..%u\n"
+		"                          (default %u); each is one fd of a front-end's budget\n"
 		"  -m, --max-conns N       serve at most N front-ends at once (default: as\n"
 		"                          many as RLIMIT_NOFILE holds at their fd budget)\n"
 		"  -t, --msg-timeout MS    close a front-end whose message stalls MS ms\n"
@@ -67,7 +70,7 @@ usage(FILE *out)
 		"1 failure (the disk, the ring, output); 2 usage, or --max-conns beyond\n"
 		"RLIMIT_NOFILE; 3 cannot listen on PATH; 7 a live back-end already listens\n"
 		"on PATH.\n",
-		MAX_QUEUES);
+		MAX_QUEUES, VHU_MEM_MAX_SLOTS, VHU_MEM_MAX_SLOTS);
 }
 
 /* \return 0 to run, 1 after --help or --version, or 2 on a usage error (message printed). */
@@ -80,6 +83,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "null", required_argument, NULL, 'z' },
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "queues", required_argument, NULL, 'n' },
+		{ "mem-slots", required_argument, NULL, 'S' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "msg-timeout", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -92,7 +96,8 @@ parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->queues = 1;
-	while ((c = getopt_long(argc, argv, "s:f:z:rn:m:t:qVh", longopts, NULL)) != -1) {
+	o->mem_slots = VHU_MEM_MAX_SLOTS;
+	while ((c = getopt_long(argc, argv, "s:f:z:rn:S:m:t:qVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -118,6 +123,14 @@ parse_options(int argc, char **argv, struct options *o)
 				return TOOL_EXIT_USAGE;
 			}
 			o->queues = (unsigned int)v;
+			break;
+		case 'S':
+			if (tool_parse_u64(optarg, 1, VHU_MEM_MAX_SLOTS, &v) < 0) {
+				fprintf(stderr, "vhu-blk: --mem-slots needs a number from 1 to %u, "
+					"not '%s'\n", VHU_MEM_MAX_SLOTS, optarg);
+				return TOOL_EXIT_USAGE;
+			}
+			o->mem_slots = (unsigned int)v;
 			break;
 		case 'm':
 			if (tool_parse_u64(optarg, 1, 1u << 20, &v) < 0) {
@@ -219,7 +232,7 @@ main(int argc, char **argv)
 		tool_log_drain(1000);
 		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
-	if (tool_fit_fd_limit("vhu-blk", o.queues, &o.max_conns) < 0) {
+	if (tool_fit_fd_limit("vhu-blk", o.mem_slots, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
 	}
 	rc = blk_target_open(&t, o.file, o.read_only, o.null_bytes, o.queues);
@@ -258,7 +271,7 @@ main(int argc, char **argv)
 	dopts.unlink_stale = true;
 	dopts.max_conns = o.max_conns;
 	dopts.msg_timeout_ms = o.msg_timeout_ms;
-	dopts.max_mem_slots = TOOL_MEM_SLOTS;
+	dopts.max_mem_slots = o.mem_slots;
 	rc = vhu_dev_server_create(ring, &dopts, &srv);
 	if (rc < 0) {
 		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));

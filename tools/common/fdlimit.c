@@ -10,15 +10,16 @@
 #define CONNS_MAX	(1u << 20)
 
 unsigned long long
-tool_fd_budget(unsigned int queues)
+tool_fd_budget(unsigned int slots, unsigned int queues)
 {
-	return TOOL_MEM_SLOTS + 3ull * queues + 1u;
+	return slots + 3ull * queues + 1u;
 }
 
 int
-tool_fit_fd_limit(const char *name, unsigned int queues, unsigned int *max_conns)
+tool_fit_fd_limit(const char *name, unsigned int slots, unsigned int queues,
+		  unsigned int *max_conns)
 {
-	unsigned long long budget = tool_fd_budget(queues);
+	unsigned long long budget = tool_fd_budget(slots, queues);
 	unsigned long long fit;
 	struct rlimit rl;
 
