@@ -240,23 +240,132 @@ req_submit(struct blk_req *r)
 	}
 }
 
+/* The request header every virtio-blk request starts with. */
+struct blk_outhdr {
+	uint32_t type;
+	uint32_t ioprio;
+	uint64_t sector;
+};
+
+_Static_assert(sizeof(struct blk_outhdr) == BLK_OUTHDR, "virtio-blk's out header is 16 bytes");
+
+/* One range of a DISCARD or WRITE_ZEROES request. */
+struct blk_range {
+	uint64_t sector;
+	uint32_t num;
+	uint32_t flags;
+};
+
+/* IN and OUT: the data between header and status, within the disk. */
+static void
+start_rw(struct blk_req *r, const struct blk_outhdr *hdr)
+{
+	const struct blk_target *t = r->q->bd->t;
+	struct vhu_vq_req *vr = &r->vr;
+	uint64_t bytes;
+
+	if (hdr->type == BLK_T_IN) {
+		r->data = &vr->iov[vr->nread];
+		r->ndata = vr->nwrite;
+		bytes = vr->write_len - 1;
+	} else {
+		if (t->read_only) {
+			req_finish(r, BLK_S_IOERR);
+			return;
+		}
+		r->data = vr->iov;
+		r->ndata = vr->nread;
+		iov_skip(&r->data, &r->ndata, BLK_OUTHDR);
+		bytes = vr->read_len - BLK_OUTHDR;
+	}
+	if (bytes % BLK_SECTOR != 0 || hdr->sector > t->sectors ||
+	    bytes / BLK_SECTOR > t->sectors - hdr->sector) {
+		req_finish(r, BLK_S_IOERR);
+		return;
+	}
+	r->left = bytes;
+	if (bytes == 0) {
+		req_finish(r, BLK_S_OK);
+		return;
+	}
+	if (t->null) {
+		if (hdr->type == BLK_T_IN) {
+			for (unsigned int i = 0; i < r->ndata; i++) {
+				memset(r->data[i].iov_base, 0, r->data[i].iov_len);
+			}
+			r->used += (uint32_t)bytes;
+		}
+		req_finish(r, BLK_S_OK);
+		return;
+	}
+	r->direct = t->fd_direct >= 0 && iov_aligned(r->data, r->ndata);
+	req_submit(r);
+}
+
+/* GET_ID: the serial, as much of it as the buffers hold. */
+static void
+start_get_id(struct blk_req *r)
+{
+	static const char id[BLK_ID_BYTES] = "vhu-blk";
+	struct vhu_vq_req *vr = &r->vr;
+	struct iovec *w = &vr->iov[vr->nread];
+	uint32_t done = 0;
+
+	for (unsigned int i = 0; i < vr->nwrite && done < BLK_ID_BYTES; i++) {
+		size_t c = w[i].iov_len < BLK_ID_BYTES - done ? w[i].iov_len : BLK_ID_BYTES - done;
+
+		memcpy(w[i].iov_base, id + done, c);
+		done += (uint32_t)c;
+	}
+	r->used = done;
+	req_finish(r, BLK_S_OK);
+}
+
+/* DISCARD and WRITE_ZEROES: one range (max_discard_seg = max_write_zeroes_seg = 1). */
+static void
+start_range(struct blk_req *r, const struct blk_outhdr *hdr)
+{
+	const struct blk_target *t = r->q->bd->t;
+	struct vhu_vq_req *vr = &r->vr;
+	struct blk_range seg;
+
+	if (t->read_only || (hdr->type == BLK_T_DISCARD ? !t->discard : !t->write_zeroes)) {
+		req_finish(r, BLK_S_UNSUPP);
+		return;
+	}
+	if (vr->read_len != BLK_OUTHDR + sizeof(seg) ||
+	    !iov_gather(vr->iov, vr->nread, BLK_OUTHDR, &seg, sizeof(seg)) ||
+	    seg.num > BLK_MAX_DISCARD_SECTORS || seg.sector > t->sectors ||
+	    seg.num > t->sectors - seg.sector ||
+	    (hdr->type == BLK_T_DISCARD && seg.flags != 0) ||
+	    (seg.flags & ~WZ_F_UNMAP) != 0) {
+		req_finish(r, BLK_S_IOERR);
+		return;
+	}
+	r->off = seg.sector * BLK_SECTOR;
+	r->left = (uint64_t)seg.num * BLK_SECTOR;
+	if (t->null || r->left == 0) {
+		req_finish(r, BLK_S_OK);
+		return;
+	}
+	/*
+	 * A punched hole reads back as zeroes, but deallocates: for
+	 * WRITE_ZEROES only when the driver allows it (UNMAP).
+	 */
+	if (hdr->type == BLK_T_WRITE_ZEROES && !((seg.flags & WZ_F_UNMAP) && t->punch)) {
+		r->zmode = t->zero_range ? Z_ZERO_RANGE : Z_WRITE;
+	}
+	req_submit(r);
+}
+
+/* A popped chain: find its header and status byte, then start it by type. */
 static void
 req_start(struct blk_req *r)
 {
 	const struct blk_target *t = r->q->bd->t;
 	struct vhu_vq_req *vr = &r->vr;
-	struct {
-		uint32_t type;
-		uint32_t ioprio;
-		uint64_t sector;
-	} hdr;
-	struct {
-		uint64_t sector;
-		uint32_t num;
-		uint32_t flags;
-	} seg;
+	struct blk_outhdr hdr;
 	struct iovec *last;
-	uint64_t bytes;
 
 	r->status = NULL;
 	r->used = 0;
@@ -280,44 +389,7 @@ req_start(struct blk_req *r)
 	switch (hdr.type) {
 	case BLK_T_IN:
 	case BLK_T_OUT:
-		if (hdr.type == BLK_T_IN) {
-			r->data = &vr->iov[vr->nread];
-			r->ndata = vr->nwrite;
-			bytes = vr->write_len - 1;
-		} else {
-			if (t->read_only) {
-				req_finish(r, BLK_S_IOERR);
-				return;
-			}
-			r->data = vr->iov;
-			r->ndata = vr->nread;
-			iov_skip(&r->data, &r->ndata, BLK_OUTHDR);
-			bytes = vr->read_len - BLK_OUTHDR;
-		}
-		if (bytes % BLK_SECTOR != 0 || hdr.sector > t->sectors ||
-		    bytes / BLK_SECTOR > t->sectors - hdr.sector) {
-			req_finish(r, BLK_S_IOERR);
-			return;
-		}
-		r->left = bytes;
-		if (bytes == 0) {
-			req_finish(r, BLK_S_OK);
-			return;
-		}
-		if (t->null) {
-			if (hdr.type == BLK_T_IN) {
-				unsigned int i;
-
-				for (i = 0; i < r->ndata; i++) {
-					memset(r->data[i].iov_base, 0, r->data[i].iov_len);
-				}
-				r->used += (uint32_t)bytes;
-			}
-			req_finish(r, BLK_S_OK);
-			return;
-		}
-		r->direct = t->fd_direct >= 0 && iov_aligned(r->data, r->ndata);
-		req_submit(r);
+		start_rw(r, &hdr);
 		return;
 	case BLK_T_FLUSH:
 		if (t->null) {
@@ -326,53 +398,12 @@ req_start(struct blk_req *r)
 		}
 		req_submit(r);
 		return;
-	case BLK_T_GET_ID: {
-		static const char id[BLK_ID_BYTES] = "vhu-blk";
-		struct iovec *w = &vr->iov[vr->nread];
-		unsigned int i, n = vr->nwrite;
-		uint32_t done = 0;
-
-		for (i = 0; i < n && done < BLK_ID_BYTES; i++) {
-			size_t c = w[i].iov_len < BLK_ID_BYTES - done ? w[i].iov_len
-								      : BLK_ID_BYTES - done;
-
-			memcpy(w[i].iov_base, id + done, c);
-			done += (uint32_t)c;
-		}
-		r->used = done;
-		req_finish(r, BLK_S_OK);
+	case BLK_T_GET_ID:
+		start_get_id(r);
 		return;
-	}
 	case BLK_T_DISCARD:
 	case BLK_T_WRITE_ZEROES:
-		if (t->read_only || (hdr.type == BLK_T_DISCARD ? !t->discard : !t->write_zeroes)) {
-			req_finish(r, BLK_S_UNSUPP);
-			return;
-		}
-		/* One segment (max_discard_seg = max_write_zeroes_seg = 1). */
-		if (vr->read_len != BLK_OUTHDR + sizeof(seg) ||
-		    !iov_gather(vr->iov, vr->nread, BLK_OUTHDR, &seg, sizeof(seg)) ||
-		    seg.num > BLK_MAX_DISCARD_SECTORS || seg.sector > t->sectors ||
-		    seg.num > t->sectors - seg.sector ||
-		    (hdr.type == BLK_T_DISCARD && seg.flags != 0) ||
-		    (seg.flags & ~WZ_F_UNMAP) != 0) {
-			req_finish(r, BLK_S_IOERR);
-			return;
-		}
-		r->off = seg.sector * BLK_SECTOR;
-		r->left = (uint64_t)seg.num * BLK_SECTOR;
-		if (t->null || r->left == 0) {
-			req_finish(r, BLK_S_OK);
-			return;
-		}
-		/*
-		 * A punched hole reads back as zeroes, but deallocates: for
-		 * WRITE_ZEROES only when the driver allows it (UNMAP).
-		 */
-		if (hdr.type == BLK_T_WRITE_ZEROES && !((seg.flags & WZ_F_UNMAP) && t->punch)) {
-			r->zmode = t->zero_range ? Z_ZERO_RANGE : Z_WRITE;
-		}
-		req_submit(r);
+		start_range(r, &hdr);
 		return;
 	default:
 		req_finish(r, BLK_S_UNSUPP);
