@@ -27,6 +27,7 @@
 #include <vhu/blkdrv.h>
 #include <vhu/error.h>
 
+#include "common/num.h"
 #include "stats.h"
 
 #define MAX_TARGETS	8
@@ -431,6 +432,87 @@ usage(FILE *out)
 }
 
 static int
+parse_scenarios(struct opts *o, const char *arg)
+{
+	char *s = strdup(arg), *tok, *save;
+
+	if (s == NULL) {
+		return -1;
+	}
+	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int k;
+
+		for (k = 0; k < SC_N && strcmp(tok, sc_names[k]) != 0; k++)
+			;
+		if (k == SC_N) {
+			fprintf(stderr, "vhu-bench: unknown blk scenario %s\n", tok);
+			free(s);
+			return -1;
+		}
+		o->scenarios |= 1u << k;
+	}
+	free(s);
+	return 0;
+}
+
+static int
+parse_depths(struct opts *o, const char *arg)
+{
+	char *s = strdup(arg), *tok, *save;
+
+	if (s == NULL) {
+		return -1;
+	}
+	for (tok = strtok_r(s, ",", &save); tok && o->ndepths < MAX_DEPTHS;
+	     tok = strtok_r(NULL, ",", &save)) {
+		unsigned int v;
+
+		if (tool_parse_uint(tok, 1, 1024, &v) < 0) {
+			fprintf(stderr, "vhu-bench: --iodepth 1..1024, not '%s'\n", tok);
+			free(s);
+			return -1;
+		}
+		o->depths[o->ndepths++] = v;
+	}
+	free(s);
+	return 0;
+}
+
+/* --connect [NAME=]PATH */
+static int
+parse_target(struct opts *o, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	struct target *t;
+
+	if (o->nt == MAX_TARGETS) {
+		fprintf(stderr, "vhu-bench: at most %d --connect\n", MAX_TARGETS);
+		return -1;
+	}
+	t = &o->t[o->nt++];
+	if (eq != NULL) {
+		snprintf(t->name, sizeof(t->name), "%.*s", (int)(eq - arg), arg);
+		t->path = eq + 1;
+	} else {
+		snprintf(t->name, sizeof(t->name), "target%u", o->nt);
+		t->path = arg;
+	}
+	return 0;
+}
+
+/* A number option within [min, max]; a message naming it otherwise. */
+static int
+parse_num(const char *opt, const char *arg, unsigned int min, unsigned int max, unsigned int *out)
+{
+	if (tool_parse_uint(arg, min, max, out) < 0) {
+		fprintf(stderr, "vhu-bench: %s needs a number from %u to %u, not '%s'\n", opt, min,
+			max, arg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
 parse(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -447,8 +529,8 @@ parse(struct opts *o, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *s, *tok, *save;
-	int c;
+	unsigned int cpu;
+	int c, rc = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->queues = 1;
@@ -456,87 +538,37 @@ parse(struct opts *o, int argc, char **argv)
 	o->ms = 1000;
 	o->cpu = -1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while (rc == 0 && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			s = strdup(optarg);
-			for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-				int k;
-
-				for (k = 0; k < SC_N && strcmp(tok, sc_names[k]) != 0; k++)
-					;
-				if (k == SC_N) {
-					fprintf(stderr, "vhu-bench: unknown blk scenario %s\n", tok);
-					free(s);
-					return -1;
-				}
-				o->scenarios |= 1u << k;
-			}
-			free(s);
+			rc = parse_scenarios(o, optarg);
 			break;
 		case 'b':
-			o->bs = (unsigned int)strtoul(optarg, NULL, 0);
-			if (o->bs == 0 || o->bs % 512 != 0 || o->bs > (1u << 20)) {
-				fprintf(stderr, "vhu-bench: --bs must be a multiple of 512, <= 1 MiB\n");
-				return -1;
+			rc = parse_num("--bs", optarg, 512, 1u << 20, &o->bs);
+			if (rc == 0 && o->bs % 512 != 0) {
+				fprintf(stderr, "vhu-bench: --bs must be a multiple of 512\n");
+				rc = -1;
 			}
 			break;
 		case 'd':
-			s = strdup(optarg);
-			for (tok = strtok_r(s, ",", &save); tok && o->ndepths < MAX_DEPTHS;
-			     tok = strtok_r(NULL, ",", &save)) {
-				unsigned int v = (unsigned int)strtoul(tok, NULL, 0);
-
-				if (v == 0 || v > 1024) {
-					fprintf(stderr, "vhu-bench: --iodepth 1..1024\n");
-					free(s);
-					return -1;
-				}
-				o->depths[o->ndepths++] = v;
-			}
-			free(s);
+			rc = parse_depths(o, optarg);
 			break;
 		case 'q':
-			o->queues = (unsigned int)strtoul(optarg, NULL, 0);
-			if (o->queues == 0 || o->queues > VHU_BLKDRV_MAX_QUEUES) {
-				fprintf(stderr, "vhu-bench: --queues 1..%u\n", VHU_BLKDRV_MAX_QUEUES);
-				return -1;
-			}
+			rc = parse_num("--queues", optarg, 1, VHU_BLKDRV_MAX_QUEUES, &o->queues);
 			break;
 		case 'r':
-			o->reps = (unsigned int)strtoul(optarg, NULL, 0);
-			if (o->reps == 0 || o->reps > 63) {
-				fprintf(stderr, "vhu-bench: --reps 1..63\n");
-				return -1;
-			}
+			rc = parse_num("--reps", optarg, 1, 63, &o->reps);
 			break;
 		case 't':
-			o->ms = (unsigned int)strtoul(optarg, NULL, 0);
-			if (o->ms == 0) {
-				return -1;
-			}
+			rc = parse_num("--time", optarg, 1, 3600000, &o->ms);
 			break;
 		case 'c':
-			o->cpu = atoi(optarg);
+			rc = parse_num("--cpu", optarg, 0, CPU_SETSIZE - 1, &cpu);
+			o->cpu = (int)cpu;
 			break;
-		case 'C': {
-			struct target *t;
-			char *eq = strchr(optarg, '=');
-
-			if (o->nt == MAX_TARGETS) {
-				fprintf(stderr, "vhu-bench: at most %d --connect\n", MAX_TARGETS);
-				return -1;
-			}
-			t = &o->t[o->nt++];
-			if (eq != NULL) {
-				snprintf(t->name, sizeof(t->name), "%.*s", (int)(eq - optarg), optarg);
-				t->path = eq + 1;
-			} else {
-				snprintf(t->name, sizeof(t->name), "target%u", o->nt);
-				t->path = optarg;
-			}
+		case 'C':
+			rc = parse_target(o, optarg);
 			break;
-		}
 		case 'j':
 			o->json = true;
 			break;
@@ -550,6 +582,9 @@ parse(struct opts *o, int argc, char **argv)
 			usage(stderr);
 			return -1;
 		}
+	}
+	if (rc < 0) {
+		return -1;
 	}
 	if (o->nt == 0) {
 		fprintf(stderr, "vhu-bench: blk scenarios need --connect NAME=PATH (a vhost-user-blk "
