@@ -212,6 +212,28 @@ verify(struct vhu_blkdrv *d, uint8_t *buf, size_t len, char *err, size_t errlen)
 }
 
 /* One measured repetition: ms of I/O at depth per queue. */
+/* The offset of queue q's next request: sequential per queue, or random in the span. */
+static uint64_t
+next_off(enum blk_sc sc, uint64_t *seq, uint64_t span, unsigned int bs, uint64_t *seed)
+{
+	uint64_t off;
+
+	if (sc != SC_SEQ) {
+		return xorshift(seed) % (span / bs) * bs;
+	}
+	off = *seq;
+	*seq = (*seq + bs) % span;
+	return off;
+}
+
+static int
+submit_one(struct vhu_blkdrv *d, bool write, unsigned int q, uint64_t off, uint8_t *b,
+	   unsigned int bs, struct req *r)
+{
+	return write ? vhu_blkdrv_write(d, q, off / 512, b, bs, r)
+		     : vhu_blkdrv_read(d, q, off / 512, b, bs, r);
+}
+
 static int
 measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int depth,
 	unsigned int bs, uint8_t *buf, struct req *reqs, uint64_t *samples, size_t *nsamples,
@@ -242,21 +264,12 @@ measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int
 	for (q = 0; q < nq; q++) {
 		for (i = 0; i < depth; i++) {
 			struct req *r = &reqs[q * depth + i];
-			uint64_t off;
+			uint64_t off = next_off(sc, &seq[q], span, bs, &seed);
 
-			if (sc == SC_SEQ) {
-				off = seq[q];
-				seq[q] = (seq[q] + bs) % span;
-			} else {
-				off = xorshift(&seed) % (span / bs) * bs;
-			}
 			r->q = q;
 			r->slot = i;
 			r->t0 = now_ns();
-			rc = write ? vhu_blkdrv_write(d, q, off / 512, buf + (size_t)(q * depth + i) * bs,
-						      bs, r)
-				   : vhu_blkdrv_read(d, q, off / 512, buf + (size_t)(q * depth + i) * bs,
-						     bs, r);
+			rc = submit_one(d, write, q, off, buf + (size_t)(q * depth + i) * bs, bs, r);
 			if (rc < 0) {
 				snprintf(f->err, sizeof(f->err), "submit: %s", vhu_strerror(rc));
 				return -1;
@@ -294,19 +307,10 @@ measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int
 				if (stop) {
 					continue;
 				}
-				if (sc == SC_SEQ) {
-					off = seq[q];
-					seq[q] = (seq[q] + bs) % span;
-				} else {
-					off = xorshift(&seed) % (span / bs) * bs;
-				}
+				off = next_off(sc, &seq[q], span, bs, &seed);
 				r->t0 = done;
-				rc = write ? vhu_blkdrv_write(d, q, off / 512,
-							      buf + (size_t)(q * depth + r->slot) * bs,
-							      bs, r)
-					   : vhu_blkdrv_read(d, q, off / 512,
-							     buf + (size_t)(q * depth + r->slot) * bs,
-							     bs, r);
+				rc = submit_one(d, write, q, off,
+						buf + (size_t)(q * depth + r->slot) * bs, bs, r);
 				if (rc < 0) {
 					snprintf(f->err, sizeof(f->err), "submit: %s", vhu_strerror(rc));
 					return -1;
