@@ -12,7 +12,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +25,9 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "common/output.h"
+#include "common/serve.h"
 #include "common/signals.h"
-#include "common/sock.h"
 #include "blk/target.h"
-
-/* How long a wait may block before the stop flag is looked at again. */
-#define WAIT_SLICE_MS	200
 
 #define DEFAULT_CAPACITY	(64ull << 20)
 #define MAX_QUEUES		VHU_DEV_MAX_QUEUES
@@ -231,22 +227,6 @@ static const struct vhu_dev_ops backend_ops = {
 
 /* Main --------------------------------------------------------------- */
 
-static int
-serve(struct vhu_ring *ring, bool busy_poll)
-{
-	int rc;
-
-	while (!tool_stop_signal()) {
-		rc = busy_poll ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
-		tool_log_flush();
-		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
-			tool_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
-			return rc;
-		}
-	}
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -269,15 +249,9 @@ main(int argc, char **argv)
 	}
 	tool_log_init("vhu-backend", o.quiet);
 	/* Replace a socket file a dead back-end left, never a live back-end's. */
-	{
-		char why[300];
-
-		rc = tool_listen_check(o.socket, why, sizeof(why));
-		if (rc < 0) {
-			tool_log_err("cannot listen on %s", why);
-			tool_log_drain(1000);
-			return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
-		}
+	rc = tool_serve_check_path(o.socket);
+	if (rc != 0) {
+		return rc;
 	}
 	if (tool_fit_fd_limit("vhu-backend", TOOL_MEM_SLOTS, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
@@ -331,10 +305,7 @@ main(int argc, char **argv)
 	}
 	tool_log_info("listening on %s", o.socket);
 
-	rc = serve(ring, o.busy_poll);
-	if (tool_stop_signal()) {
-		tool_log_info("%s: shutting down", strsignal(tool_stop_signal()));
-	}
+	rc = tool_serve(ring, o.busy_poll);
 	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(ring);
 	blk_target_close(&t);

@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +22,11 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "common/output.h"
+#include "common/serve.h"
 #include "common/signals.h"
-#include "common/sock.h"
 #include "blk/blkdev.h"
 #include "blk/target.h"
 
-#define WAIT_SLICE_MS	200
 #define MAX_QUEUES	64u
 
 struct options {
@@ -213,7 +211,6 @@ main(int argc, char **argv)
 	uint8_t config[BLK_CONFIG_SIZE];
 	struct blk_target t;
 	struct options o;
-	char why[300];
 	int rc;
 
 	rc = parse_options(argc, argv, &o);
@@ -226,11 +223,9 @@ main(int argc, char **argv)
 	}
 	tool_log_init("vhu-blk", o.quiet);
 	/* Replace a socket file a dead back-end left, never a live back-end's. */
-	rc = tool_listen_check(o.socket, why, sizeof(why));
-	if (rc < 0) {
-		tool_log_err("cannot listen on %s", why);
-		tool_log_drain(1000);
-		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
+	rc = tool_serve_check_path(o.socket);
+	if (rc != 0) {
+		return rc;
 	}
 	if (tool_fit_fd_limit("vhu-blk", o.mem_slots, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
@@ -284,19 +279,7 @@ main(int argc, char **argv)
 		      (unsigned long long)t.sectors, t.null ? " (null)" : "",
 		      t.fd_direct >= 0 ? " (O_DIRECT)" : "", o.queues,
 		      o.read_only ? ", read-only" : "");
-	rc = 0;
-	while (!tool_stop_signal()) {
-		rc = vhu_ring_wait(ring, WAIT_SLICE_MS);
-		tool_log_flush();
-		if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
-			tool_log_err("the ring failed: %s; exiting", vhu_strerror(rc));
-			break;
-		}
-		rc = 0;
-	}
-	if (tool_stop_signal()) {
-		tool_log_info("%s: shutting down", strsignal(tool_stop_signal()));
-	}
+	rc = tool_serve(ring, false);
 	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(ring);
 	blk_target_close(&t);
