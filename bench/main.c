@@ -275,6 +275,61 @@ print_case(const struct bench_opts *o, const struct bench_run_info *info,
 	return tool_output_flush(stdout);
 }
 
+/*
+ * Measure every case with every transport, printing each case as soon as its
+ * transports are done. \return the write status (0, or a negative errno of
+ * stdout); *status gets the run's exit status so far; *nres the results made.
+ */
+static int
+run_cases(const struct bench_opts *o, struct bench_plan *plan, struct progress *prog,
+	  const struct bench_case *cases, unsigned int ncases,
+	  const struct bench_transport *tt, unsigned int ntr,
+	  struct bench_result *res, size_t *nres, int *status)
+{
+	size_t n = 0;
+	int out;
+
+	prog->on = isatty(STDERR_FILENO);
+	prog->total = ncases * ntr;
+	if (!o->json) {
+		bench_print_header(stdout, plan->info);
+	}
+	out = tool_output_flush(stdout);
+	for (unsigned int c = 0; out == 0 && c < ncases; c++) {
+		size_t first = n;
+
+		for (unsigned int t = 0; t < ntr; t++) {
+			if (stdout_gone()) {
+				out = -EPIPE;
+				break;
+			}
+			prog->index = (unsigned int)n + 1;
+			log_progress(prog, cases[c].label, tt[t].name);
+			bench_run_one(plan, &cases[c], &tt[t], &res[n]);
+			if (res[n].connect_failed) {
+				/* e.g. refused: nothing listens on the socket (a stale file) */
+				fprintf(stderr, "vhu-bench: --connect %s: cannot connect: %s\n",
+					tt[t].name, res[n].reason);
+				*status = TOOL_EXIT_CONNECT;
+			} else if (res[n].status == BENCH_FAILED && *status == 0) {
+				*status = TOOL_EXIT_FAILURE;
+			}
+			n++;
+		}
+		if (prog->on) {
+			fprintf(stderr, "\r\033[K");
+		}
+		if (out < 0) {
+			break;
+		}
+		/* the baselines of a case run with it: its ratios are known now */
+		bench_compute_ratios(res + first, n - first);
+		out = print_case(o, plan->info, res + first, n - first, cases[c].label);
+	}
+	*nres = n;
+	return out;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -337,43 +392,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "vhu-bench: out of memory\n");
 		return TOOL_EXIT_FAILURE;
 	}
-	prog.on = isatty(STDERR_FILENO);
-	prog.total = ncases * ntr;
-	if (!o.json) {
-		bench_print_header(stdout, &info);
-	}
-	out = tool_output_flush(stdout);
-	for (unsigned int c = 0; out == 0 && c < ncases; c++) {
-		size_t first = n;
-
-		for (unsigned int t = 0; t < ntr; t++) {
-			if (stdout_gone()) {
-				out = -EPIPE;
-				break;
-			}
-			prog.index = (unsigned int)n + 1;
-			log_progress(&prog, cases[c].label, tt[t].name);
-			bench_run_one(&plan, &cases[c], &tt[t], &res[n]);
-			if (res[n].connect_failed) {
-				/* e.g. refused: nothing listens on the socket (a stale file) */
-				fprintf(stderr, "vhu-bench: --connect %s: cannot connect: %s\n",
-					tt[t].name, res[n].reason);
-				status = TOOL_EXIT_CONNECT;
-			} else if (res[n].status == BENCH_FAILED && status == 0) {
-				status = TOOL_EXIT_FAILURE;
-			}
-			n++;
-		}
-		if (prog.on) {
-			fprintf(stderr, "\r\033[K");
-		}
-		if (out < 0) {
-			break;
-		}
-		/* the baselines of a case run with it: its ratios are known now */
-		bench_compute_ratios(res + first, n - first);
-		out = print_case(&o, &info, res + first, n - first, cases[c].label);
-	}
+	out = run_cases(&o, &plan, &prog, cases, ncases, tt, ntr, res, &n, &status);
 	if (out < 0) {
 		/* a full disk, a closed pipe (| head): stop measuring for nobody */
 		fprintf(stderr, "vhu-bench: writing the results: %s\n", strerror(-out));

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* vhu-trace's command line. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/exit.h"
+#include "common/num.h"
 #include "common/output.h"
 #include "common/sock.h"
 #include "trace.h"
@@ -82,6 +81,21 @@ check_listen(const char *path)
 	return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : ST_CONNECT;
 }
 
+/* --recv-mode NAME; \return 0, or -1 after saying why. */
+static int
+parse_recv_mode(const char *arg, uint8_t *mode)
+{
+	if (strcmp(arg, "exact") == 0) {
+		*mode = VHU_RECV_EXACT;
+	} else if (strcmp(arg, "stream") == 0) {
+		*mode = VHU_RECV_STREAM;
+	} else {
+		fprintf(stderr, "vhu-trace: --recv-mode must be exact or stream, not \"%s\"\n", arg);
+		return -1;
+	}
+	return 0;
+}
+
 int
 parse_options(int argc, char **argv, struct options *o)
 {
@@ -100,8 +114,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long max = 0;
-	char *end;
+	unsigned int max = 0;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -115,13 +128,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->connect = optarg;
 			break;
 		case 'r':
-			if (strcmp(optarg, "exact") == 0) {
-				o->recv_mode = VHU_RECV_EXACT;
-			} else if (strcmp(optarg, "stream") == 0) {
-				o->recv_mode = VHU_RECV_STREAM;
-			} else {
-				fprintf(stderr, "vhu-trace: --recv-mode must be exact or stream, "
-					"not \"%s\"\n", optarg);
+			if (parse_recv_mode(optarg, &o->recv_mode) < 0) {
 				return ST_USAGE;
 			}
 			break;
@@ -132,10 +139,7 @@ parse_options(int argc, char **argv, struct options *o)
 			o->keep = true;
 			break;
 		case 'm':
-			errno = 0;
-			max = strtoul(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' ||
-			    max < 1 || max > MAX_SESSIONS_LIMIT) {
+			if (tool_parse_uint(optarg, 1, MAX_SESSIONS_LIMIT, &max) < 0) {
 				fprintf(stderr, "vhu-trace: --max-sessions must be 1..%u, not \"%s\"\n",
 					MAX_SESSIONS_LIMIT, optarg);
 				return ST_USAGE;
@@ -181,7 +185,7 @@ parse_options(int argc, char **argv, struct options *o)
 		fprintf(stderr, "vhu-trace: --max-sessions needs --keep-listening\n");
 		return ST_USAGE;
 	}
-	o->max_sessions = !o->keep ? 1u : max != 0 ? (unsigned int)max : DEFAULT_MAX_SESSIONS;
+	o->max_sessions = !o->keep ? 1u : max != 0 ? max : DEFAULT_MAX_SESSIONS;
 	if (strcmp(o->listen, o->connect) == 0) {
 		fprintf(stderr, "vhu-trace: --listen and --connect must differ\n");
 		return ST_USAGE;
