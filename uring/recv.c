@@ -68,8 +68,7 @@ hold(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body, struct vhu_fds *
 	/* Exact: the body is in x.body, which no read touches until it is delivered. */
 	c->held.body = c->mode == VHU_RECV_STREAM ? vhu__framer_keep(&c->st.fr, body, hdr->size)
 						  : body;
-	c->held.fds = *fds;
-	fds->n = 0;
+	vhu__fds_move(&c->held.fds, fds);
 }
 
 /* A handler that returns VHU_MSG_HOLD must leave the message's fds where they were. */
@@ -112,8 +111,7 @@ deliver(struct vhu_conn *c, const struct vhu_hdr *hdr, void *body, struct vhu_fd
 	}
 	m.hdr = *hdr;
 	m.body = body;
-	m.fds = *fds;
-	fds->n = 0;
+	vhu__fds_move(&m.fds, fds);
 	if (c->cb.on_message) {
 		r = c->cb.on_message(c, &m, c->ctx);
 	}
