@@ -134,6 +134,10 @@ static const struct code_text vhu_codes[VHU_ERROR_END - VHU_ERROR_BASE] = {
 		"VHU_EBLKSTATUS",
 		"DeviceBroken: virtio-blk status byte out of range",
 	},
+	[VHU_EINFLIGHT - VHU_ERROR_BASE] = {
+		"VHU_EINFLIGHT",
+		"VirtqueueBroken: inflight region refused (size, layout or inconsistent records)",
+	},
 };
 
 /* The errnos a socket layer actually meets; the rest print as "E?". */
@@ -273,6 +277,7 @@ vhu_err_is_guest_fault(int err)
 	case VHU_EVQINDIRECT:
 	case VHU_EVQORDER:
 	case VHU_EVQSEGS:
+	case VHU_EINFLIGHT:
 		return true;
 	default:
 		return false;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <vhu/error.h>
+#include <vhu/inflight.h>
 #include <vhu/vq.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -45,6 +46,19 @@ struct vhu_vq {
 	struct vhu_virtq_used *used;
 	struct vhu_mem_epoch *ring_epoch;
 	uint64_t ring_gen;
+	/*
+	 * Inflight tracking (<vhu/inflight.h>): the queue's area of the region,
+	 * its descriptor count, and the requests to submit again after a
+	 * start, resubmit[resub_next, nresubmit) in counter order. The list is
+	 * allocated when the area is attached and kept across resets.
+	 */
+	struct vhu_inflight_queue *ifl;
+	uint16_t ifl_num;
+	uint16_t nresubmit;
+	uint16_t resub_next;
+	uint64_t counter;
+	struct vhu_inflight_entry *resubmit;
+	uint32_t resubmit_cap;
 };
 
 static bool
@@ -94,6 +108,7 @@ vhu_vq_destroy(struct vhu_vq *vq)
 		return;
 	}
 	rings_unmap(vq);
+	free(vq->resubmit);
 	free(vq);
 }
 
@@ -210,6 +225,61 @@ vhu_vq_set_enable(struct vhu_vq *vq, uint32_t enable)
 	return 0;
 }
 
+/*
+ * Recovery when a queue with an inflight area starts: the area says which
+ * requests the previous back-end took and never completed; they are
+ * popped again first, and the next avail index is the one after them.
+ */
+static int
+inflight_start(struct vhu_vq *vq, uint16_t used_idx)
+{
+	struct vhu_inflight_state st;
+	int rc;
+
+	vq->nresubmit = 0;
+	vq->resub_next = 0;
+	if (vq->num != vq->ifl_num) {
+		return -VHU_EINFLIGHT;
+	}
+	rc = vhu_inflight_recover(vq->ifl, (uint16_t)vq->num, used_idx, vq->resubmit, &st);
+	if (rc < 0) {
+		return rc;
+	}
+	vq->last_avail = st.last_avail;
+	vq->nresubmit = st.nresubmit;
+	vq->counter = st.next_counter;
+	return 0;
+}
+
+int
+vhu_vq_set_inflight(struct vhu_vq *vq, struct vhu_inflight_queue *area, uint16_t queue_size)
+{
+	if (vq->started || vq->inflight > 0) {
+		return -EBUSY;
+	}
+	if (area != NULL && queue_size > vq->resubmit_cap) {
+		struct vhu_inflight_entry *l = calloc(queue_size, sizeof(*l));
+
+		if (l == NULL) {
+			return -ENOMEM;
+		}
+		free(vq->resubmit);
+		vq->resubmit = l;
+		vq->resubmit_cap = queue_size;
+	}
+	vq->ifl = area;
+	vq->ifl_num = area != NULL ? queue_size : 0;
+	vq->nresubmit = 0;
+	vq->resub_next = 0;
+	return 0;
+}
+
+unsigned int
+vhu_vq_resubmit_pending(const struct vhu_vq *vq)
+{
+	return (unsigned int)(vq->nresubmit - vq->resub_next);
+}
+
 int
 vhu_vq_start(struct vhu_vq *vq)
 {
@@ -230,6 +300,13 @@ vhu_vq_start(struct vhu_vq *vq)
 		return 0;	/* a new kick fd: nothing else changes */
 	}
 	used_idx = __atomic_load_n(&vq->used->idx, __ATOMIC_RELAXED);
+	if (vq->ifl != NULL) {
+		rc = inflight_start(vq, used_idx);
+		if (rc < 0) {
+			rings_unmap(vq);
+			return broken(vq, rc);
+		}
+	}
 	if ((uint16_t)(vq->last_avail - used_idx) > vq->num) {
 		rings_unmap(vq);
 		return broken(vq, -VHU_EVQIDX);
@@ -258,10 +335,14 @@ void
 vhu_vq_reset(struct vhu_vq *vq)
 {
 	struct vhu_mem *m = vq->mem;
+	struct vhu_inflight_entry *l = vq->resubmit;
+	uint32_t cap = vq->resubmit_cap;
 
 	rings_unmap(vq);
 	memset(vq, 0, sizeof(*vq));
 	vq->mem = m;
+	vq->resubmit = l;
+	vq->resubmit_cap = cap;
 }
 
 bool
@@ -385,6 +466,29 @@ walk(struct vhu_vq *vq, uint16_t head, struct vhu_vq_req *req, struct iovec *iov
 	return 0;
 }
 
+/*
+ * A request the previous back-end took and never completed: the same head,
+ * its chain walked and checked as any other; it stays marked in flight
+ * with its old counter, so a second crash resubmits it in the same order.
+ */
+static int
+pop_resubmit(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
+{
+	uint16_t head = vq->resubmit[vq->resub_next].head;
+	int rc;
+
+	req->iov = iov;
+	rc = walk(vq, head, req, iov, iov_max);
+	if (rc < 0) {
+		return broken(vq, rc);
+	}
+	req->head = head;
+	vq->resub_next++;
+	req->epoch = vhu_mem_hold(vq->mem);
+	vq->inflight++;
+	return 1;
+}
+
 int
 vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
 {
@@ -400,6 +504,9 @@ vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigne
 	rc = rings_ok(vq);
 	if (rc < 0) {
 		return broken(vq, rc);
+	}
+	if (vq->resub_next < vq->nresubmit) {
+		return pop_resubmit(vq, req, iov, iov_max);
 	}
 	/* Acquire: the ring entries the driver wrote before idx are visible. */
 	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
@@ -421,6 +528,11 @@ vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigne
 		return broken(vq, rc);
 	}
 	req->head = head;
+	if (vq->ifl != NULL) {
+		/* Recorded before anything of the request leaves this function. */
+		__atomic_store_n(&vq->ifl->desc[head].counter, vq->counter++, __ATOMIC_RELAXED);
+		__atomic_store_n(&vq->ifl->desc[head].inflight, (uint8_t)1, __ATOMIC_RELEASE);
+	}
 	vq->last_avail++;
 	if (has(vq, VHU_F_RING_EVENT_IDX) && !vq->notify_off) {
 		__atomic_store_n(vhu_virtq_avail_event(vq->used, vq->num), vq->last_avail,
@@ -474,9 +586,18 @@ vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_req *req, uint32_t len)
 	e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
 	__atomic_store_n(&e->id, (uint32_t)req->head, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
+	if (vq->ifl != NULL && req->head < vq->ifl_num) {
+		/* Names the entry a restart clears if we die before the end. */
+		__atomic_store_n(&vq->ifl->last_batch_head, req->head, __ATOMIC_RELAXED);
+	}
 	vq->used_idx++;
 	/* Release: the element is visible before the index that publishes it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (vq->ifl != NULL && req->head < vq->ifl_num) {
+		/* After the used index: the other order could lose the request. */
+		__atomic_store_n(&vq->ifl->desc[req->head].inflight, (uint8_t)0, __ATOMIC_RELEASE);
+		__atomic_store_n(&vq->ifl->used_idx, vq->used_idx, __ATOMIC_RELEASE);
+	}
 	req_done(vq, req);
 	return 0;
 }
@@ -538,5 +659,8 @@ vhu_vq_notify_enable(struct vhu_vq *vq)
 	}
 	/* Our store before the read of avail->idx: else a kick can be lost. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (vq->resub_next < vq->nresubmit) {
+		return true;
+	}
 	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail;
 }

@@ -114,6 +114,14 @@ enum vhu_error {
 	VHU_EUSEDIDX = 4124,
 	/** DeviceBroken: a virtio-blk status byte other than OK, IOERR or UNSUPP. */
 	VHU_EBLKSTATUS = 4125,
+	/**
+	 * VirtqueueBroken: an inflight region (<vhu/inflight.h>) the front-end
+	 * handed over is refused: smaller than its queues need, laid out for
+	 * another queue size, or its records are inconsistent (a flag other
+	 * than 0/1, a head outside the queue, repeated or exhausted counters,
+	 * a used index that disagrees with the ring's).
+	 */
+	VHU_EINFLIGHT = 4126,
 	VHU_ERROR_END,
 };
 

@@ -3,7 +3,7 @@
  * \file
  * Everything of libvhu's blocking layer: wire format, errors, iovec cursor,
  * fd passing, endpoint and listener, the version (vhu_version()), and the
- * transport-free device layer (guest memory, split virtqueues). The io_uring
+ * transport-free device layer (guest memory, split virtqueues, inflight tracking). The io_uring
  * engine is <vhu/uring.h>.
  */
 #ifndef VHU_VHU_H
@@ -14,6 +14,7 @@
 #include <vhu/error.h>
 #include <vhu/fds.h>
 #include <vhu/guest_mem.h>
+#include <vhu/inflight.h>
 #include <vhu/iov.h>
 #include <vhu/listener.h>
 #include <vhu/version.h>

@@ -43,6 +43,7 @@
 #include <sys/uio.h>
 
 #include <vhu/guest_mem.h>
+#include <vhu/inflight.h>
 #include <vhu/virtq.h>
 #include <vhu/wire.h>
 
@@ -123,9 +124,12 @@ int vhu_vq_set_enable(struct vhu_vq *vq, uint32_t enable);
  * used index from the used ring (the device owns it; after a reconnect it
  * is the truth), and checks that no more requests are in flight than the
  * queue holds.
+ * With an inflight area attached (vhu_vq_set_inflight), runs the recovery
+ * and sets the next avail index from it (the front-end's SET_VRING_BASE
+ * is overridden).
  * \return 0; -EINVAL if NUM or ADDR was never set; -VHU_EVQRING (a ring is
- *         not inside one region, or misaligned once mapped) or -VHU_EVQIDX
- *         (the queue is broken as well).
+ *         not inside one region, or misaligned once mapped), -VHU_EVQIDX or
+ *         -VHU_EINFLIGHT (the queue is broken as well).
  */
 int vhu_vq_start(struct vhu_vq *vq);
 
@@ -172,6 +176,33 @@ uint32_t vhu_vq_num(const struct vhu_vq *vq);
 unsigned int vhu_vq_inflight(const struct vhu_vq *vq);
 
 /**
+ * Inflight tracking (<vhu/inflight.h>): attach the queue's area of an
+ * inflight region (NULL detaches). From then on every pop marks its head
+ * in flight with the next counter before returning it, and every push
+ * clears it in the spec's order: the used element, last_batch_head, the
+ * used index (release), then the head's flag and the area's used_idx; a
+ * death at any point leaves a state vhu_inflight_recover() repairs. Each
+ * start (vhu_vq_start) runs the recovery: the requests the area lists are
+ * popped first, in counter order, with their old heads (their chains
+ * checked as any other), then new ones from used_idx + their number. The
+ * area must stay mapped until detached, reset or destroyed. Allocates a
+ * list of queue_size entries once (kept across resets).
+ * \param queue_size  the region's queue size (the area's desc_num); the
+ *                    queue's size must equal it when it starts, else the
+ *                    start fails with -VHU_EINFLIGHT.
+ * \return 0; -EBUSY if the queue is started or has requests in flight;
+ *         -ENOMEM.
+ */
+int vhu_vq_set_inflight(struct vhu_vq *vq, struct vhu_inflight_queue *area,
+			uint16_t queue_size);
+
+/**
+ * \return requests the last start found in the inflight area and
+ *         vhu_vq_pop() has not returned again yet.
+ */
+unsigned int vhu_vq_resubmit_pending(const struct vhu_vq *vq);
+
+/**
  * Pop the next available request.
  *
  * \param iov, iov_max  the caller's iovec array; the chain's buffers must
@@ -208,7 +239,10 @@ int vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_req *req, uint32_t len);
 /**
  * Give up a popped request without completing it (device reset, a request
  * the device rejects without an answer): releases its epoch. The guest
- * never sees it used.
+ * never sees it used. With an inflight area the request stays marked in
+ * flight there: it was not completed, so the next start of the queue (a
+ * new back-end after a crash, or this one after GET_VRING_BASE and a new
+ * kick) submits it again; completing it is then the guest's only answer.
  */
 void vhu_vq_drop(struct vhu_vq *vq, struct vhu_vq_req *req);
 
