@@ -48,6 +48,7 @@ static const struct expect codes[] = {
 	{ VHU_EUSEDLEN, "VHU_EUSEDLEN", "DeviceBroken", false, false, false },
 	{ VHU_EUSEDIDX, "VHU_EUSEDIDX", "DeviceBroken", false, false, false },
 	{ VHU_EBLKSTATUS, "VHU_EBLKSTATUS", "DeviceBroken", false, false, false },
+	{ VHU_EINFLIGHT, "VHU_EINFLIGHT", "VirtqueueBroken", false, false, true },
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 

@@ -296,6 +296,7 @@ main(int argc, char **argv)
 	dopts.config = config;
 	dopts.config_size = BLK_CONFIG_SIZE;
 	dopts.ops = &backend_ops;
+	dopts.inflight = true;
 	rc = vhu_dev_server_create(ring, &dopts, &srv);
 	if (rc < 0) {
 		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));

@@ -86,6 +86,7 @@ vhu__dev_maybe_free(struct vhu_dev *d)
 			return;
 		}
 	}
+	vhu__dev_inflight_release(d);
 	for (i = 0; i < d->nq; i++) {
 		vhu__dq_fini(&d->q[i]);
 	}

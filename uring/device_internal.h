@@ -4,7 +4,8 @@
  *  - device.c: the server, a device's lifecycle (open, close, drain, free);
  *  - device_msg.c: the protocol (one handler per request, one place that
  *    replies, acks or closes);
- *  - device_queue.c: kicks, calls and the data path.
+ *  - device_queue.c: kicks, calls and the data path;
+ *  - device_inflight.c: the inflight region (GET/SET_INFLIGHT_FD).
  * Writers: device_msg.c the negotiated state and the queues' configuration;
  * device_queue.c the kick and call operations; device.c the lifecycle.
  */
@@ -65,6 +66,8 @@ struct vhu_dev {
 	uint8_t status;
 	int backend_fd;
 	struct vhu_mem *mem;
+	void *ifl_map;			/* the inflight region (SET_INFLIGHT_FD), or NULL */
+	size_t ifl_len;
 	unsigned int nq;
 	struct dev_queue q[];
 };
@@ -76,6 +79,11 @@ unsigned int vhu__dev_inflight(const struct vhu_dev *d);
 /* device_msg.c */
 int vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx);
 void vhu__dev_reset_state(struct vhu_dev *d);
+
+/* device_inflight.c */
+int vhu__dev_inflight_create(struct vhu_dev *d, struct vhu_inflight *b, int *fd);
+int vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int fd);
+void vhu__dev_inflight_release(struct vhu_dev *d);
 
 /* device_queue.c */
 void vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, unsigned int idx);

@@ -26,11 +26,19 @@
 #define DEV_PROTOCOL_FEATURES	(PF(MQ) | PF(REPLY_ACK) | PF(BACKEND_REQ) | PF(CONFIG) | \
 				 PF(CONFIGURE_MEM_SLOTS) | PF(STATUS) | PF(RESET_DEVICE))
 
+/* Besides those, what the application opted in to. */
+static uint64_t
+protocol_offered(const struct vhu_dev *d)
+{
+	return DEV_PROTOCOL_FEATURES | (d->srv->o.inflight ? PF(INFLIGHT_SHMFD) : 0);
+}
+
 /* A reply body: GET_CONFIG's is the largest. */
 struct reply {
 	bool present;
 	uint32_t len;
 	uint8_t body[VHU_CONFIG_HDR_SIZE + VHU_CONFIG_MAX_PAYLOAD];
+	int fd;			/* sent with the reply (GET_INFLIGHT_FD), or -1 */
 };
 
 /* Handler results besides 0 and -errno. */
@@ -134,7 +142,7 @@ set_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 static int
 get_protocol_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	reply_u64(r, DEV_PROTOCOL_FEATURES);
+	reply_u64(r, protocol_offered(d));
 	return 0;
 }
 
@@ -147,7 +155,7 @@ set_protocol_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	if (rc < 0) {
 		return rc;
 	}
-	if ((v & ~DEV_PROTOCOL_FEATURES) != 0) {
+	if ((v & ~protocol_offered(d)) != 0) {
 		return -EINVAL;
 	}
 	d->protocol_features = v;
@@ -229,6 +237,7 @@ vhu__dev_reset_state(struct vhu_dev *d)
 			q->err_fd = -1;
 		}
 	}
+	vhu__dev_inflight_release(d);
 	(void)vhu_mem_reset(d->mem);
 	d->features = 0;
 	d->status = 0;
@@ -459,7 +468,12 @@ set_vring_file(struct vhu_dev *d, struct vhu_msg *msg, enum vring_file which)
 			 */
 			return 0;
 		}
+		if (rc == -VHU_EINFLIGHT) {
+			/* The front-end's inflight region is refused: this device ends. */
+			vhu_dev_close(d, rc);
+		}
 		if (rc == 0) {
+			/* Requests to submit again, if any, are popped now: no kick comes for them. */
 			vhu__dq_work(q);
 		}
 		return rc;
@@ -492,6 +506,41 @@ static int
 set_vring_err(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	return set_vring_file(d, msg, VRING_ERR);
+}
+
+/* Inflight region ----------------------------------------------------- */
+
+static int
+get_inflight_fd(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
+{
+	struct vhu_inflight b;
+	int rc = body_get(msg, &b, sizeof(b));
+
+	if (rc < 0) {
+		return rc;
+	}
+	rc = vhu__dev_inflight_create(d, &b, &r->fd);
+	if (rc < 0) {
+		return rc;
+	}
+	reply_body(r, &b, sizeof(b));
+	return 0;
+}
+
+static int
+set_inflight_fd(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
+{
+	struct vhu_inflight b;
+	int fd, rc = body_get(msg, &b, sizeof(b));
+
+	if (rc < 0) {
+		return rc;
+	}
+	fd = fd_take_one(msg);
+	if (fd < 0) {
+		return fd;
+	}
+	return vhu__dev_inflight_set(d, &b, fd);
 }
 
 /* Config and status ------------------------------------------------- */
@@ -588,6 +637,8 @@ static const struct handler handlers[VHU_REQ_MAX + 1] = {
 	[VHU_REQ_REM_MEM_REG] = { rem_mem_reg, PF(CONFIGURE_MEM_SLOTS), false },
 	[VHU_REQ_SET_STATUS] = { set_status, PF(STATUS), false },
 	[VHU_REQ_GET_STATUS] = { get_status, PF(STATUS), true },
+	[VHU_REQ_GET_INFLIGHT_FD] = { get_inflight_fd, PF(INFLIGHT_SHMFD), true },
+	[VHU_REQ_SET_INFLIGHT_FD] = { set_inflight_fd, PF(INFLIGHT_SHMFD), false },
 };
 
 /* Tell the application (ops->request_failed) what failed and what is done about it. */
@@ -636,6 +687,7 @@ vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 	}
 	r.present = false;
 	r.len = 0;
+	r.fd = -1;
 	rc = h->fn(d, msg, &r);
 	if (rc == HOLD) {
 		/* Delivered again (fds intact) once the requests in flight are done. */
@@ -659,5 +711,10 @@ vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 	}
 	hdr = vhu_hdr_reply(req, r.len);
 	/* The engine delivers a request only with room for its reply. */
-	return vhu_conn_send(conn, &hdr, r.body, r.len, NULL, 0, NULL, 0);
+	rc = vhu_conn_send(conn, &hdr, r.body, r.len, NULL, 0, r.fd >= 0 ? &r.fd : NULL,
+			   r.fd >= 0 ? 1 : 0);
+	if (rc < 0 && r.fd >= 0) {
+		close(r.fd);
+	}
+	return rc;
 }

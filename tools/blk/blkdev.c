@@ -542,4 +542,6 @@ blk_dev_opts(struct blk_target *t, uint8_t config[BLK_CONFIG_SIZE], struct vhu_d
 	o->ops = &blk_dev_ops;
 	o->ctx = t;
 	o->recv_mode = VHU_RECV_STREAM;
+	/* Every request is pushed when its I/O ends: a restart may resubmit. */
+	o->inflight = true;
 }

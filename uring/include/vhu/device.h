@@ -136,6 +136,18 @@ struct vhu_dev_opts {
 	/** Config space served by GET_CONFIG (copied; up to VHU_CONFIG_SPACE_SIZE bytes). */
 	const void *config;
 	uint32_t config_size;
+	/**
+	 * Offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD: GET_INFLIGHT_FD creates
+	 * an inflight region (<vhu/inflight.h>) in a sealed memfd, which the
+	 * front-end keeps and hands back with SET_INFLIGHT_FD to every later
+	 * back-end; each queue start then pops first the requests a previous
+	 * back-end took and never completed (same heads, in the order it took
+	 * them), so a back-end that is killed and restarted completes each
+	 * request exactly once. The application must complete every request
+	 * it pops (vhu_dev_drop() leaves one for the next start); with QEMU,
+	 * reconnect needs `-chardev socket,...,reconnect=1`.
+	 */
+	bool inflight;
 	const struct vhu_dev_ops *ops;	/**< callbacks; queue_work is required */
 	void *ctx;			/**< passed to every callback */
 };

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A device's inflight region (protocol feature INFLIGHT_SHMFD, layout and
+ * recovery in <vhu/inflight.h>): GET_INFLIGHT_FD creates one in a sealed
+ * memfd and hands it out without keeping it; SET_INFLIGHT_FD maps the one
+ * the front-end keeps and attaches each queue's area to its vhu_vq, which
+ * runs the recovery when the queue starts. One region at a time per
+ * device; it is unmapped on a second SET_INFLIGHT_FD, on reset and when
+ * the device is freed. The fd is closed once mapped: the mapping is all we
+ * keep.
+ *
+ * The front-end may write the region at any time (it holds the fd): that
+ * only changes what a later start submits again, which the recovery
+ * checks. Its size is checked against the file at SET_INFLIGHT_FD (a
+ * shorter file would raise SIGBUS on access), as for memory regions.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vhu/inflight.h>
+
+#include "device_internal.h"
+
+/* The region's geometry from a GET/SET body: 0, or -VHU_EBODY. */
+static int
+geometry(const struct vhu_dev *d, const struct vhu_inflight *b, uint64_t *size)
+{
+	*size = vhu_inflight_region_size(b->num_queues, b->queue_size);
+	if (*size == 0 || b->num_queues > d->nq) {
+		return -VHU_EBODY;
+	}
+	return 0;
+}
+
+int
+vhu__dev_inflight_create(struct vhu_dev *d, struct vhu_inflight *b, int *out)
+{
+	uint64_t size;
+	void *p;
+	int fd, rc = geometry(d, b, &size);
+
+	*out = -1;
+	if (rc < 0) {
+		return rc;
+	}
+	fd = memfd_create("vhu-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		return -errno;
+	}
+	/* Sealed: nobody can shrink it under a mapping (SIGBUS) or grow it. */
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	vhu_inflight_region_init(p, b->num_queues, b->queue_size);
+	munmap(p, (size_t)size);
+	b->mmap_size = size;
+	b->mmap_offset = 0;
+	b->padding = 0;
+	*out = fd;
+	return 0;
+}
+
+void
+vhu__dev_inflight_release(struct vhu_dev *d)
+{
+	unsigned int i;
+
+	if (d->ifl_map == NULL) {
+		return;
+	}
+	for (i = 0; i < d->nq; i++) {
+		if (d->q[i].vq != NULL) {
+			(void)vhu_vq_set_inflight(d->q[i].vq, NULL, 0);
+		}
+	}
+	munmap(d->ifl_map, d->ifl_len);
+	d->ifl_map = NULL;
+	d->ifl_len = 0;
+}
+
+int
+vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int fd)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t size, off, delta;
+	struct stat st;
+	unsigned int i;
+	void *p;
+	int rc = geometry(d, b, &size);
+
+	if (rc < 0) {
+		goto out;
+	}
+	/* The areas are attached to stopped, idle queues only. */
+	for (i = 0; i < d->nq; i++) {
+		if (vhu_vq_started(d->q[i].vq) || vhu_vq_inflight(d->q[i].vq) > 0) {
+			rc = -EBUSY;
+			goto out;
+		}
+	}
+	if (b->mmap_size < size || b->mmap_offset > (uint64_t)INT64_MAX - size) {
+		rc = -VHU_EINFLIGHT;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (st.st_size < 0 || (uint64_t)st.st_size < b->mmap_offset + size) {
+		rc = -VHU_EINFLIGHT;
+		goto out;
+	}
+	off = b->mmap_offset & ~(uint64_t)(page - 1);
+	delta = b->mmap_offset - off;
+	/* The areas' 64-byte alignment must hold in our mapping too (atomics). */
+	if (delta % VHU_INFLIGHT_ALIGN != 0) {
+		rc = -VHU_EINFLIGHT;
+		goto out;
+	}
+	p = mmap(NULL, (size_t)(size + delta), PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	vhu__dev_inflight_release(d);
+	d->ifl_map = p;
+	d->ifl_len = (size_t)(size + delta);
+	for (i = 0; i < b->num_queues; i++) {
+		rc = vhu_vq_set_inflight(d->q[i].vq,
+					 vhu_inflight_queue_at((uint8_t *)p + delta, b->queue_size, i),
+					 b->queue_size);
+		if (rc < 0) {
+			vhu__dev_inflight_release(d);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
