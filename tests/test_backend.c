@@ -34,9 +34,13 @@
 /* What the back-end documents it offers (virtio-blk SEG_MAX, BLK_SIZE, FLUSH, MQ). */
 #define EXPECT_FEATURES	(F(2) | F(6) | F(9) | F(12) | F(VHU_F_RING_INDIRECT_DESC) | \
 			 F(VHU_F_RING_EVENT_IDX) | F(VHU_F_PROTOCOL_FEATURES) | F(VHU_F_VERSION_1))
-/* The device layer's protocol features: RESET_DEVICE is implemented (and so offered) there. */
+/*
+ * The device layer's protocol features: RESET_DEVICE is implemented (and so
+ * offered) there; INFLIGHT_SHMFD because vhu-backend opts in.
+ */
 #define EXPECT_PF	(PF(MQ) | PF(REPLY_ACK) | PF(BACKEND_REQ) | PF(CONFIG) | \
-			 PF(RESET_DEVICE) | PF(CONFIGURE_MEM_SLOTS) | PF(STATUS))
+			 PF(INFLIGHT_SHMFD) | PF(RESET_DEVICE) | PF(CONFIGURE_MEM_SLOTS) | \
+			 PF(STATUS))
 
 /* Upper bound for one wait on the back-end; reaching it fails the test, nothing sleeps. */
 #define WAIT_MS		20000

@@ -36,11 +36,12 @@
  * vhu-backend's offer (tools/blk/target.c, the device layer): virtio-blk SEG_MAX (2),
  * BLK_SIZE (6), FLUSH (9), MQ (12), INDIRECT_DESC, EVENT_IDX,
  * PROTOCOL_FEATURES, VERSION_1; protocol MQ, REPLY_ACK, BACKEND_REQ, CONFIG,
- * RESET_DEVICE, CONFIGURE_MEM_SLOTS, STATUS (the device layer's); 32 memory
+ * INFLIGHT_SHMFD (opted in), RESET_DEVICE, CONFIGURE_MEM_SLOTS, STATUS (the
+ * device layer's); 32 memory
  * slots; a 60-byte config space.
  */
 #define BE_FEATURES	"0x0000000170001244"
-#define BE_PF		"0x000000000001a229"
+#define BE_PF		"0x000000000001b229"
 #define BE_PF_ACKED	"0x0000000000018209"
 
 TestSuite(probe, .init = t_setup, .fini = t_tool_fini, .timeout = 60);
@@ -144,7 +145,7 @@ Test(probe, backend_text_report)
 		   "  32  VERSION_1\n");
 	t_expect_has(r.out, "protocol features " BE_PF "\n"
 		   "   0  MQ\n   3  REPLY_ACK\n   5  BACKEND_REQ\n   9  CONFIG\n"
-		   "  13  RESET_DEVICE\n  15  CONFIGURE_MEM_SLOTS\n  16  STATUS\n");
+		   "  12  INFLIGHT_SHMFD\n  13  RESET_DEVICE\n  15  CONFIGURE_MEM_SLOTS\n  16  STATUS\n");
 	t_expect_has(r.out, "acked             " BE_PF_ACKED "\n");
 	t_expect_has(r.out, "queues            2\n");
 	t_expect_has(r.out, "memory slots      32\n");
@@ -180,7 +181,7 @@ Test(probe, backend_json_report)
 		   "\"VERSION_1\"]");
 	t_expect_has(r.out, "\"protocol_features\":\"" BE_PF "\"");
 	t_expect_has(r.out, "\"protocol_feature_names\":[\"MQ\",\"REPLY_ACK\",\"BACKEND_REQ\","
-		   "\"CONFIG\",\"RESET_DEVICE\",\"CONFIGURE_MEM_SLOTS\",\"STATUS\"]");
+		   "\"CONFIG\",\"INFLIGHT_SHMFD\",\"RESET_DEVICE\",\"CONFIGURE_MEM_SLOTS\",\"STATUS\"]");
 	t_expect_has(r.out, "\"protocol_features_acked\":\"" BE_PF_ACKED "\"");
 	t_expect_has(r.out, "\"queues\":2,");
 	t_expect_has(r.out, "\"max_mem_slots\":32,");

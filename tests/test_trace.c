@@ -495,8 +495,8 @@ Test(trace, probe_report_is_the_same_through_the_tracer)
 		   "features=0x170001244(bit2,bit6,bit9,bit12,RING_INDIRECT_DESC,RING_EVENT_IDX,"
 		   "PROTOCOL_FEATURES,VERSION_1)\n");
 	t_expect_has_squeezed(g.out, " B->F main GET_PROTOCOL_FEATURES flags=0x5(REPLY) size=8 fds=0 "
-		   "protocol_features=0x1a229(MQ,REPLY_ACK,BACKEND_REQ,CONFIG,"
-		   "RESET_DEVICE,CONFIGURE_MEM_SLOTS,STATUS)\n");
+		   "protocol_features=0x1b229(MQ,REPLY_ACK,BACKEND_REQ,CONFIG,"
+		   "INFLIGHT_SHMFD,RESET_DEVICE,CONFIGURE_MEM_SLOTS,STATUS)\n");
 	t_expect_has_squeezed(g.out, " B->F main GET_QUEUE_NUM flags=0x5(REPLY) size=8 fds=0 u64=2\n");
 	t_expect_has_squeezed(g.out, " F->B main GET_CONFIG flags=0x1 size=268 fds=0 config_offset=0 "
 		   "config_size=256 config_flags=0x0\n");
