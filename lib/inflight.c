@@ -115,6 +115,7 @@ vhu_inflight_recover(struct vhu_inflight_queue *q, uint16_t num, uint16_t used_i
 		area_reset(q, num);
 		STORE(&q->used_idx, used_idx);
 		STORE(&q->version, (uint16_t)VHU_INFLIGHT_VERSION);
+		st->fresh = true;
 		return 0;
 	}
 	if (version != VHU_INFLIGHT_VERSION || desc_num != num || batch_head >= num || ahead > 1) {

@@ -245,7 +245,10 @@ inflight_start(struct vhu_vq *vq, uint16_t used_idx)
 	if (rc < 0) {
 		return rc;
 	}
-	vq->last_avail = st.last_avail;
+	/* A fresh area knows nothing: the front-end's base stands. */
+	if (!st.fresh) {
+		vq->last_avail = st.last_avail;
+	}
 	vq->nresubmit = st.nresubmit;
 	vq->counter = st.next_counter;
 	return 0;

@@ -127,6 +127,7 @@ Test(inflight, recover_clean_lists_in_counter_order)
 	mark(&a, 1, 10);
 	mark(&a, 4, 11);
 	cr_assert_eq(vhu_inflight_recover(&a.q, 8, 10, list, &st), 0);
+	cr_assert_not(st.fresh);
 	cr_assert_eq(st.nresubmit, 3);
 	cr_assert_eq(list[0].head, 1);
 	cr_assert_eq(list[1].head, 4);
@@ -151,6 +152,7 @@ Test(inflight, recover_fresh_area_adopts_the_ring)
 	vhu_inflight_region_init(&a, 1, 8);
 	/* A firmware used the ring before: nothing of that is ours. */
 	cr_assert_eq(vhu_inflight_recover(&a.q, 8, 37, list, &st), 0);
+	cr_assert(st.fresh);
 	cr_assert_eq(st.nresubmit, 0);
 	cr_assert_eq(st.last_avail, 37);
 	cr_assert_eq(a.q.version, VHU_INFLIGHT_VERSION);
@@ -530,5 +532,25 @@ Test(inflight, attach_rules)
 	cr_assert_eq(vhu_vq_push(f.vq, &f.req[0], 1), 0);
 	vhu_vq_reset(f.vq);
 	cr_assert_eq(vhu_vq_set_inflight(f.vq, &f.a->q, NUM), 0, "after a reset");
+	fx_fini(&f);
+}
+
+Test(inflight, fresh_area_keeps_the_front_end_base)
+{
+	struct fx f;
+
+	fx_init(&f);
+	/* The ring was used before the area existed: used index 5, base 6. */
+	f.q.used->idx = 5;
+	f.q.avail_idx = 6;
+	vq_open(&f, 6);
+	cr_assert_eq(vhu_vq_start(f.vq), 0);
+	cr_assert_eq(vhu_vq_resubmit_pending(f.vq), 0);
+	cr_assert_eq(f.a->q.used_idx, 5, "the area adopts the ring's used index");
+	fg_avail(&f.q, 2);
+	cr_assert_eq(pop(&f, 0), 1);
+	cr_assert_eq(f.req[0].head, 2, "avail index 6, as the front-end said");
+	cr_assert_eq(vhu_vq_push(f.vq, &f.req[0], 1), 0);
+	cr_assert_eq(vhu_vq_get_base(f.vq), 7);
 	fx_fini(&f);
 }

@@ -28,6 +28,7 @@
 #ifndef VHU_INFLIGHT_H
 #define VHU_INFLIGHT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,6 +78,11 @@ struct vhu_inflight_state {
 	uint16_t last_avail;	/**< used_idx + requests in flight: the next avail index */
 	uint16_t nresubmit;	/**< list[0, nresubmit): in counter order */
 	uint64_t next_counter;	/**< the counter for the next request taken */
+	/**
+	 * The area was fresh (version 0): it records nothing, so the next
+	 * avail index is the front-end's (SET_VRING_BASE), not last_avail.
+	 */
+	bool fresh;
 };
 
 /**
@@ -111,7 +117,7 @@ void vhu_inflight_region_init(void *region, uint16_t num_queues, uint16_t queue_
 /**
  * Recovery, when a queue with an area starts (the spec's steps for a
  * split ring): a fresh area (version 0) is reset and adopts used_idx with
- * nothing in flight. Otherwise the area is checked; if its used_idx is one
+ * nothing in flight (st->fresh). Otherwise the area is checked; if its used_idx is one
  * behind the ring's (a push stored the used index and died before it
  * finished), the entry of last_batch_head is cleared and used_idx
  * advanced; then the entries in flight are listed in counter order.

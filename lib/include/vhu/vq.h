@@ -126,7 +126,7 @@ int vhu_vq_set_enable(struct vhu_vq *vq, uint32_t enable);
  * queue holds.
  * With an inflight area attached (vhu_vq_set_inflight), runs the recovery
  * and sets the next avail index from it (the front-end's SET_VRING_BASE
- * is overridden).
+ * is overridden, unless the area is fresh and so records nothing).
  * \return 0; -EINVAL if NUM or ADDR was never set; -VHU_EVQRING (a ring is
  *         not inside one region, or misaligned once mapped), -VHU_EVQIDX or
  *         -VHU_EINFLIGHT (the queue is broken as well).
