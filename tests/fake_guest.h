@@ -100,7 +100,7 @@ void fg_avail_set_idx(struct fg_vq *q, uint16_t idx);
 /* Next used element, if the device published one (acquire on used->idx). */
 bool fg_used(struct fg_vq *q, uint32_t *id, uint32_t *len);
 
-/* Lines of /proc/self/maps (the mappings of the process). */
+/* File-backed lines of /proc/self/maps (the process's memfd and file mappings). */
 int fg_map_count(void);
 
 #endif
