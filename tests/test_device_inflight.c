@@ -727,3 +727,30 @@ Test(device_inflight, not_offered_without_opt_in_and_reset_unmaps)
 	}
 	vm_fini(&vm);
 }
+
+Test(device_inflight, set_inflight_fd_of_the_wrong_kind_closes_the_device)
+{
+	struct vhu_inflight in = { 0, 0, 1, QNUM, 0 };
+	struct vhu_hdr h;
+	struct be b;
+	struct vm vm;
+	int efd = eventfd(0, EFD_CLOEXEC), i;
+
+	vm_init(&vm);
+	be_start(&b, true);
+	handshake(&b, &vm, 0);
+	(void)call(&b, VHU_REQ_GET_VRING_BASE, &(struct vhu_vring_state){ 0, 0 }, 8, NULL, 0,
+		   false, &(struct vhu_vring_state){ 0, 0 }, 8, NULL);
+	/* An eventfd is no memory to map: the engine's fd-kind check refuses it. */
+	in.mmap_size = vm.region_size;
+	h = vhu_hdr_request(VHU_REQ_SET_INFLIGHT_FD, sizeof(in), true);
+	cr_assert_eq(vhu_endpoint_send_message(b.ep, &h, &in, sizeof(in), &efd, 1), 0);
+	for (i = 0; i < ROUNDS && b.closed == 0; i++) {
+		cr_assert_geq(vhu_ring_wait(b.ring, 5), 0);
+	}
+	cr_assert_eq(b.closed, 1);
+	cr_assert_eq(b.reason, -VHU_EFDKIND, "closed with %s", vhu_strerror(b.reason));
+	close(efd);
+	be_kill(&b);
+	vm_fini(&vm);
+}
