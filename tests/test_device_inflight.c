@@ -413,6 +413,28 @@ used_expect(struct vm *vm, const uint16_t *heads, unsigned int n)
 	cr_assert_not(fg_used(&vm->q, &id, &len), "a request was used twice");
 }
 
+/* The next n used elements are heads[0, n) in any order, each once; then, if last, none. */
+static void
+used_expect_any(struct vm *vm, const uint16_t *heads, unsigned int n, bool last)
+{
+	bool seen[QNUM] = { false };
+	uint32_t id, len;
+
+	for (unsigned int i = 0; i < n; i++) {
+		bool known = false;
+
+		cr_assert(fg_used(&vm->q, &id, &len), "used element %u missing", i);
+		for (unsigned int k = 0; k < n; k++) {
+			known |= id == heads[k];
+		}
+		cr_assert(known && id < QNUM && !seen[id], "used element %u: head %u", i, id);
+		seen[id] = true;
+	}
+	if (last) {
+		cr_assert_not(fg_used(&vm->q, &id, &len), "a request was used twice");
+	}
+}
+
 static void
 area_clear(const struct vm *vm)
 {
@@ -521,7 +543,7 @@ Test(device_inflight, death_between_used_index_and_flag_clear)
 Test(device_inflight, vhu_blk_completes_writes_a_dead_back_end_took)
 {
 	uint8_t disk[4096], *data;
-	uint16_t h[4], rest[4];
+	uint16_t h[4], rest[3];
 	struct be b;
 	struct vm vm;
 	uint64_t calls = 0;
@@ -551,12 +573,16 @@ Test(device_inflight, vhu_blk_completes_writes_a_dead_back_end_took)
 	for (i = 0; i < ROUNDS && vm.q.used->idx < 4; i++) {
 		cr_assert_geq(vhu_ring_wait(b.ring, 5), 0);
 	}
-	/* The one answered before the death, then the three resubmitted, in order. */
-	rest[0] = h[1];
-	rest[1] = h[0];
-	rest[2] = h[2];
-	rest[3] = h[3];
-	used_expect(&vm, rest, 4);
+	/*
+	 * The one answered before the death, then the three resubmitted, each
+	 * once: vhu-blk submits them in order but completes them as the disk
+	 * does (the held tests check the order they are popped in).
+	 */
+	used_expect_any(&vm, &h[1], 1, false);
+	rest[0] = h[0];
+	rest[1] = h[2];
+	rest[2] = h[3];
+	used_expect_any(&vm, rest, 3, true);
 	for (unsigned int k = 0; k < 4; k++) {
 		cr_assert_eq(*(uint8_t *)fg_ptr(&vm.g, STATUS_GPA + k, 1), BLK_S_OK);
 	}

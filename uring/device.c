@@ -86,10 +86,11 @@ vhu__dev_maybe_free(struct vhu_dev *d)
 			return;
 		}
 	}
-	vhu__dev_inflight_release(d);
 	for (i = 0; i < d->nq; i++) {
 		vhu__dq_fini(&d->q[i]);
 	}
+	/* After the queues: a started queue would refuse to let its area go. */
+	vhu__dev_inflight_release(d);
 	if (d->backend_fd >= 0) {
 		close(d->backend_fd);
 	}
