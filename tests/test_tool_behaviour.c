@@ -277,6 +277,53 @@ Test(behaviour, blk_stops_on_sighup_and_removes_its_socket)
 	blk_stops(SIGHUP);
 }
 
+/* A vhu-probe on sock is answered (features read, exit 0). */
+static void
+probe_answers(const char *sock)
+{
+	const char *pargs[] = { sock, NULL };
+
+	t_proc_spawn(&t_tool.probe, "vhu-probe", pargs, false);
+	t_proc_wait_line(&t_tool.probe, "features");
+	cr_assert_eq(exit_code(&t_tool.probe, 0), 0);
+}
+
+/*
+ * What a front-end that reconnects (QEMU's reconnect=1) relies on: vhu-blk
+ * stopped by SIGTERM with a front-end connected exits 0 and removes its
+ * socket, and started again on the same path it serves; SIGKILLed, it
+ * leaves its socket file behind, and started again it replaces it and
+ * serves (tests/guest restarts it under a guest's I/O).
+ */
+Test(behaviour, blk_comes_back_on_its_socket_after_sigterm_and_sigkill)
+{
+	const char *sock = t_path("blk.sock");
+	char err[4096] = "";
+	size_t len = 0;
+	struct stat st;
+	int fe, status;
+
+	start_blk(&t_tool.backend, sock);
+	fe = connect_nb(sock);
+	cr_assert_geq(fe, 0);
+	t_proc_read_until(t_tool.backend.err, err, sizeof(err), &len, "front-end connected",
+			  "vhu-blk");
+	cr_assert_eq(exit_code(&t_tool.backend, SIGTERM), 0);
+	cr_assert_neq(stat(sock, &st), 0, "SIGTERM removes the socket");
+	close(fe);
+
+	start_blk(&t_tool.backend, sock);
+	probe_answers(sock);
+	status = t_proc_stop(&t_tool.backend, SIGKILL);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "wait status %#x", status);
+	cr_assert_eq(stat(sock, &st), 0, "SIGKILL leaves the socket file");
+	cr_assert(S_ISSOCK(st.st_mode));
+
+	start_blk(&t_tool.backend, sock);
+	probe_answers(sock);
+	cr_assert_eq(exit_code(&t_tool.backend, SIGTERM), 0);
+}
+
 /* 3. --connect errors ---------------------------------------------------- */
 
 static void

@@ -6,6 +6,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -342,6 +344,68 @@ Test(tools_common, listen_check_refuses_live_listener)
 	cr_assert(strstr(why, "live listener"), "%s", why);
 	close(fd);
 	unlink(path);
+}
+
+/* tool_listen_check in a thread, so that the test can act on the listener meanwhile. */
+struct check_run {
+	const char *path;
+	char why[256];
+	int rc;
+};
+
+static void *
+check_thread(void *p)
+{
+	struct check_run *c = p;
+
+	c->rc = tool_listen_check(c->path, c->why, sizeof(c->why));
+	return NULL;
+}
+
+/* Wait (bounded) for a connection on the listener fd. */
+static void
+wait_connection(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	cr_assert_eq(poll(&p, 1, T_PROC_WAIT_MS), 1, "no connection in %d ms", T_PROC_WAIT_MS);
+}
+
+/*
+ * A listener that closes with the check's connection still in its backlog
+ * (a back-end just SIGKILLed: its io_uring lets go of the socket a few ms
+ * after the process) is not live: the file it leaves is stale.
+ */
+Test(tools_common, listen_check_waits_out_a_closing_listener)
+{
+	struct check_run c = { .path = t_path("s.sock") };
+	int fd = bound_socket(c.path, 4);
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, check_thread, &c), 0);
+	wait_connection(fd);
+	close(fd);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(c.rc, 0, "stale after the close: %s", c.why);
+	unlink(c.path);
+}
+
+/* One that hangs up on each connection but goes on listening is live. */
+Test(tools_common, listen_check_refuses_a_listener_that_drops_connections)
+{
+	struct check_run c = { .path = t_path("s.sock") };
+	int fd = bound_socket(c.path, 4);
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, check_thread, &c), 0);
+	wait_connection(fd);
+	close(accept(fd, NULL, NULL));
+	wait_connection(fd);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(c.rc, -EADDRINUSE, "%s", c.why);
+	cr_assert(strstr(c.why, "live listener"), "%s", c.why);
+	close(fd);
+	unlink(c.path);
 }
 
 Test(tools_common, listen_check_refuses_listener_with_full_backlog)

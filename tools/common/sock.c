@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,12 +14,36 @@
 
 #include <vhu/endpoint.h>
 
+/*
+ * How long a listener that took our connection has to hang up before it
+ * counts as live. A back-end just killed can hold its listening socket a
+ * little longer than its process: an io_uring's pending accept keeps the
+ * file open until the ring's teardown, which the kernel finishes in a
+ * worker after the process is gone (10-30 ms measured). Closing the socket
+ * then resets the connections in its backlog, ours among them.
+ */
+#define CLOSING_LISTENER_MS	500
+
+/* Does the connection fd hang up within ms (its listener closed with it unaccepted)? */
+static bool
+hangs_up(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = 0 };
+	int n;
+
+	do {
+		n = poll(&p, 1, ms);
+	} while (n < 0 && errno == EINTR);
+	return n > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 int
 tool_listen_check(const char *path, char *why, size_t len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, rc, err;
+	bool again = true;
 
 	if (lstat(path, &st) != 0) {
 		if (errno == ENOENT) {
@@ -36,16 +62,28 @@ tool_listen_check(const char *path, char *why, size_t len)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* Non-blocking: a listener whose backlog is full answers EAGAIN at once. */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		err = errno;
-		snprintf(why, len, "socket: %s", strerror(err));
-		return -err;
+	for (;;) {
+		/* Non-blocking: a listener whose backlog is full answers EAGAIN at once. */
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			err = errno;
+			snprintf(why, len, "socket: %s", strerror(err));
+			return -err;
+		}
+		rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
+		err = rc == 0 ? 0 : errno;
+		/*
+		 * Hung up: it was closing, or drops connections; once more then.
+		 * A listener that answers again is live.
+		 */
+		if (rc == 0 && again && hangs_up(fd, CLOSING_LISTENER_MS)) {
+			close(fd);
+			again = false;
+			continue;
+		}
+		close(fd);
+		break;
 	}
-	rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
-	err = rc == 0 ? 0 : errno;
-	close(fd);
 	if (rc == 0 || err == EAGAIN || err == EINPROGRESS) {
 		snprintf(why, len, "%s: a live listener answers there (another back-end is "
 			 "running); not taking its socket over", path);

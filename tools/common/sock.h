@@ -11,10 +11,14 @@
 
 /**
  * May a listener be created on path (the library's unlink_stale then
- * replacing a dead socket file)?
+ * replacing a dead socket file)? A connection the listener takes is held
+ * up to 500 ms: one that hangs up meanwhile means a listener closing (a
+ * back-end just killed; its io_uring keeps the socket open a few ms after
+ * the process), and path is looked at once more.
  * \return 0 when nothing is there, or a socket file nobody listens on
  *         (connect is refused); -EADDRINUSE when a listener answers (the
- *         connect succeeds, or its backlog is full); -EEXIST when path is
+ *         connect succeeds and is not hung up, or succeeds twice, or its
+ *         backlog is full); -EEXIST when path is
  *         something other than a socket (never replaced); -errno when it
  *         cannot be checked (-EACCES...). why gets a one-line reason.
  */
