@@ -11,7 +11,7 @@
 #                    {sock} {disk} {queues} are replaced by shell-quoted values
 #   --dir DIR        what build-initramfs.sh built (default $VHU_GUEST_DIR, else
 #                    build/guest); built there if missing; this run's files go
-#                    into DIR/run-JOB-qN/
+#                    into DIR/run-JOB-qN/ (with restarts, DIR/run-JOB-qN-SIG-WHEN/)
 #   --disk-mb N      size of the backing file, a fresh sparse file (default 64)
 #   --fio-mb N       disk MiB each fio job covers (default 16)
 #   --accel A        auto | tcg | kvm (default $VHU_GUEST_ACCEL, else auto: KVM
@@ -20,7 +20,8 @@
 #                    it again on the same socket and file (default 0); QEMU's
 #                    chardev reconnects (reconnect=1). Each stop waits for the
 #                    guest to complete --restart-ios requests through the
-#                    current back-end, then a random 0..--jitter-ms ms
+#                    current back-end, then a random 0..--jitter-ms ms (one
+#                    queue only: the stops look at queue 0)
 #   --signal SIG     KILL (default) or TERM: how the back-end is stopped
 #   --seed N         seeds the stop points and fio-restart's I/O (default: a
 #                    random one, printed; pass it back to replay a failure)
@@ -67,6 +68,10 @@ case $signal:$stop_at in
 KILL:inflight | KILL:idle | TERM:inflight | TERM:idle) ;;
 *) echo "run-guest: --signal KILL|TERM, --stop-at inflight|idle, not $signal, $stop_at" >&2; exit 2 ;;
 esac
+if [ "$restarts" -gt 0 ] && [ "$queues" -ne 1 ]; then
+	echo "run-guest: --restarts with one queue only (the stops look at queue 0)" >&2
+	exit 2
+fi
 [ -n "$seed" ] || seed=$((${EPOCHREALTIME/[.,]/} % 1000000))
 RANDOM=$seed # the stop points: the same seed, the same jitters
 what=
