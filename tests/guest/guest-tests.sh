@@ -8,7 +8,7 @@
 # restart runs stop the back-end under fio's I/O at seeded random points (the
 # seed is in each result line; run-guest.sh --seed replays it). DIR holds the
 # guest image and each run's files. Closing line: 'guest: N passed, N
-# failed' (an expected failure counts as passed, an unexpected pass as failed).
+# failed'.
 # Exit 77 (skip) when QEMU or the guest's ingredients are missing.
 set -uo pipefail
 
@@ -51,22 +51,6 @@ check() {
 		sed 's/^/    /' <<<"$out"
 	fi
 }
-# name, reason, failure it shows until then (a pattern), run-guest.sh
-# arguments: a check that fails for a known reason (a feature not there yet).
-xfail() {
-	local name=$1 why=$2 expect=$3 out rc
-	shift 3
-	out=$(bash "$here/run-guest.sh" --dir "$dir" "$@" 2>&1)
-	rc=$?
-	if [ $rc -eq 1 ] && grep -q -- "$expect" <<<"$out"; then
-		passed=$((passed + 1))
-		echo "guest-tests: xfail $name ($why): $(grep -m1 'run-guest: FAIL' <<<"$out")"
-	else
-		failed=$((failed + 1))
-		echo "guest-tests: FAIL $name (exit $rc; expected to fail, $why, matching '$expect': enable it if it works now)"
-		sed 's/^/    /' <<<"$out"
-	fi
-}
 
 export_args='writable=on,num-queues={queues},addr.type=unix,addr.path={sock}'
 check pattern '' --job pattern --queues 1 --deadline 45
@@ -91,12 +75,10 @@ if [ -n "$vhu_blk" ]; then
 	check vhu-blk-fio-verify-1q '' --job fio-verify --queues 1 --deadline 60 --backend "$blk"
 	check vhu-blk-fio-verify-2q '' --job fio-verify --queues 2 --deadline 60 --backend "$blk"
 	# Each stop lands on requests vhu-blk holds (its inflight region says
-	# so): the next vhu-blk must resubmit them.
-	why='vhu-blk has no inflight tracking (INFLIGHT_SHMFD) yet'
-	xfail vhu-blk-restart-kill "$why" 'no inflight region' $restart --signal KILL \
-		--stop-at inflight --backend "$blk"
-	xfail vhu-blk-restart-term "$why" 'no inflight region' $restart --signal TERM \
-		--stop-at inflight --backend "$blk"
+	# so): the next vhu-blk must resubmit them (INFLIGHT_SHMFD), and take
+	# its socket back at once after a SIGKILL.
+	check vhu-blk-restart-kill '' $restart --signal KILL --stop-at inflight --backend "$blk"
+	check vhu-blk-restart-term '' $restart --signal TERM --stop-at inflight --backend "$blk"
 fi
 # Writes vanish, reads return zeros: the guest's compare must catch it.
 check broken-drops-writes 'differs' --job pattern --queues 1 --deadline 45 --backend \

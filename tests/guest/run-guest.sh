@@ -528,7 +528,7 @@ if [ "$job" = fio-restart ]; then
 		END { if (m > 0) printf "%.1f", m / 1e6 }' "$run/fio.json")
 	[ -n "$pause" ] || fail "no latency in fio's JSON report ($run/fio.json)"
 	fio --name=restart --filename="$disk" --rw=randwrite --bs=4k --size="${fio_mb}M" \
-		--randseed="$seed" --verify=crc32c --verify_only --verify_fatal=1 \
+		--randseed="$seed" --verify=crc32c --verify_only --verify_fatal=1 --verify_state_save=0 \
 		--ioengine=psync >"$run/host-verify.log" 2>&1 ||
 		fail "host: fio --verify_only on the backing file failed: $(grep -m1 -iE 'verify|error' "$run/host-verify.log")"
 	result+=" max_pause=${pause}ms host-verify=ok"
