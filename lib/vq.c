@@ -492,6 +492,19 @@ pop_resubmit(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsig
 	return 1;
 }
 
+/*
+ * The avail_event to publish (EVENT_IDX): the next index to process while
+ * notifications are on; while they are off, half the 16-bit space behind
+ * it, so that the driver's check (vhu_virtq_need_event) stays false for
+ * every index it can publish. Left where it was, it would still get one
+ * kick (the index passes it) and another at each wrap.
+ */
+static uint16_t
+avail_event(const struct vhu_vq *vq)
+{
+	return vq->notify_off ? (uint16_t)(vq->last_avail - 1u - 0x7fffu) : vq->last_avail;
+}
+
 int
 vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
 {
@@ -537,8 +550,8 @@ vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigne
 		__atomic_store_n(&vq->ifl->desc[head].inflight, (uint8_t)1, __ATOMIC_RELEASE);
 	}
 	vq->last_avail++;
-	if (has(vq, VHU_F_RING_EVENT_IDX) && !vq->notify_off) {
-		__atomic_store_n(vhu_virtq_avail_event(vq->used, vq->num), vq->last_avail,
+	if (has(vq, VHU_F_RING_EVENT_IDX)) {
+		__atomic_store_n(vhu_virtq_avail_event(vq->used, vq->num), avail_event(vq),
 				 __ATOMIC_RELAXED);
 	}
 	req->epoch = vhu_mem_hold(vq->mem);
@@ -641,10 +654,28 @@ void
 vhu_vq_notify_disable(struct vhu_vq *vq)
 {
 	vq->notify_off = true;
-	if (vq->used != NULL && rings_ok(vq) == 0 && !has(vq, VHU_F_RING_EVENT_IDX)) {
+	if (vq->used == NULL || rings_ok(vq) < 0) {
+		return;
+	}
+	if (has(vq, VHU_F_RING_EVENT_IDX)) {
+		__atomic_store_n(vhu_virtq_avail_event(vq->used, vq->num), avail_event(vq),
+				 __ATOMIC_RELAXED);
+	} else {
 		__atomic_store_n(&vq->used->flags, (uint16_t)VHU_VIRTQ_USED_F_NO_NOTIFY,
 				 __ATOMIC_RELAXED);
 	}
+}
+
+bool
+vhu_vq_avail_pending(struct vhu_vq *vq)
+{
+	if (!vhu_vq_ready(vq)) {
+		return false;
+	}
+	if (rings_ok(vq) < 0 || vq->resub_next != vq->nresubmit) {
+		return true;	/* the next pop reports the fault, or resubmits */
+	}
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail;
 }
 
 bool

@@ -471,9 +471,12 @@ Test(virtq, notification_suppression)
 	vhu_vq_notify_disable(f.vq);
 	fg_avail(&f.q, 0);
 	cr_assert_eq(fx_pop(&f), 1);
-	cr_assert_eq(*vhu_virtq_avail_event(f.q.used, 16), 0, "not advanced while disabled");
+	/* Disabled: no index the guest publishes next reaches avail_event. */
+	cr_assert_not(vhu_virtq_need_event(*vhu_virtq_avail_event(f.q.used, 16), 1, 0));
+	cr_assert_not(vhu_virtq_need_event(*vhu_virtq_avail_event(f.q.used, 16), 17, 1));
 	cr_assert_eq(f.q.used->flags, 0, "EVENT_IDX: flags unused");
 	fg_avail(&f.q, 0);
+	cr_assert_not(vhu_virtq_need_event(*vhu_virtq_avail_event(f.q.used, 16), 2, 1));
 	cr_assert(vhu_vq_notify_enable(f.vq));
 	cr_assert_eq(*vhu_virtq_avail_event(f.q.used, 16), 1);
 	cr_assert_eq(vhu_vq_push(f.vq, &f.req, 0), 0);
@@ -928,5 +931,31 @@ Test(virtq, refresh_lets_an_idle_queue_release_old_mappings)
 	cr_assert_eq(vhu_vq_refresh(f.vq), -VHU_EVQRING);
 	cr_assert_eq(vhu_mem_deferred(f.m), 0);
 	cr_assert_not(vhu_vq_ready(f.vq));
+	fx_fini(&f);
+}
+
+/* Poll mode: a guest that honours avail_event never kicks, past a wrap of the index too. */
+Test(virtq, disabled_notifications_hold_across_the_index_wrap)
+{
+	struct fx f;
+	unsigned int i;
+
+	fx_start(&f, 16, BASE_FEATURES | F(VHU_F_RING_EVENT_IDX));
+	fg_desc(&f.q, 0, BUF_GPA, 8, 0, 0);
+	vhu_vq_notify_disable(f.vq);
+	cr_assert_not(vhu_vq_avail_pending(f.vq));
+	for (i = 0; i < 70000; i++) {
+		uint16_t old = f.q.avail_idx;
+
+		fg_avail(&f.q, 0);
+		cr_assert_not(vhu_virtq_need_event(*vhu_virtq_avail_event(f.q.used, 16),
+						   f.q.avail_idx, old), "kick asked at %u", i);
+		cr_assert(vhu_vq_avail_pending(f.vq));
+		cr_assert_eq(fx_pop(&f), 1);
+		cr_assert_not(vhu_vq_avail_pending(f.vq));
+		cr_assert_eq(vhu_vq_push(f.vq, &f.req, 0), 0);
+	}
+	cr_assert_not(vhu_vq_notify_enable(f.vq));
+	cr_assert_eq(*vhu_virtq_avail_event(f.q.used, 16), (uint16_t)70000);
 	fx_fini(&f);
 }

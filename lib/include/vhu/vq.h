@@ -259,9 +259,18 @@ bool vhu_vq_need_call(struct vhu_vq *vq);
 /**
  * Ask the guest not to kick (polling, or while a batch is processed):
  * used->flags NO_NOTIFY without EVENT_IDX; with EVENT_IDX, avail_event is
- * no longer advanced as requests are popped.
+ * set (and kept, as requests are popped) half the index space behind the
+ * next index to process, where no index the guest publishes reaches it.
  */
 void vhu_vq_notify_disable(struct vhu_vq *vq);
+
+/**
+ * Polling: does the avail ring hold requests not yet popped? One acquire
+ * load of the avail index. eturn false when the queue is not ready;
+ * true when the rings no longer translate (the next vhu_vq_pop() reports
+ * the fault).
+ */
+bool vhu_vq_avail_pending(struct vhu_vq *vq);
 
 /**
  * Ask the guest to kick again: clear NO_NOTIFY, or with EVENT_IDX set
