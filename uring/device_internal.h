@@ -5,7 +5,8 @@
  *  - device_msg.c: the protocol (one handler per request, one place that
  *    replies, acks or closes);
  *  - device_queue.c: kicks, calls and the data path;
- *  - device_inflight.c: the inflight region (GET/SET_INFLIGHT_FD).
+ *  - device_inflight.c: the inflight region (GET/SET_INFLIGHT_FD);
+ *  - device_poll.c: poll mode (the queues a ring spins on).
  * Writers: device_msg.c the negotiated state and the queues' configuration;
  * device_queue.c the kick and call operations; device.c the lifecycle.
  */
@@ -33,6 +34,8 @@ struct dev_queue {
 	bool call_again;		/* a call was due while the write was in flight */
 	bool pushed;			/* pushes since the last call decision */
 	struct vlist call_link;		/* ring->dev_calls */
+	struct vlist poll_link;		/* ring->poll.queues (device_poll.c) */
+	bool polled;			/* listed there */
 	int err_fd;
 };
 
@@ -95,5 +98,10 @@ bool vhu__dq_idle(const struct dev_queue *q);
 bool vhu__dq_kick_idle(const struct dev_queue *q);
 void vhu__dq_fini(struct dev_queue *q);
 void vhu__dq_work(struct dev_queue *q);
+
+/* device_poll.c */
+void vhu__dq_poll_join(struct dev_queue *q);
+void vhu__dq_poll_leave(struct dev_queue *q);
+void vhu__dev_poll_wake(struct vhu_ring *r);
 
 #endif

@@ -39,6 +39,7 @@ vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, unsigned int idx)
 	q->kick.done = kick_done;
 	q->call.done = call_done;
 	vlist_init(&q->call_link);
+	vlist_init(&q->poll_link);
 }
 
 /* Queue the next kick read, if the queue has a kick fd and none is in flight. */
@@ -64,6 +65,9 @@ vhu__dq_work(struct dev_queue *q)
 	struct vhu_dev *d = q->dev;
 
 	if (!d->closing && vhu_vq_ready(q->vq)) {
+		if (d->srv->o.poll && !q->polled) {
+			vhu__dq_poll_join(q);
+		}
 		d->srv->ops.queue_work(d, q->idx, d->srv->o.ctx);
 	}
 }
@@ -90,6 +94,9 @@ kick_done(struct vhu_op *op, int res, uint32_t flags)
 	}
 	kick_arm(q);
 	if (res == (int)sizeof(q->kick_buf)) {
+		if (q->polled) {
+			vhu__dev_poll_wake(d->ring);	/* spin again */
+		}
 		vhu__dq_work(q);
 	}
 }
@@ -162,6 +169,7 @@ vhu__dq_set_call(struct dev_queue *q, int fd)
 void
 vhu__dq_stop(struct dev_queue *q)
 {
+	vhu__dq_poll_leave(q);
 	if (vhu_op_busy(&q->kick)) {
 		if (q->kick_old < 0) {
 			q->kick_old = q->kick_fd;
@@ -205,6 +213,7 @@ vhu__dq_fini(struct dev_queue *q)
 	fd_close(&q->call_fd);
 	fd_close(&q->call_old);
 	fd_close(&q->err_fd);
+	vhu__dq_poll_leave(q);
 	if (!vlist_empty(&q->call_link)) {
 		vlist_del(&q->call_link);
 	}
@@ -278,6 +287,9 @@ vhu_dev_push(struct vhu_dev *d, unsigned int qi, struct vhu_vq_req *req, uint32_
 		rc = vhu_vq_push(q->vq, req, len);
 		if (vlist_empty(&q->call_link)) {
 			vlist_add_tail(&d->ring->dev_calls, &q->call_link);
+		}
+		if (q->polled) {
+			vhu__dev_poll_wake(d->ring);	/* the guest's next request follows soon */
 		}
 	}
 	req_gone(d);

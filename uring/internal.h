@@ -348,6 +348,27 @@ struct vhu_ulistener {
 	void (*on_accept)(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx);
 };
 
+/* Steps of the fall back from spinning to waiting, for a test's hook (device_poll.c). */
+enum {
+	VHU__POLL_STEP_ENABLED = 1,	/* notifications on, the avail rings not yet re-checked */
+	VHU__POLL_STEP_SLEEP,		/* re-checked, nothing: the ring is about to block */
+};
+
+/*
+ * Device queues in poll mode whose data path runs on this ring
+ * (device_poll.c): spun on while there is work, waited on with guest
+ * notifications on once idle_ns passed without any.
+ */
+struct ring_poll {
+	struct vlist queues;		/* struct dev_queue.poll_link */
+	unsigned int n;
+	bool spinning;			/* notifications are off on every queue listed */
+	uint64_t idle_since_ns;		/* the first pass of the current idle spell, or 0 */
+	uint64_t idle_ns;		/* the longest idle interval among the queues listed */
+	void (*hook)(struct vhu_ring *r, int step, void *ctx);	/* tests only */
+	void *hook_ctx;
+};
+
 struct vhu_ring {
 	struct io_uring *uring;
 	struct io_uring own;
@@ -373,6 +394,7 @@ struct vhu_ring {
 	struct vlist flush;		/* connections with queued, unsubmitted sends */
 	struct vlist deadlines;
 	struct vlist dev_calls;		/* device queues that pushed this pass (device_queue.c) */
+	struct ring_poll poll;		/* device queues in poll mode (device_poll.c) */
 	/* provided buffers, set up by the first stream connection */
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
@@ -399,6 +421,11 @@ void vhu__op_cancel_all(struct vhu_ring *r);
 
 /* device_queue.c: end of a reaping pass (the calls due) */
 void vhu__dev_pass_end(struct vhu_ring *r);
+
+/* device_poll.c: poll mode (the ring's side of it) */
+int vhu__dev_poll_pass(struct vhu_ring *r);
+bool vhu__dev_poll_idle(struct vhu_ring *r);
+int vhu__dev_poll_sleep(struct vhu_ring *r);
 
 /* conn.c */
 void vhu__conn_track(struct vhu_conn *c, struct slot *s, struct io_uring_sqe *sqe);

@@ -206,6 +206,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	vlist_init(&r->deadlines);
 	vlist_init(&r->app);
 	vlist_init(&r->dev_calls);
+	vlist_init(&r->poll.queues);
 	r->max_ops = o.max_ops;
 	if (o.borrow) {
 		r->uring = o.borrow;
@@ -586,7 +587,10 @@ vhu_ring_poll(struct vhu_ring *r)
 		}
 	}
 	ret = reap(r);
-	return ret < 0 ? ret : ret + early;
+	if (ret < 0) {
+		return ret;
+	}
+	return ret + early + (r->poll.n > 0 ? vhu__dev_poll_pass(r) : 0);
 }
 
 /* Milliseconds until the nearest stalled-message deadline, or -1. */
@@ -622,8 +626,24 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	long long ms = timeout_ms;
 	long long dl;
 	unsigned int pending;
-	int early = run_queued(r), ret;
+	int early, ret;
 
+	/*
+	 * Poll mode: a pass without blocking while the polled queues have
+	 * work or the idle interval has not passed; then notifications go
+	 * back on and, if the re-check finds nothing, the ring blocks.
+	 */
+	if (r->poll.spinning) {
+		ret = vhu_ring_poll(r);
+		if (ret != 0 || !vhu__dev_poll_idle(r)) {
+			return ret;
+		}
+		ret = vhu__dev_poll_sleep(r);
+		if (ret != 0) {
+			return ret;
+		}
+	}
+	early = run_queued(r);
 	if (early > 0) {
 		ms = 0;		/* something happened already: do not wait */
 	}

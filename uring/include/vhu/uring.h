@@ -114,6 +114,8 @@ struct vhu_ring_stats {
 	uint64_t accept_backoffs; /**< listener pauses for lack of fds or memory */
 	uint64_t sendmsgs;	/**< sendmsg operations submitted (messages_out / sendmsgs: batching) */
 	uint64_t direct_reads;	/**< exact-mode reads done with plain recvmsg while the socket held more */
+	uint64_t poll_sleeps;	/**< device poll mode: fall-backs from spinning to waiting */
+	uint64_t poll_wakes;	/**< device poll mode: returns to spinning (a kick, a completion) */
 };
 
 /**
@@ -143,7 +145,8 @@ void vhu_ring_destroy(struct vhu_ring *ring);
  * One io_uring_enter at most per call submits every SQE queued since the
  * last poll()/wait() (by callbacks, vhu_conn_send(), vhu_conn_close(),
  * attach, listen) and fetches completions; so an application calls
- * poll() or wait() in its loop for anything to move.
+ * poll() or wait() in its loop for anything to move. With device queues
+ * in poll mode (<vhu/device.h>) it also looks at their avail rings.
  * \return the number of completions handled, plus the messages delivered
  *         and connections closed by work queued between calls
  *         (vhu_conn_resume_recv(), vhu_conn_shutdown()); 0 when idle; or
@@ -156,7 +159,10 @@ int vhu_ring_poll(struct vhu_ring *ring);
  * no timeout), then do what vhu_ring_poll() does. Stalled-message deadlines
  * shorten the wait as needed.
  * If work queued between calls (vhu_conn_resume_recv(), vhu_conn_shutdown())
- * delivers messages or closes connections, it does not block.
+ * delivers messages or closes connections, it does not block. Nor while
+ * device queues in poll mode (<vhu/device.h>) are spun on: then it makes
+ * one vhu_ring_poll() pass, and blocks only once their idle interval has
+ * passed and their notifications are back on.
  * \return completions handled plus what that work did (0 on timeout), or
  *         -errno.
  */
