@@ -103,6 +103,7 @@ struct bq {
 	int dead;			/* sticky error: the queue is being failed */
 	unsigned int fail_cursor;	/* next head to fail while dead */
 	unsigned int empty_polls;
+	uint64_t kicks;			/* kick eventfd writes */
 };
 
 struct region {
@@ -116,6 +117,7 @@ struct vhu_blkdrv {
 	struct vhu_blkdrv_info info;
 	int timeout_ms;
 	bool acking;
+	bool no_event_idx;		/* vhu_blkdrv_opts.no_event_idx */
 	int gone;			/* atomic: 0, or -VHU_EDISCONNECT */
 	int peer_pid;
 	unsigned int max_regions;
@@ -392,6 +394,9 @@ negotiate(struct vhu_blkdrv *d, unsigned int want_queues)
 		return rc;
 	}
 	features &= WANT_FEATURES;
+	if (d->no_event_idx) {
+		features &= ~F(VHU_F_RING_EVENT_IDX);
+	}
 	rc = ctl_set_u64(d, VHU_REQ_SET_FEATURES, features);
 	if (rc < 0) {
 		return rc;
@@ -533,6 +538,7 @@ vhu_blkdrv_connect(const char *path, const struct vhu_blkdrv_opts *opts,
 	}
 	d->peer_pid = -1;
 	d->timeout_ms = o.timeout_ms;
+	d->no_event_idx = o.no_event_idx;
 	for (i = 0; i < MAX_REGIONS; i++) {
 		d->regions[i].fd = -1;
 	}
@@ -825,6 +831,7 @@ vhu_blkdrv_kick(struct vhu_blkdrv *d, unsigned int qi)
 		if (write(d->q[qi].kick, &one, sizeof(one)) < 0 && errno != EAGAIN) {
 			return -errno;
 		}
+		d->q[qi].kicks++;
 	}
 	return 0;
 }
@@ -919,6 +926,12 @@ vhu_blkdrv_poll(struct vhu_blkdrv *d, unsigned int qi, struct vhu_blkdrv_complet
 		}
 	}
 	return (int)n;
+}
+
+uint64_t
+vhu_blkdrv_kicks(const struct vhu_blkdrv *d, unsigned int qi)
+{
+	return qi < d->nq ? d->q[qi].kicks : 0;
 }
 
 int

@@ -39,6 +39,9 @@ struct options {
 	unsigned int mem_slots;
 	unsigned int max_conns;
 	uint32_t msg_timeout_ms;
+	bool poll;
+	uint32_t poll_idle_us;
+	bool no_event_idx;
 };
 
 static void
@@ -60,6 +63,12 @@ usage(FILE *out)
 		"                          many as RLIMIT_NOFILE holds at their fd budget)\n"
 		"  -t, --msg-timeout MS    close a front-end whose message stalls MS ms\n"
 		"                          (default 0: never; set it for untrusted front-ends)\n"
+		"  -p, --poll              poll mode: spin on the queues with guest kicks off,\n"
+		"                          wait for kicks again after an idle interval\n"
+		"  -i, --poll-idle-us US   poll mode's idle interval in microseconds\n"
+		"                          (default %u)\n"
+		"  -E, --no-event-idx      do not offer VIRTIO_RING_F_EVENT_IDX (kicks and\n"
+		"                          calls suppressed by flags only)\n"
 		"  -q, --quiet             log faults only\n"
 		"  -V, --version           print the version and exit\n"
 		"  -h, --help              show this help\n"
@@ -68,7 +77,7 @@ usage(FILE *out)
 		"1 failure (the disk, the ring, output); 2 usage, or --max-conns beyond\n"
 		"RLIMIT_NOFILE; 3 cannot listen on PATH; 7 a live back-end already listens\n"
 		"on PATH.\n",
-		MAX_QUEUES, VHU_MEM_MAX_SLOTS, VHU_MEM_MAX_SLOTS);
+		MAX_QUEUES, VHU_MEM_MAX_SLOTS, VHU_MEM_MAX_SLOTS, VHU_DEV_POLL_IDLE_US);
 }
 
 /* \return 0 to run, 1 after --help or --version, or 2 on a usage error (message printed). */
@@ -84,6 +93,9 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "mem-slots", required_argument, NULL, 'S' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "msg-timeout", required_argument, NULL, 't' },
+		{ "poll", no_argument, NULL, 'p' },
+		{ "poll-idle-us", required_argument, NULL, 'i' },
+		{ "no-event-idx", no_argument, NULL, 'E' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -95,7 +107,7 @@ parse_options(int argc, char **argv, struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->queues = 1;
 	o->mem_slots = VHU_MEM_MAX_SLOTS;
-	while ((c = getopt_long(argc, argv, "s:f:z:rn:S:m:t:qVh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:f:z:rn:S:m:t:pi:EqVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o->socket = optarg;
@@ -145,6 +157,20 @@ parse_options(int argc, char **argv, struct options *o)
 				return TOOL_EXIT_USAGE;
 			}
 			o->msg_timeout_ms = (uint32_t)v;
+			break;
+		case 'p':
+			o->poll = true;
+			break;
+		case 'i':
+			if (tool_parse_u64(optarg, 1, 60000000, &v) < 0) {
+				fprintf(stderr, "vhu-blk: --poll-idle-us needs microseconds, 1 to "
+					"60000000, not '%s'\n", optarg);
+				return TOOL_EXIT_USAGE;
+			}
+			o->poll_idle_us = (uint32_t)v;
+			break;
+		case 'E':
+			o->no_event_idx = true;
 			break;
 		case 'q':
 			o->quiet = true;
@@ -248,6 +274,8 @@ main(int argc, char **argv)
 	ropts.max_conns = o.max_conns;
 	/* Kick, call and one request per descriptor of a 256-entry queue, per queue. */
 	ropts.max_ops = o.queues * (2u + 256u);
+	/* Poll mode spins: a ring whose idle pass reads memory and makes no system call. */
+	ropts.busy_poll = o.poll;
 	rc = vhu_ring_create(&ropts, &ring);
 	if (rc < 0) {
 		tool_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
@@ -267,6 +295,11 @@ main(int argc, char **argv)
 	dopts.max_conns = o.max_conns;
 	dopts.msg_timeout_ms = o.msg_timeout_ms;
 	dopts.max_mem_slots = o.mem_slots;
+	dopts.poll = o.poll;
+	dopts.poll_idle_us = o.poll_idle_us;
+	if (o.no_event_idx) {
+		dopts.features &= ~(1ull << VHU_F_RING_EVENT_IDX);
+	}
 	rc = vhu_dev_server_create(ring, &dopts, &srv);
 	if (rc < 0) {
 		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
@@ -275,10 +308,11 @@ main(int argc, char **argv)
 		tool_log_drain(1000);
 		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
-	tool_log_info("listening on %s: %llu sectors%s%s, %u queue(s)%s", o.socket,
+	tool_log_info("listening on %s: %llu sectors%s%s, %u queue(s)%s%s%s", o.socket,
 		      (unsigned long long)t.sectors, t.null ? " (null)" : "",
 		      t.fd_direct >= 0 ? " (O_DIRECT)" : "", o.queues,
-		      o.read_only ? ", read-only" : "");
+		      o.read_only ? ", read-only" : "", o.poll ? ", poll mode" : "",
+		      o.no_event_idx ? ", no EVENT_IDX" : "");
 	rc = tool_serve(ring, false);
 	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(ring);

@@ -73,6 +73,12 @@ struct vhu_blkdrv_opts {
 	unsigned int queue_size;	/**< descriptors per queue, power of two (default 256) */
 	int timeout_ms;			/**< deadline of connect and of each control call (default 5000) */
 	bool no_mem_slots;		/**< use SET_MEM_TABLE even if ADD_MEM_REG is offered */
+	/**
+	 * Do not negotiate VIRTIO_RING_F_EVENT_IDX even if offered: kicks and
+	 * calls are then suppressed with the rings' flags only (to measure
+	 * the difference).
+	 */
+	bool no_event_idx;
 };
 
 /** The device, from GET_CONFIG and the negotiated features. */
@@ -212,6 +218,12 @@ int vhu_blkdrv_call_fd(const struct vhu_blkdrv *d, unsigned int q);
  *         0 if a call will come, -EINVAL for a bad queue.
  */
 int vhu_blkdrv_arm_call(struct vhu_blkdrv *d, unsigned int q);
+
+/**
+ * \return the kick eventfd writes vhu_blkdrv_kick() made on q (those the
+ *         back-end asked for); 0 for a bad queue. Read it on q's thread.
+ */
+uint64_t vhu_blkdrv_kicks(const struct vhu_blkdrv *d, unsigned int q);
 
 /** \return requests in flight on q (submitted, not yet harvested). */
 unsigned int vhu_blkdrv_inflight(const struct vhu_blkdrv *d, unsigned int q);
