@@ -26,6 +26,7 @@
 
 #include <vhu/blkdrv.h>
 #include <vhu/error.h>
+#include <vhu/wire.h>
 
 #include "common/num.h"
 #include "stats.h"
@@ -53,6 +54,7 @@ struct opts {
 	unsigned int reps;
 	unsigned int ms;
 	int cpu;
+	bool no_event_idx;		/* do not negotiate VIRTIO_RING_F_EVENT_IDX */
 	bool json;
 	const char *plot;
 	struct target t[MAX_TARGETS];
@@ -65,6 +67,8 @@ struct figures {
 	double iops, mbps;
 	uint64_t p50, p99, p999;	/* ns */
 	double client_ns, work_ns, backend_ns;	/* per I/O */
+	double kicks;				/* kick eventfd writes per I/O */
+	bool event_idx;				/* negotiated */
 	const char *verified;
 };
 
@@ -341,16 +345,31 @@ measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int
 	return 0;
 }
 
+/* Kicks written on every queue so far. */
+static uint64_t
+kicks(const struct vhu_blkdrv *d)
+{
+	unsigned int q, nq = vhu_blkdrv_info(d)->queues;
+	uint64_t n = 0;
+
+	for (q = 0; q < nq; q++) {
+		n += vhu_blkdrv_kicks(d, q);
+	}
+	return n;
+}
+
 static void
 run_target(const struct opts *o, const struct target *t, enum blk_sc sc, unsigned int depth,
 	   unsigned int bs, struct figures *f, uint64_t *samples)
 {
-	struct vhu_blkdrv_opts dopts = { .num_queues = o->queues, .timeout_ms = 5000 };
+	struct vhu_blkdrv_opts dopts = { .num_queues = o->queues, .timeout_ms = 5000,
+					 .no_event_idx = o->no_event_idx };
 	struct vhu_blkdrv *d = NULL;
 	size_t bytes = (size_t)o->queues * depth * bs, ns = 0;
 	struct req *reqs = NULL;
 	double iops[64], best_iops = 0;
 	uint64_t tot_ios = 0, tot_work = 0, tot_cpu = 0, tot_bcpu = 0, tot_el = 0;
+	uint64_t all_ios = 0, kicks0;
 	struct bench_pctls p;
 	uint8_t *buf, *vbuf;
 	unsigned int r;
@@ -379,6 +398,7 @@ run_target(const struct opts *o, const struct target *t, enum blk_sc sc, unsigne
 	if (reqs == NULL) {
 		goto out;
 	}
+	kicks0 = kicks(d);
 	/* A short warm-up, then the repetitions. */
 	for (r = 0; r <= o->reps && r < 64; r++) {
 		uint64_t ios, work, cpu, bcpu, el;
@@ -388,6 +408,7 @@ run_target(const struct opts *o, const struct target *t, enum blk_sc sc, unsigne
 			    &bcpu, &el) < 0) {
 			goto out;
 		}
+		all_ios += ios;
 		if (r == 0) {
 			ns = n0;	/* the warm-up's samples do not count */
 			continue;
@@ -414,6 +435,8 @@ run_target(const struct opts *o, const struct target *t, enum blk_sc sc, unsigne
 	f->client_ns = tot_ios ? (double)tot_cpu / tot_ios : 0;
 	f->work_ns = tot_ios ? (double)tot_work / tot_ios : 0;
 	f->backend_ns = tot_ios ? (double)tot_bcpu / tot_ios : 0;
+	f->kicks = all_ios ? (double)(kicks(d) - kicks0) / all_ios : 0;
+	f->event_idx = (vhu_blkdrv_info(d)->features >> VHU_F_RING_EVENT_IDX) & 1;
 	f->ok = true;
 	(void)tot_el;
 out:
@@ -431,6 +454,7 @@ usage(FILE *out)
 		"  --queues N        queues (default 1)\n"
 		"  --reps N          measured repetitions (default 5) of --time MS (default 1000)\n"
 		"  --cpu N           pin the client to CPU N\n"
+		"  --no-event-idx    do not negotiate VIRTIO_RING_F_EVENT_IDX (flags only)\n"
 		"  --json            JSON lines, one per case x target\n"
 		"  --plot FILE.png   IOPS per case and target (gnuplot)\n");
 }
@@ -527,6 +551,7 @@ parse(struct opts *o, int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "time", required_argument, NULL, 't' },
 		{ "cpu", required_argument, NULL, 'c' },
+		{ "no-event-idx", no_argument, NULL, 'E' },
 		{ "connect", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
@@ -572,6 +597,9 @@ parse(struct opts *o, int argc, char **argv)
 			break;
 		case 'C':
 			rc = parse_target(o, optarg);
+			break;
+		case 'E':
+			o->no_event_idx = true;
 			break;
 		case 'j':
 			o->json = true;
@@ -678,8 +706,9 @@ bench_blk_main(int argc, char **argv)
 		return 1;
 	}
 	if (!o.json) {
-		printf("# vhu-bench blk: client %s, %u queue(s), %u x %u ms per figure, polling\n",
-		       o.cpu >= 0 ? "pinned" : "not pinned", o.queues, o.reps, o.ms);
+		printf("# vhu-bench blk: client %s, %u queue(s), %u x %u ms per figure, polling%s\n",
+		       o.cpu >= 0 ? "pinned" : "not pinned", o.queues, o.reps, o.ms,
+		       o.no_event_idx ? ", EVENT_IDX not negotiated" : "");
 	}
 	for (k = 0; k < SC_N; k++) {
 		if (!(o.scenarios >> k & 1)) {
@@ -692,10 +721,10 @@ bench_blk_main(int argc, char **argv)
 			snprintf(cases[nc], sizeof(cases[nc]), "%s/bs=%u/qd=%u/q=%u", sc_names[k], bs,
 				 depth, o.queues);
 			if (!o.json) {
-				printf("\n%s\n%-12s %10s %9s %8s %8s %8s %10s %10s %10s %7s %s\n",
+				printf("\n%s\n%-12s %10s %9s %8s %8s %8s %10s %10s %10s %8s %7s %s\n",
 				       cases[nc], "target", "IOPS", "MB/s", "p50us", "p99us",
-				       "p99.9us", "cli-ns/IO", "drv-ns/IO", "be-ns/IO", "ratio",
-				       "verified");
+				       "p99.9us", "cli-ns/IO", "drv-ns/IO", "be-ns/IO", "kicks/IO",
+				       "ratio", "verified");
 			}
 			for (t = 0; t < o.nt; t++) {
 				struct figures *f = &res[nc][t];
@@ -721,16 +750,18 @@ bench_blk_main(int argc, char **argv)
 					       "\"mbps\":%.1f,\"p50_us\":%.2f,\"p99_us\":%.2f,"
 					       "\"p999_us\":%.2f,\"client_cpu_ns_per_io\":%.0f,"
 					       "\"driver_ns_per_io\":%.0f,\"backend_cpu_ns_per_io\":%.0f,"
+					       "\"kicks_per_io\":%.3f,\"event_idx\":%s,"
 					       "\"ratio\":%.3f,\"verified\":\"%s\",\"status\":\"ok\"}\n",
 					       sc_names[k], cases[nc], o.t[t].name, bs, depth, o.queues,
 					       f->iops, f->mbps, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
-					       f->client_ns, f->work_ns, f->backend_ns, ratio, f->verified);
+					       f->client_ns, f->work_ns, f->backend_ns, f->kicks,
+					       f->event_idx ? "true" : "false", ratio, f->verified);
 				} else {
 					printf("%-12s %10.0f %9.1f %8.1f %8.1f %8.1f %10.0f %10.0f %10.0f "
-					       "%6.2fx %s\n",
+					       "%8.3f %6.2fx %s\n",
 					       o.t[t].name, f->iops, f->mbps, f->p50 / 1e3, f->p99 / 1e3,
 					       f->p999 / 1e3, f->client_ns, f->work_ns, f->backend_ns,
-					       ratio, f->verified);
+					       f->kicks, ratio, f->verified);
 				}
 				fflush(stdout);
 			}

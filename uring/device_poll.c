@@ -131,7 +131,15 @@ vhu__dev_poll_pass(struct vhu_ring *r)
 	return work;
 }
 
-/* After a pass without progress: \return whether the idle interval has passed. */
+/*
+ * After a pass without progress: \return whether the idle interval has
+ * passed, over at least IDLE_PASSES passes: a thread preempted for longer
+ * than the interval has not spun that long, and must not fall asleep at
+ * its first pass back (an idle pass costs well under 100 ns, so on a
+ * thread that runs the passes end long before the interval).
+ */
+#define IDLE_PASSES	64u
+
 bool
 vhu__dev_poll_idle(struct vhu_ring *r)
 {
@@ -139,9 +147,10 @@ vhu__dev_poll_idle(struct vhu_ring *r)
 
 	if (r->poll.idle_since_ns == 0) {
 		r->poll.idle_since_ns = now;
+		r->poll.idle_passes = 0;
 		return false;
 	}
-	return now - r->poll.idle_since_ns >= r->poll.idle_ns;
+	return ++r->poll.idle_passes >= IDLE_PASSES && now - r->poll.idle_since_ns >= r->poll.idle_ns;
 }
 
 /*

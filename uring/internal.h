@@ -364,6 +364,7 @@ struct ring_poll {
 	unsigned int n;
 	bool spinning;			/* notifications are off on every queue listed */
 	uint64_t idle_since_ns;		/* the first pass of the current idle spell, or 0 */
+	unsigned int idle_passes;	/* passes of the current idle spell */
 	uint64_t idle_ns;		/* the longest idle interval among the queues listed */
 	void (*hook)(struct vhu_ring *r, int step, void *ctx);	/* tests only */
 	void *hook_ctx;
