@@ -67,8 +67,8 @@ restart='--job fio-restart --restarts 3 --fio-mb 32 --deadline 60'
 check restart-kill-idle '' $restart --signal KILL --stop-at idle
 check restart-term-idle '' $restart --signal TERM --stop-at idle
 # vhu-blk serving the same kind of file: the host checks the pattern's bytes,
-# fio verifies with 1 and 2 queues, and each run must end with a clean
-# shutdown (GET_VRING_BASE answered, QEMU powered off by itself).
+# fio verifies with 1 and 2 queues (and in poll mode), and each run must end
+# with a clean shutdown (GET_VRING_BASE answered, QEMU powered off by itself).
 if [ -n "$vhu_blk" ]; then
 	blk="$vhu_blk --socket {sock} --file {disk} --queues {queues}"
 	check vhu-blk-pattern '' --job pattern --queues 1 --deadline 45 --backend "$blk"
@@ -79,6 +79,13 @@ if [ -n "$vhu_blk" ]; then
 	# its socket back at once after a SIGKILL.
 	check vhu-blk-restart-kill '' $restart --signal KILL --stop-at inflight --backend "$blk"
 	check vhu-blk-restart-term '' $restart --signal TERM --stop-at inflight --backend "$blk"
+	# Poll mode: Linux's virtio driver honours the suppressed kicks (EVENT_IDX's
+	# avail_event, or NO_NOTIFY without it), and kicks again once vhu-blk
+	# falls back to waiting.
+	check vhu-blk-poll-fio-verify-2q '' --job fio-verify --queues 2 --deadline 60 \
+		--backend "$blk --poll"
+	check vhu-blk-poll-no-event-idx-1q '' --job fio-verify --queues 1 --deadline 60 \
+		--backend "$blk --poll --no-event-idx"
 fi
 # Writes vanish, reads return zeros: the guest's compare must catch it.
 check broken-drops-writes 'differs' --job pattern --queues 1 --deadline 45 --backend \
