@@ -568,6 +568,10 @@ vhu_ring_poll(struct vhu_ring *r)
 	unsigned int pending, kflags;
 	int early = run_queued(r), ret;
 
+	/* Polled device queues first: the I/O their requests start goes out with this enter. */
+	if (r->poll.n > 0) {
+		early += vhu__dev_poll_pass(r);
+	}
 	pending = io_uring_sq_ready(u);
 	kflags = IO_URING_READ_ONCE(*u->sq.kflags);
 
@@ -587,10 +591,7 @@ vhu_ring_poll(struct vhu_ring *r)
 		}
 	}
 	ret = reap(r);
-	if (ret < 0) {
-		return ret;
-	}
-	return ret + early + (r->poll.n > 0 ? vhu__dev_poll_pass(r) : 0);
+	return ret < 0 ? ret : ret + early;
 }
 
 /* Milliseconds until the nearest stalled-message deadline, or -1. */
