@@ -115,7 +115,8 @@ struct vhu_ring_stats {
 	uint64_t sendmsgs;	/**< sendmsg operations submitted (messages_out / sendmsgs: batching) */
 	uint64_t direct_reads;	/**< exact-mode reads done with plain recvmsg while the socket held more */
 	uint64_t poll_sleeps;	/**< device poll mode: fall-backs from spinning to waiting */
-	uint64_t poll_wakes;	/**< device poll mode: returns to spinning (a kick, a completion) */
+	/** device poll mode: returns to spinning (a kick, a push, or a request the fall-back's re-check found) */
+	uint64_t poll_wakes;
 };
 
 /**
