@@ -265,8 +265,10 @@ bool vhu_vq_need_call(struct vhu_vq *vq);
 void vhu_vq_notify_disable(struct vhu_vq *vq);
 
 /**
- * Polling: does the avail ring hold requests not yet popped? One acquire
- * load of the avail index. eturn false when the queue is not ready;
+ * Polling: does the avail ring hold requests not yet popped (or are
+ * inflight requests still to be resubmitted)? One acquire load of the
+ * avail index. 
+eturn false when the queue is not ready;
  * true when the rings no longer translate (the next vhu_vq_pop() reports
  * the fault).
  */
