@@ -5,6 +5,12 @@
  * in flight (the application's requests pushed or dropped, the kick and
  * call operations completed), so no mapping or fd goes while the kernel or
  * the application may still use it.
+ *
+ * With several rings (vhu_dev_server_create_multi), queue q of the device
+ * numbered id lives on ring (id - 1 + q) mod nrings: its port there has
+ * its own mapping of the guest's memory. The connection stays on the
+ * first ring; a device is freed there once every remote port has handed
+ * its state back (device_remote.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,17 +22,45 @@
 
 static void dev_on_close(struct vhu_conn *conn, int reason, void *ctx);
 
+/* Unmap the guest's memory (every queue destroyed first: they hold their views' epochs). */
+static void
+dev_unmap(struct vhu_dev *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nq; i++) {
+		vhu_vq_destroy(d->q[i].vq);
+		d->q[i].vq = NULL;
+	}
+	for (i = 1; i < d->nports; i++) {
+		vhu_mem_destroy(d->ports[i].mem);
+		d->ports[i].mem = NULL;
+	}
+	vhu_mem_destroy(d->mem);
+	d->mem = NULL;
+}
+
+static void
+dev_free(struct vhu_dev *d)
+{
+	dev_unmap(d);
+	free(d->ports);
+	free(d);
+}
+
 static struct vhu_dev *
 dev_new(struct vhu_dev_server *srv)
 {
 	struct vhu_dev *d;
-	unsigned int i;
+	unsigned int i, base;
 
 	d = calloc(1, sizeof(*d) + srv->o.num_queues * sizeof(d->q[0]));
 	if (d == NULL) {
 		return NULL;
 	}
-	if (vhu_mem_create(&d->mem) < 0) {
+	d->ports = calloc(srv->nrings, sizeof(d->ports[0]));
+	if (d->ports == NULL || vhu_mem_create(&d->mem) < 0) {
+		free(d->ports);
 		free(d);
 		return NULL;
 	}
@@ -35,14 +69,30 @@ dev_new(struct vhu_dev_server *srv)
 	d->id = ++srv->next_id;
 	d->backend_fd = -1;
 	d->nq = srv->o.num_queues;
+	d->nports = srv->nrings;
+	for (i = 0; i < d->nports; i++) {
+		d->ports[i].dev = d;
+		d->ports[i].ring = srv->rings[i];
+		d->ports[i].remote = i > 0;
+	}
+	d->ports[0].mem = d->mem;
+	/* Devices take turns for the first queue's ring: single-queue front-ends spread too. */
+	base = (d->id - 1) % d->nports;
 	for (i = 0; i < d->nq; i++) {
-		vhu__dq_init(&d->q[i], d, i);
-		if (vhu_vq_create(d->mem, &d->q[i].vq) < 0) {
-			while (i-- > 0) {
-				vhu_vq_destroy(d->q[i].vq);
-			}
-			vhu_mem_destroy(d->mem);
-			free(d);
+		struct dev_port *p = &d->ports[(base + i) % d->nports];
+
+		p->nqueues++;
+		vhu__dq_init(&d->q[i], d, p, i);
+	}
+	for (i = 1; i < d->nports; i++) {
+		if (d->ports[i].nqueues > 0 && vhu_mem_create(&d->ports[i].mem) < 0) {
+			dev_free(d);
+			return NULL;
+		}
+	}
+	for (i = 0; i < d->nq; i++) {
+		if (vhu_vq_create(d->q[i].port->mem, &d->q[i].vq) < 0) {
+			dev_free(d);
 			return NULL;
 		}
 	}
@@ -55,34 +105,44 @@ static void
 server_maybe_free(struct vhu_dev_server *srv)
 {
 	if (srv->destroyed && srv->ndevs == 0) {
+		void (*gone)(void *ctx) = srv->ops.server_gone;
+		void *ctx = srv->o.ctx;
+
 		free(srv->config);
 		free(srv);
+		if (gone != NULL) {
+			gone(ctx);
+		}
 	}
 }
 
-unsigned int
-vhu__dev_inflight(const struct vhu_dev *d)
+/* Control ring: the device closes (its local port pops no more). */
+void
+vhu__dev_set_closing(struct vhu_dev *d, int reason)
 {
-	unsigned int i, n = 0;
-
-	for (i = 0; i < d->nq; i++) {
-		n += vhu_vq_inflight(d->q[i].vq);
+	if (d->closing) {
+		return;
 	}
-	return n;
+	d->reason = reason;
+	d->ports[0].closing = true;
+	__atomic_store_n(&d->closing, true, __ATOMIC_RELAXED);
 }
 
-/* Free a closed device once nothing of it is in flight. */
+/*
+ * Free a closed device once nothing of it is in flight: the local port
+ * idle, every remote port's state handed back.
+ */
 void
 vhu__dev_maybe_free(struct vhu_dev *d)
 {
 	struct vhu_dev_server *srv = d->srv;
 	unsigned int i;
 
-	if (!d->closing || d->conn != NULL || vhu__dev_inflight(d) > 0) {
+	if (!d->closing || d->conn != NULL || !vhu__port_idle(&d->ports[0])) {
 		return;
 	}
-	for (i = 0; i < d->nq; i++) {
-		if (!vhu__dq_idle(&d->q[i])) {
+	for (i = 1; i < d->nports; i++) {
+		if (d->ports[i].nqueues > 0 && !d->ports[i].released) {
 			return;
 		}
 	}
@@ -94,13 +154,13 @@ vhu__dev_maybe_free(struct vhu_dev *d)
 	if (d->backend_fd >= 0) {
 		close(d->backend_fd);
 	}
-	vhu_mem_destroy(d->mem);
+	dev_unmap(d);
 	if (d->opened && srv->ops.close != NULL) {
 		srv->ops.close(d, d->reason, srv->o.ctx);
 	}
 	vlist_del(&d->link);
 	srv->ndevs--;
-	free(d);
+	dev_free(d);
 	server_maybe_free(srv);
 }
 
@@ -114,12 +174,14 @@ dev_on_close(struct vhu_conn *conn, int reason, void *ctx)
 		return;
 	}
 	d->conn = NULL;
-	if (!d->closing) {
-		d->closing = true;
-		d->reason = reason;
-	}
+	vhu__dev_set_closing(d, reason);
 	for (i = 0; i < d->nq; i++) {
-		vhu__dq_shutdown(&d->q[i]);
+		if (!d->q[i].port->remote) {
+			vhu__dq_shutdown(&d->q[i]);
+		}
+	}
+	for (i = 1; i < d->nports; i++) {
+		vhu__port_shutdown(&d->ports[i]);
 	}
 	vhu__dev_maybe_free(d);
 }
@@ -177,11 +239,34 @@ int
 vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
 		      struct vhu_dev_server **out)
 {
+	return vhu_dev_server_create_multi(&ring, 1, opts, out);
+}
+
+int
+vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
+			    const struct vhu_dev_opts *opts, struct vhu_dev_server **out)
+{
 	struct vhu_dev_server *srv;
 	const uint64_t refused = (1ull << VHU_F_LOG_ALL) | (1ull << VHU_F_RING_PACKED);
+	struct vhu_ring *ring;
+	unsigned int i, j;
 	int rc;
 
 	*out = NULL;
+	if (rings == NULL || nrings == 0 || nrings > VHU_DEV_MAX_RINGS) {
+		return -EINVAL;
+	}
+	for (i = 0; i < nrings; i++) {
+		if (rings[i] == NULL) {
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (rings[j] == rings[i]) {
+				return -EINVAL;
+			}
+		}
+	}
+	ring = rings[0];
 	if (opts == NULL || opts->ops == NULL || opts->ops->queue_work == NULL ||
 	    opts->num_queues == 0 || opts->num_queues > VHU_DEV_MAX_QUEUES ||
 	    (opts->features & refused) != 0 || opts->config_size > VHU_CONFIG_SPACE_SIZE ||
@@ -194,6 +279,8 @@ vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
 		return -ENOMEM;
 	}
 	srv->ring = ring;
+	memcpy(srv->rings, rings, nrings * sizeof(rings[0]));
+	srv->nrings = nrings;
 	srv->o = *opts;
 	srv->ops = *opts->ops;
 	srv->o.ops = &srv->ops;
@@ -297,6 +384,12 @@ vhu_dev_ring(const struct vhu_dev *d)
 	return d->ring;
 }
 
+struct vhu_ring *
+vhu_dev_queue_ring(const struct vhu_dev *d, unsigned int q)
+{
+	return q < d->nq ? d->q[q].port->ring : NULL;
+}
+
 uint64_t
 vhu_dev_features(const struct vhu_dev *d)
 {
@@ -318,10 +411,19 @@ vhu_dev_vq(struct vhu_dev *d, unsigned int q)
 void
 vhu_dev_close(struct vhu_dev *d, int reason)
 {
-	if (!d->closing) {
-		d->closing = true;
-		d->reason = reason;
+	struct vhu_ring *cur = vhu__ring_current();
+	unsigned int i;
+
+	/* From a callback on a queue's home ring: the control ring does it. */
+	if (cur != NULL && cur != d->ring) {
+		for (i = 1; i < d->nports; i++) {
+			if (d->ports[i].ring == cur && d->ports[i].nqueues > 0) {
+				vhu__port_close_req(&d->ports[i], reason);
+				return;
+			}
+		}
 	}
+	vhu__dev_set_closing(d, reason);
 	if (d->conn != NULL) {
 		vhu_conn_close_reason(d->conn, reason);
 	}
@@ -330,5 +432,5 @@ vhu_dev_close(struct vhu_dev *d, int reason)
 bool
 vhu_dev_closing(const struct vhu_dev *d)
 {
-	return d->closing;
+	return __atomic_load_n(&d->closing, __ATOMIC_RELAXED);
 }

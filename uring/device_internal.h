@@ -3,12 +3,26 @@
  * Private state of the device layer, shared by its files:
  *  - device.c: the server, a device's lifecycle (open, close, drain, free);
  *  - device_msg.c: the protocol (one handler per request, one place that
- *    replies, acks or closes);
+ *    replies, acks or closes), and what a request does to a port's queues
+ *    (vhu__port_apply);
  *  - device_queue.c: kicks, calls and the data path;
  *  - device_inflight.c: the inflight region (GET/SET_INFLIGHT_FD);
+ *  - device_remote.c: ports on other rings (reactors): commands forwarded
+ *    to a queue's home ring and their answers, close requests, release.
  *  - device_poll.c: poll mode (the queues a ring spins on).
  * Writers: device_msg.c the negotiated state and the queues' configuration;
  * device_queue.c the kick and call operations; device.c the lifecycle.
+ *
+ * Threads (several rings): the device's connection and its negotiated
+ * state belong to the control ring (the server's first ring, where the
+ * connection was accepted). Each queue belongs to its home port: the port
+ * of the ring it runs on, with its own view of the guest's memory (a
+ * vhu_mem mapping the same region fds), its vq, kick, call and err fds and
+ * operations. A port on the control ring is local: everything on one
+ * thread, as with a single ring. A remote port's state is touched only on
+ * its ring's thread; the control side reaches it by posting a command
+ * (struct dev_xmsg) and holding the front-end's message until the answer
+ * comes back.
  */
 #ifndef VHU_URING_DEVICE_INTERNAL_H
 #define VHU_URING_DEVICE_INTERNAL_H
@@ -19,8 +33,11 @@
 
 #include "internal.h"
 
+struct dev_port;
+
 struct dev_queue {
 	struct vhu_dev *dev;
+	struct dev_port *port;		/* its home */
 	unsigned int idx;
 	struct vhu_vq *vq;
 	int kick_fd;			/* the fd the next kick read uses */
@@ -33,14 +50,77 @@ struct dev_queue {
 	uint64_t call_buf;
 	bool call_again;		/* a call was due while the write was in flight */
 	bool pushed;			/* pushes since the last call decision */
-	struct vlist call_link;		/* ring->dev_calls */
-	struct vlist poll_link;		/* ring->poll.queues (device_poll.c) */
+	struct vlist call_link;		/* port ring's dev_calls */
+	struct vlist poll_link;		/* port ring's poll.queues (device_poll.c) */
 	bool polled;			/* listed there */
 	int err_fd;
 };
 
-struct vhu_dev_server {
+/* What a request does to a port's queues (vhu__port_apply, on the port's ring). */
+enum dev_op {
+	OP_NUM = 1,
+	OP_ADDR,
+	OP_BASE,
+	OP_GET_BASE,		/* stop; answers num once its requests are back */
+	OP_ENABLE,
+	OP_KICK,
+	OP_CALL,
+	OP_ERR,
+	OP_FEATURES,
+	OP_MEM_TABLE,
+	OP_MEM_ADD,
+	OP_MEM_REM,
+	OP_RESET,		/* stop every queue, wait for their requests, reset them and the memory */
+};
+
+struct dev_cmd {
+	uint8_t op;			/* enum dev_op */
+	unsigned int q;			/* the queue (queue commands) */
+	uint32_t num;			/* NUM, BASE, ENABLE; GET_BASE's answer */
+	uint64_t features;
+	int fd;				/* KICK, CALL, ERR, MEM_ADD; -1: none */
+	struct vhu_vring_addr addr;
+	struct vhu_mem_region region;	/* MEM_ADD, MEM_REM */
+	struct vhu_mem_table table;	/* MEM_TABLE, with one fd per region */
+	int fds[VHU_MAX_MEM_REGIONS];
+};
+
+/* A message between the control ring and a remote port's ring. */
+struct dev_xmsg {
+	struct vhu__xmsg x;
+	struct dev_port *port;
+	int rc;
+	struct dev_cmd cmd;
+};
+
+struct dev_port {
+	struct vhu_dev *dev;
 	struct vhu_ring *ring;
+	struct vhu_mem *mem;		/* this ring's view of the guest's memory */
+	unsigned int nqueues;		/* queues homed here (0: the port is not used) */
+	bool remote;			/* not the control ring */
+	/*
+	 * The port's queues pop no more (the device is closing). Written on
+	 * the port's ring: for the local port with the device's closing.
+	 */
+	bool closing;
+	/* Remote ports only. Home side: */
+	bool parked;			/* fwd waits for requests to come back */
+	bool close_sent;		/* close_req posted */
+	bool release_sent;		/* bye posted back: the control side owns everything */
+	/* Control side: */
+	bool fwd_out;			/* fwd is at the home ring */
+	bool bye_out;			/* shutdown posted, release not back yet */
+	bool released;
+	struct dev_xmsg fwd;		/* a command and its answer */
+	struct dev_xmsg bye;		/* shutdown, then release */
+	struct dev_xmsg close_req;	/* home to control: close the device (reason in rc) */
+};
+
+struct vhu_dev_server {
+	struct vhu_ring *ring;		/* the control ring: rings[0] */
+	struct vhu_ring *rings[VHU_DEV_MAX_RINGS];
+	unsigned int nrings;
 	struct vhu_ulistener *lis;
 	struct vhu_dev_opts o;
 	struct vhu_dev_ops ops;
@@ -59,29 +139,40 @@ struct vhu_dev {
 	unsigned int id;
 	void *ctx;
 	bool opened;			/* ops->open ran and accepted it */
-	bool closing;
+	bool closing;			/* written on the control ring (atomic), read anywhere */
 	int reason;
 	bool held;			/* a message waits (VHU_MSG_HOLD) for the requests to drain */
+	/* A message forwarded to remote ports: answers awaited, then collected on redelivery. */
+	unsigned int xwait;
+	bool xdone;
+	int xrc;			/* the first error of the answers */
+	uint32_t xnum;			/* GET_BASE's answer */
 	uint64_t features;
 	uint64_t protocol_features;
 	bool protocol_set;
 	bool owner;
 	uint8_t status;
 	int backend_fd;
-	struct vhu_mem *mem;
+	struct vhu_mem *mem;		/* the control ring's view (the local port's) */
 	void *ifl_map;			/* the inflight region (SET_INFLIGHT_FD), or NULL */
 	size_t ifl_len;
 	unsigned int nq;
+	unsigned int nports;		/* one per server ring; ports[0] is local */
+	struct dev_port *ports;
 	struct dev_queue q[];
 };
 
+/* Handler results besides 0 and -errno. */
+#define DEV_HOLD	1		/* requests in flight: deliver this message again once drained */
+
 /* device.c */
 void vhu__dev_maybe_free(struct vhu_dev *d);
-unsigned int vhu__dev_inflight(const struct vhu_dev *d);
+void vhu__dev_set_closing(struct vhu_dev *d, int reason);
 
 /* device_msg.c */
 int vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx);
-void vhu__dev_reset_state(struct vhu_dev *d);
+int vhu__port_apply(struct dev_port *p, struct dev_cmd *c);
+void vhu__cmd_release(struct dev_cmd *c);
 
 /* device_inflight.c */
 int vhu__dev_inflight_create(struct vhu_dev *d, struct vhu_inflight *b, int *fd);
@@ -89,7 +180,7 @@ int vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int f
 void vhu__dev_inflight_release(struct vhu_dev *d);
 
 /* device_queue.c */
-void vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, unsigned int idx);
+void vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, struct dev_port *p, unsigned int idx);
 int vhu__dq_set_kick(struct dev_queue *q, int fd);
 void vhu__dq_set_call(struct dev_queue *q, int fd);
 void vhu__dq_stop(struct dev_queue *q);
@@ -98,6 +189,15 @@ bool vhu__dq_idle(const struct dev_queue *q);
 bool vhu__dq_kick_idle(const struct dev_queue *q);
 void vhu__dq_fini(struct dev_queue *q);
 void vhu__dq_work(struct dev_queue *q);
+void vhu__dq_fault(struct dev_queue *q, int reason);
+unsigned int vhu__port_inflight(const struct dev_port *p);
+bool vhu__port_idle(const struct dev_port *p);
+
+/* device_remote.c */
+int vhu__port_forward(struct dev_port *p, struct dev_cmd *c);
+void vhu__port_event(struct dev_port *p);
+void vhu__port_shutdown(struct dev_port *p);
+void vhu__port_close_req(struct dev_port *p, int reason);
 
 /* device_poll.c */
 void vhu__dq_poll_join(struct dev_queue *q);

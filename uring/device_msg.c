@@ -11,9 +11,15 @@
  * and queue state go through <vhu/guest_mem.h> and <vhu/vq.h>, which
  * check again. A request the layer does not implement closes the
  * connection instead of being half-handled.
+ *
+ * What a request does to queues and guest memory is a command (struct
+ * dev_cmd) applied to a port (vhu__port_apply): at once for the local
+ * port, on its own ring for a remote one (the message is held until every
+ * port answered, then delivered again and the answers collected).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,8 +47,7 @@ struct reply {
 	int fd;			/* sent with the reply (GET_INFLIGHT_FD), or -1 */
 };
 
-/* Handler results besides 0 and -errno. */
-#define HOLD	1		/* requests in flight: deliver this message again once drained */
+#define HOLD	DEV_HOLD
 
 typedef int handler_fn(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r);
 
@@ -99,15 +104,295 @@ fd_take_one(struct vhu_msg *msg)
 	return vhu_fds_take(&msg->fds, 0);
 }
 
-/* After a memory-table change: move every ring to the new table now. */
+/* Commands ---------------------------------------------------------- */
+
 static void
-queues_refresh(struct vhu_dev *d)
+cmd_init(struct dev_cmd *c, uint8_t op)
 {
 	unsigned int i;
 
-	for (i = 0; i < d->nq; i++) {
-		(void)vhu_vq_refresh(d->q[i].vq);
+	memset(c, 0, sizeof(*c));
+	c->op = op;
+	c->fd = -1;
+	for (i = 0; i < VHU_MAX_MEM_REGIONS; i++) {
+		c->fds[i] = -1;
 	}
+}
+
+/* Close the fds a command still carries (not applied, or applied elsewhere). */
+void
+vhu__cmd_release(struct dev_cmd *c)
+{
+	unsigned int i;
+
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	for (i = 0; i < VHU_MAX_MEM_REGIONS; i++) {
+		if (c->fds[i] >= 0) {
+			close(c->fds[i]);
+			c->fds[i] = -1;
+		}
+	}
+}
+
+/* A copy of c for another port, with its own fds. 
+eturn 0, or -errno of dup. */
+static int
+cmd_copy(struct dev_cmd *dst, const struct dev_cmd *c)
+{
+	unsigned int i;
+
+	*dst = *c;
+	dst->fd = -1;
+	for (i = 0; i < VHU_MAX_MEM_REGIONS; i++) {
+		dst->fds[i] = -1;
+	}
+	if (c->fd >= 0 && (dst->fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		return -errno;
+	}
+	for (i = 0; i < VHU_MAX_MEM_REGIONS; i++) {
+		if (c->fds[i] >= 0 && (dst->fds[i] = fcntl(c->fds[i], F_DUPFD_CLOEXEC, 0)) < 0) {
+			int rc = -errno;
+
+			vhu__cmd_release(dst);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* After a memory-table change: move the port's rings to the new table now. */
+static void
+port_refresh(struct dev_port *p)
+{
+	struct vhu_dev *d = p->dev;
+	unsigned int i;
+
+	for (i = 0; i < d->nq; i++) {
+		if (d->q[i].port == p) {
+			(void)vhu_vq_refresh(d->q[i].vq);
+		}
+	}
+}
+
+/* Stop the port's queues; HOLD while the application still has requests of them. */
+static int
+port_stop(struct dev_port *p)
+{
+	struct vhu_dev *d = p->dev;
+	unsigned int i;
+
+	for (i = 0; i < d->nq; i++) {
+		if (d->q[i].port == p) {
+			(void)vhu_vq_get_base(d->q[i].vq);
+			vhu__dq_stop(&d->q[i]);
+		}
+	}
+	return vhu__port_inflight(p) > 0 ? HOLD : 0;
+}
+
+static void
+port_reset(struct dev_port *p)
+{
+	struct vhu_dev *d = p->dev;
+	unsigned int i;
+
+	for (i = 0; i < d->nq; i++) {
+		struct dev_queue *q = &d->q[i];
+
+		if (q->port != p) {
+			continue;
+		}
+		vhu_vq_reset(q->vq);
+		vhu__dq_set_call(q, -1);
+		if (q->err_fd >= 0) {
+			close(q->err_fd);
+			q->err_fd = -1;
+		}
+	}
+	(void)vhu_mem_reset(p->mem);
+}
+
+static int
+take_fd(int *fd)
+{
+	int v = *fd;
+
+	*fd = -1;
+	return v;
+}
+
+/*
+ * Apply c to port p, on p's ring. Queue commands name a queue homed on p.
+ * Consumes the fds it uses. 
+eturn 0, -errno, or HOLD (GET_BASE and RESET
+ * while requests are in flight: applied again once they are back).
+ */
+int
+vhu__port_apply(struct dev_port *p, struct dev_cmd *c)
+{
+	struct vhu_dev *d = p->dev;
+	struct dev_queue *q = c->q < d->nq ? &d->q[c->q] : &d->q[0];
+	unsigned int i;
+	int rc;
+
+	switch (c->op) {
+	case OP_NUM:
+		return vhu_vq_set_num(q->vq, c->num);
+	case OP_ADDR:
+		return vhu_vq_set_addr(q->vq, &c->addr);
+	case OP_BASE:
+		return vhu_vq_set_base(q->vq, c->num);
+	case OP_GET_BASE:
+		/* Stop first (again, if this is the held command coming back): no more pops. */
+		c->num = vhu_vq_get_base(q->vq);
+		vhu__dq_stop(q);
+		/* The cancelled kick read too: its fd is closed by the time the reply leaves. */
+		return vhu_vq_inflight(q->vq) > 0 || !vhu__dq_kick_idle(q) ? HOLD : 0;
+	case OP_ENABLE:
+		rc = vhu_vq_set_enable(q->vq, c->num);
+		if (rc == 0 && c->num == 1) {
+			vhu__dq_work(q);
+		}
+		return rc;
+	case OP_KICK:
+		/* With NOFD the front-end promises to poll: the queue starts either way. */
+		vhu__dq_set_kick(q, take_fd(&c->fd));
+		rc = vhu_vq_start(q->vq);
+		if (rc == -EINVAL) {
+			/*
+			 * No size or addresses yet: the fd is kept and the ring
+			 * waits (the spec starts a ring on a kick, and libvhost-user
+			 * takes a kick fd at any time); a kick fd sent once it is
+			 * configured starts it.
+			 */
+			return 0;
+		}
+		if (rc == -VHU_EINFLIGHT) {
+			/* The front-end's inflight region is refused: this device ends. */
+			vhu__dq_fault(q, rc);
+		}
+		if (rc == 0) {
+			/* Requests to submit again, if any, are popped now: no kick comes for them. */
+			vhu__dq_work(q);
+		}
+		return rc;
+	case OP_CALL:
+		vhu__dq_set_call(q, take_fd(&c->fd));
+		return 0;
+	case OP_ERR:
+		if (q->err_fd >= 0) {
+			close(q->err_fd);
+		}
+		q->err_fd = take_fd(&c->fd);
+		return 0;
+	case OP_FEATURES:
+		for (i = 0; i < d->nq; i++) {
+			if (d->q[i].port == p) {
+				vhu_vq_set_features(d->q[i].vq, c->features);
+			}
+		}
+		return 0;
+	case OP_MEM_TABLE:
+		/* vhu_mem owns the fds from here, success or not. */
+		rc = vhu_mem_set_table(p->mem, &c->table, c->fds, c->table.nregions);
+		for (i = 0; i < VHU_MAX_MEM_REGIONS; i++) {
+			c->fds[i] = -1;
+		}
+		port_refresh(p);
+		return rc;
+	case OP_MEM_ADD:
+		return vhu_mem_add_region(p->mem, &c->region, take_fd(&c->fd));
+	case OP_MEM_REM:
+		rc = vhu_mem_remove_region(p->mem, &c->region);
+		port_refresh(p);
+		return rc;
+	case OP_RESET:
+		rc = port_stop(p);
+		if (rc != 0) {
+			return rc;
+		}
+		port_reset(p);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * The answers of the remote ports to the command this message forwarded,
+ * if they are all back (the message's second delivery). 
+eturn true with
+ * *rc their first error, or 0.
+ */
+static bool
+collected(struct vhu_dev *d, int *rc)
+{
+	if (!d->xdone) {
+		return false;
+	}
+	d->xdone = false;
+	*rc = d->xrc;
+	d->xrc = 0;
+	return true;
+}
+
+/* A queue command: applied now on the control ring, or forwarded to the queue's home. */
+static int
+run_queue(struct vhu_dev *d, struct dev_queue *q, struct dev_cmd *c)
+{
+	c->q = q->idx;
+	if (!q->port->remote) {
+		return vhu__port_apply(q->port, c);
+	}
+	return vhu__port_forward(q->port, c);
+}
+
+/*
+ * A device-wide command: the local port first (HOLD until it is done),
+ * then a copy (own fds) to every remote port with queues; HOLD until they
+ * answered. Consumes c's fds.
+ */
+static int
+run_all(struct vhu_dev *d, struct dev_cmd *c)
+{
+	unsigned int i, n = 0;
+	int rc;
+
+	/* Each remote port's copy (own fds) waits in its fwd until the local port took c. */
+	for (i = 1; i < d->nports; i++) {
+		if (d->ports[i].nqueues == 0) {
+			continue;
+		}
+		rc = cmd_copy(&d->ports[i].fwd.cmd, c);
+		if (rc < 0) {
+			while (i-- > 1) {
+				vhu__cmd_release(&d->ports[i].fwd.cmd);
+			}
+			vhu__cmd_release(c);
+			return rc;
+		}
+		n++;
+	}
+	rc = vhu__port_apply(&d->ports[0], c);
+	vhu__cmd_release(c);
+	for (i = 1; i < d->nports; i++) {
+		struct dev_port *p = &d->ports[i];
+
+		if (p->nqueues == 0) {
+			continue;
+		}
+		if (rc != 0) {
+			vhu__cmd_release(&p->fwd.cmd);
+		} else {
+			(void)vhu__port_forward(p, &p->fwd.cmd);
+		}
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	return n > 0 ? HOLD : 0;
 }
 
 /* Negotiation ------------------------------------------------------- */
@@ -122,10 +407,14 @@ get_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 static int
 set_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
+	struct dev_cmd c;
 	uint64_t v;
-	unsigned int i;
-	int rc = body_get(msg, &v, sizeof(v));
+	int rc;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = body_get(msg, &v, sizeof(v));
 	if (rc < 0) {
 		return rc;
 	}
@@ -133,10 +422,9 @@ set_features(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 		return -EINVAL;
 	}
 	d->features = v;
-	for (i = 0; i < d->nq; i++) {
-		vhu_vq_set_features(d->q[i].vq, v);
-	}
-	return 0;
+	cmd_init(&c, OP_FEATURES);
+	c.features = v;
+	return run_all(d, &c);
 }
 
 static int
@@ -209,49 +497,37 @@ set_owner(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	return 0;
 }
 
-/* Stop every queue; HOLD while the application still has requests. */
+/*
+ * Stop every queue, wait for its requests (HOLD), then reset queues and
+ * memory, on every port.
+ */
 static int
-stop_all(struct vhu_dev *d)
+reset_all(struct vhu_dev *d)
 {
-	unsigned int i;
+	struct dev_cmd c;
+	int rc;
 
-	for (i = 0; i < d->nq; i++) {
-		(void)vhu_vq_get_base(d->q[i].vq);
-		vhu__dq_stop(&d->q[i]);
+	if (!collected(d, &rc)) {
+		cmd_init(&c, OP_RESET);
+		rc = run_all(d, &c);
 	}
-	return vhu__dev_inflight(d) > 0 ? HOLD : 0;
-}
-
-void
-vhu__dev_reset_state(struct vhu_dev *d)
-{
-	unsigned int i;
-
-	for (i = 0; i < d->nq; i++) {
-		struct dev_queue *q = &d->q[i];
-
-		vhu_vq_reset(q->vq);
-		vhu__dq_set_call(q, -1);
-		if (q->err_fd >= 0) {
-			close(q->err_fd);
-			q->err_fd = -1;
-		}
+	if (rc != 0) {
+		return rc;
 	}
 	vhu__dev_inflight_release(d);
-	(void)vhu_mem_reset(d->mem);
 	d->features = 0;
 	d->status = 0;
+	return 0;
 }
 
 static int
 reset_owner(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	int rc = stop_all(d);
+	int rc = reset_all(d);
 
 	if (rc != 0) {
 		return rc;
 	}
-	vhu__dev_reset_state(d);
 	d->owner = false;
 	return 0;
 }
@@ -259,13 +535,7 @@ reset_owner(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 static int
 reset_device(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	int rc = stop_all(d);
-
-	if (rc != 0) {
-		return rc;
-	}
-	vhu__dev_reset_state(d);
-	return 0;
+	return reset_all(d);
 }
 
 /* Memory -------------------------------------------------------------- */
@@ -274,10 +544,13 @@ static int
 set_mem_table(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_mem_table t;
-	int fds[VHU_MAX_MEM_REGIONS];
+	struct dev_cmd c;
 	unsigned int i, n;
 	int rc;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
 	if (msg->hdr.size < VHU_MEM_TABLE_SIZE(0) || msg->body == NULL) {
 		return -VHU_EBODYSIZE;
 	}
@@ -289,23 +562,25 @@ set_mem_table(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	if (msg->fds.n != n) {
 		return -VHU_EFDS;
 	}
-	memcpy(&t, msg->body, VHU_MEM_TABLE_SIZE(n));
+	cmd_init(&c, OP_MEM_TABLE);
+	memcpy(&c.table, msg->body, VHU_MEM_TABLE_SIZE(n));
 	for (i = 0; i < n; i++) {
-		fds[i] = vhu_fds_take(&msg->fds, i);
+		c.fds[i] = vhu_fds_take(&msg->fds, i);
 	}
-	/* vhu_mem owns the fds from here, success or not. */
-	rc = vhu_mem_set_table(d->mem, &t, fds, n);
-	queues_refresh(d);
-	return rc;
+	return run_all(d, &c);
 }
 
 static int
 add_mem_reg(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_single_region sr;
-	int rc = body_get(msg, &sr, sizeof(sr));
-	int fd;
+	struct dev_cmd c;
+	int rc, fd;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = body_get(msg, &sr, sizeof(sr));
 	if (rc < 0) {
 		return rc;
 	}
@@ -317,21 +592,29 @@ add_mem_reg(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 		close(fd);
 		return -VHU_EMEMSLOTS;
 	}
-	return vhu_mem_add_region(d->mem, &sr.region, fd);
+	cmd_init(&c, OP_MEM_ADD);
+	c.region = sr.region;
+	c.fd = fd;
+	return run_all(d, &c);
 }
 
 static int
 rem_mem_reg(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_single_region sr;
-	int rc = body_get(msg, &sr, sizeof(sr));
+	struct dev_cmd c;
+	int rc;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = body_get(msg, &sr, sizeof(sr));
 	if (rc < 0) {
 		return rc;
 	}
-	rc = vhu_mem_remove_region(d->mem, &sr.region);
-	queues_refresh(d);
-	return rc;
+	cmd_init(&c, OP_MEM_REM);
+	c.region = sr.region;
+	return run_all(d, &c);
 }
 
 /* Vrings ------------------------------------------------------------ */
@@ -349,24 +632,37 @@ vring_state(struct vhu_dev *d, struct vhu_msg *msg, struct vhu_vring_state *st,
 	return *q == NULL ? -ERANGE : 0;
 }
 
+/* SET_VRING_NUM, _BASE, _ENABLE: a number for one queue. */
 static int
-set_vring_num(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
+vring_num_cmd(struct vhu_dev *d, struct vhu_msg *msg, uint8_t op)
 {
 	struct vhu_vring_state st;
 	struct dev_queue *q;
-	int rc = vring_state(d, msg, &st, &q);
+	struct dev_cmd c;
+	int rc;
 
-	return rc < 0 ? rc : vhu_vq_set_num(q->vq, st.num);
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = vring_state(d, msg, &st, &q);
+	if (rc < 0) {
+		return rc;
+	}
+	cmd_init(&c, op);
+	c.num = st.num;
+	return run_queue(d, q, &c);
+}
+
+static int
+set_vring_num(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
+{
+	return vring_num_cmd(d, msg, OP_NUM);
 }
 
 static int
 set_vring_base(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	struct vhu_vring_state st;
-	struct dev_queue *q;
-	int rc = vring_state(d, msg, &st, &q);
-
-	return rc < 0 ? rc : vhu_vq_set_base(q->vq, st.num);
+	return vring_num_cmd(d, msg, OP_BASE);
 }
 
 static int
@@ -374,18 +670,22 @@ get_vring_base(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_vring_state st;
 	struct dev_queue *q;
+	struct dev_cmd c;
 	int rc = vring_state(d, msg, &st, &q);
 
 	if (rc < 0) {
 		return rc;
 	}
-	/* Stop first (again, if this is the held message coming back): no more pops. */
-	st.num = vhu_vq_get_base(q->vq);
-	vhu__dq_stop(q);
-	/* The cancelled kick read too: its fd is closed by the time the reply leaves. */
-	if (vhu_vq_inflight(q->vq) > 0 || !vhu__dq_kick_idle(q)) {
-		return HOLD;
+	if (collected(d, &rc)) {
+		c.num = d->xnum;
+	} else {
+		cmd_init(&c, OP_GET_BASE);
+		rc = run_queue(d, q, &c);
 	}
+	if (rc != 0) {
+		return rc;
+	}
+	st.num = c.num;
 	reply_body(r, &st, sizeof(st));
 	return 0;
 }
@@ -395,8 +695,13 @@ set_vring_addr(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_vring_addr a;
 	struct dev_queue *q;
-	int rc = body_get(msg, &a, sizeof(a));
+	struct dev_cmd c;
+	int rc;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = body_get(msg, &a, sizeof(a));
 	if (rc < 0) {
 		return rc;
 	}
@@ -408,24 +713,15 @@ set_vring_addr(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	if (a.flags != 0) {
 		return -EINVAL;
 	}
-	return vhu_vq_set_addr(q->vq, &a);
+	cmd_init(&c, OP_ADDR);
+	c.addr = a;
+	return run_queue(d, q, &c);
 }
 
 static int
 set_vring_enable(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
-	struct vhu_vring_state st;
-	struct dev_queue *q;
-	int rc = vring_state(d, msg, &st, &q);
-
-	if (rc < 0) {
-		return rc;
-	}
-	rc = vhu_vq_set_enable(q->vq, st.num);
-	if (rc == 0 && st.num == 1) {
-		vhu__dq_work(q);
-	}
-	return rc;
+	return vring_num_cmd(d, msg, OP_ENABLE);
 }
 
 enum vring_file { VRING_KICK, VRING_CALL, VRING_ERR };
@@ -433,11 +729,18 @@ enum vring_file { VRING_KICK, VRING_CALL, VRING_ERR };
 static int
 set_vring_file(struct vhu_dev *d, struct vhu_msg *msg, enum vring_file which)
 {
+	static const uint8_t ops[] = { [VRING_KICK] = OP_KICK, [VRING_CALL] = OP_CALL,
+				       [VRING_ERR] = OP_ERR };
 	struct dev_queue *q;
+	struct dev_cmd c;
 	uint64_t v;
 	int fd = -1;
-	int rc = body_get(msg, &v, sizeof(v));
+	int rc;
 
+	if (collected(d, &rc)) {
+		return rc;
+	}
+	rc = body_get(msg, &v, sizeof(v));
 	if (rc < 0) {
 		return rc;
 	}
@@ -454,40 +757,11 @@ set_vring_file(struct vhu_dev *d, struct vhu_msg *msg, enum vring_file which)
 			return fd;
 		}
 	}
-	switch (which) {
-	case VRING_KICK:
-		/* With NOFD the front-end promises to poll: the queue starts either way. */
-		vhu__dq_set_kick(q, fd);
-		rc = vhu_vq_start(q->vq);
-		if (rc == -EINVAL) {
-			/*
-			 * No size or addresses yet: the fd is kept and the ring
-			 * waits (the spec starts a ring on a kick, and libvhost-user
-			 * takes a kick fd at any time); a kick fd sent once it is
-			 * configured starts it.
-			 */
-			return 0;
-		}
-		if (rc == -VHU_EINFLIGHT) {
-			/* The front-end's inflight region is refused: this device ends. */
-			vhu_dev_close(d, rc);
-		}
-		if (rc == 0) {
-			/* Requests to submit again, if any, are popped now: no kick comes for them. */
-			vhu__dq_work(q);
-		}
-		return rc;
-	case VRING_CALL:
-		vhu__dq_set_call(q, fd);
-		return 0;
-	case VRING_ERR:
-		if (q->err_fd >= 0) {
-			close(q->err_fd);
-		}
-		q->err_fd = fd;
-		return 0;
-	}
-	return 0;
+	cmd_init(&c, ops[which]);
+	c.fd = fd;
+	rc = run_queue(d, q, &c);
+	vhu__cmd_release(&c);
+	return rc;
 }
 
 static int
@@ -670,6 +944,11 @@ vhu__dev_on_message(struct vhu_conn *conn, struct vhu_msg *msg, void *ctx)
 
 	if (d == NULL || d->closing) {
 		return -ENOTCONN;
+	}
+	/* Delivered again before the remote ports answered (a local event resumed it). */
+	if (d->xwait > 0) {
+		d->held = true;
+		return VHU_MSG_HOLD;
 	}
 	if (h == NULL || h->fn == NULL || (h->gate & ~d->protocol_features) != 0) {
 		failed(d, req, -EOPNOTSUPP, h != NULL ? h->gate & ~d->protocol_features : 0,

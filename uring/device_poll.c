@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Poll mode (vhu_dev_opts.poll): the queues of poll-mode servers whose data
- * path runs on a ring are listed on that ring (struct ring_poll) while they
+ * path runs on a ring (their home ring, with reactors: each ring spins on
+ * its own queues) are listed on that ring (struct ring_poll) while they
  * run. While the ring spins, guest notifications are off on every listed
  * queue (vhu_vq_notify_disable) and each pass of vhu_ring_poll() /
  * vhu_ring_wait() looks at their avail rings, running queue_work for the
@@ -50,7 +51,7 @@ void
 vhu__dq_poll_join(struct dev_queue *q)
 {
 	struct vhu_dev *d = q->dev;
-	struct vhu_ring *r = d->ring;
+	struct vhu_ring *r = q->port->ring;
 	uint64_t idle_ns = (uint64_t)d->srv->o.poll_idle_us * 1000u;
 
 	if (q->polled) {
@@ -73,7 +74,7 @@ vhu__dq_poll_join(struct dev_queue *q)
 void
 vhu__dq_poll_leave(struct dev_queue *q)
 {
-	struct vhu_ring *r = q->dev->ring;
+	struct vhu_ring *r = q->port->ring;
 	struct vlist *n;
 
 	if (!q->polled) {
@@ -112,7 +113,7 @@ vhu__dev_poll_pass(struct vhu_ring *r)
 		struct dev_queue *q = vhu_container_of(n, struct dev_queue, poll_link);
 
 		next = n->next;
-		if (q->dev->closing) {
+		if (q->port->closing) {
 			continue;
 		}
 		if (vhu_vq_avail_pending(q->vq)) {
@@ -173,7 +174,7 @@ vhu__dev_poll_sleep(struct vhu_ring *r)
 	for (n = r->poll.queues.next; n != &r->poll.queues; n = n->next) {
 		struct dev_queue *q = vhu_container_of(n, struct dev_queue, poll_link);
 
-		if (!q->dev->closing && vhu_vq_avail_pending(q->vq)) {
+		if (!q->port->closing && vhu_vq_avail_pending(q->vq)) {
 			return vhu__dev_poll_pass(r);	/* spins again (wake) */
 		}
 	}

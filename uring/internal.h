@@ -88,6 +88,8 @@ enum slot_kind {
 	SLOT_TIMER_CANCEL,
 	SLOT_APP,		/* a struct vhu_op (op.c) */
 	SLOT_APP_CANCEL,	/* the ring's shared cancel of application ops */
+	SLOT_XWAKE,		/* another ring's MSG_RING: drain the inbox (xring.c) */
+	SLOT_XSEND,		/* our MSG_RING to another ring completed (xring.c) */
 };
 
 struct slot {
@@ -348,6 +350,25 @@ struct vhu_ulistener {
 	void (*on_accept)(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx);
 };
 
+/*
+ * A message to another ring's thread (xring.c): embedded in its owner,
+ * which must stay put until fn has run on the target ring.
+ */
+struct vhu__xmsg {
+	struct vhu__xmsg *next;		/* atomic */
+	void (*fn)(struct vhu_ring *r, struct vhu__xmsg *m);
+};
+
+/* A ring's inbox: producers on any thread, the consumer on the ring's own. */
+struct xinbox {
+	struct vhu__xmsg *head;		/* newest (producers, atomic exchange) */
+	struct vhu__xmsg *tail;		/* oldest (consumer only) */
+	struct vhu__xmsg stub;
+	bool wake;			/* a wake-up is on its way (atomic) */
+	struct slot wake_slot;		/* SLOT_XWAKE: the CQE a sender's MSG_RING posts here */
+	struct slot send_slot;		/* SLOT_XSEND: the sender's own CQE for that MSG_RING */
+};
+
 /* Steps of the fall back from spinning to waiting, for a test's hook (device_poll.c). */
 enum {
 	VHU__POLL_STEP_ENABLED = 1,	/* notifications on, the avail rings not yet re-checked */
@@ -403,6 +424,8 @@ struct vhu_ring {
 	unsigned int buf_stride;	/* bytes per buffer */
 	unsigned int bufs_held;		/* buffers kept by paused stream connections */
 	struct vhu_ring_stats st;
+	struct xinbox xin;
+	uint64_t xwake_failures;	/* wake-ups that could not be sent (retried) */
 };
 
 /* ring.c */
@@ -415,6 +438,15 @@ int vhu__ring_bufs_setup(struct vhu_ring *r);
 uint8_t *vhu__ring_buf(struct vhu_ring *r, unsigned int bid);
 void vhu__ring_buf_put(struct vhu_ring *r, unsigned int bid);
 uint64_t vhu__now_ns(void);
+
+/* The ring whose poll/wait/handle_cqe runs on this thread now, or NULL. */
+struct vhu_ring *vhu__ring_current(void);
+
+/* xring.c */
+void vhu__xring_init(struct vhu_ring *r);
+void vhu__xring_post(struct vhu_ring *from, struct vhu_ring *to, struct vhu__xmsg *m);
+void vhu__xring_drain(struct vhu_ring *r);
+void vhu__xring_sent(struct vhu_ring *r, struct slot *s, int res);
 
 /* op.c */
 void vhu__op_complete(struct vhu_ring *r, struct slot *s, struct io_uring_cqe *cqe);

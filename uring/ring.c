@@ -24,6 +24,15 @@
 #define CQ_SLACK	64u	/* listeners: accepts, their timers and cancels */
 #define SQE_TRIES	64
 
+/* The ring being driven on this thread (reactors: which ring a callback runs on). */
+static __thread struct vhu_ring *current;
+
+struct vhu_ring *
+vhu__ring_current(void)
+{
+	return current;
+}
+
 uint64_t
 vhu__now_ns(void)
 {
@@ -206,6 +215,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 	vlist_init(&r->deadlines);
 	vlist_init(&r->app);
 	vlist_init(&r->dev_calls);
+	vhu__xring_init(r);
 	vlist_init(&r->poll.queues);
 	r->max_ops = o.max_ops;
 	if (o.borrow) {
@@ -431,6 +441,12 @@ dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 	case SLOT_APP_CANCEL:
 		vhu__op_complete(r, s, cqe);
 		break;
+	case SLOT_XWAKE:
+		vhu__xring_drain(r);
+		break;
+	case SLOT_XSEND:
+		vhu__xring_sent(r, s, cqe->res);
+		break;
 	case SLOT_TIMER_CANCEL:
 		vhu__ulistener_tcancel_complete(vhu_container_of(s, struct vhu_ulistener,
 								 tcancel),
@@ -512,7 +528,9 @@ reap(struct vhu_ring *r)
 	unsigned int head, seen = 0, mine = 0;
 	/* Handlers may cause inline completions; bound one pass to one CQ's worth. */
 	unsigned int limit = u->cq.ring_entries;
+	struct vhu_ring *outer = current;
 
+	current = r;
 	r->depth++;
 	io_uring_for_each_cqe(u, head, cqe) {
 		if (vhu__is_tag(cqe->user_data)) {
@@ -531,6 +549,7 @@ reap(struct vhu_ring *r)
 	if (r->depth == 0) {
 		vhu__ring_deferred(r);
 	}
+	current = outer;
 	return (int)mine;
 }
 
@@ -545,12 +564,15 @@ run_queued(struct vhu_ring *r)
 {
 	uint64_t msgs = r->st.msgs_in;
 	unsigned int conns = r->nconns;
+	struct vhu_ring *outer = current;
 	uint64_t done;
 
 	if (r->depth > 0) {
 		return 0;
 	}
+	current = r;
 	vhu__ring_deferred(r);
+	current = outer;
 	done = (r->st.msgs_in - msgs) + (conns - r->nconns);
 	return done > 1024 ? 1024 : (int)done;
 }
@@ -671,15 +693,19 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 int
 vhu_ring_handle_cqe(struct vhu_ring *r, struct io_uring_cqe *cqe)
 {
+	struct vhu_ring *outer = current;
+
 	if (!vhu__is_tag(cqe->user_data)) {
 		return 0;
 	}
+	current = r;
 	r->depth++;
 	dispatch(r, cqe);
 	r->depth--;
 	if (r->depth == 0) {
 		vhu__ring_deferred(r);
 	}
+	current = outer;
 	return 1;
 }
 
@@ -707,6 +733,7 @@ vhu_ring_destroy(struct vhu_ring *r)
 		return;
 	}
 	u = r->uring;
+	current = r;
 	r->destroying = true;
 	while (!vlist_empty(&r->listeners)) {
 		struct vhu_ulistener *l = vhu_container_of(r->listeners.next,
@@ -740,5 +767,6 @@ vhu_ring_destroy(struct vhu_ring *r)
 	if (!r->borrowed) {
 		io_uring_queue_exit(&r->own);
 	}
+	current = NULL;
 	free(r);
 }

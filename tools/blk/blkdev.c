@@ -208,7 +208,7 @@ static void
 req_submit(struct blk_req *r)
 {
 	const struct blk_target *t = r->q->bd->t;
-	struct io_uring_sqe *sqe = vhu_op_sqe(vhu_dev_ring(r->q->bd->dev), &r->op);
+	struct io_uring_sqe *sqe = vhu_op_sqe(vhu_dev_queue_ring(r->q->bd->dev, r->q->idx), &r->op);
 	int fd = r->direct ? t->fd_direct : t->fd;
 	int mode;
 

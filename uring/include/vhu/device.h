@@ -53,6 +53,30 @@
  *
  * Threading: as <vhu/uring.h>: everything on the ring's thread, callbacks
  * inside vhu_ring_poll() / vhu_ring_wait().
+ *
+ * Several rings (reactors, vhu_dev_server_create_multi()): one thread per
+ * ring, each ring created and driven (vhu_ring_wait()/poll()) by its own
+ * thread only. The first ring is the control ring: it listens, holds every
+ * connection and runs the protocol, ops->open, ops->get_config,
+ * ops->request_failed, ops->close and ops->server_gone; the
+ * vhu_dev_server_*() calls are made on its thread. Each queue has a home
+ * ring, (vhu_dev_id() - 1 + q) mod nrings (queue q of the first device on
+ * ring q mod nrings, the next device shifted by one, so single-queue
+ * front-ends spread too): its kick reads, ops->queue_work, the pops and
+ * pushes, the call writes run there, and the application submits the
+ * queue's I/O on vhu_dev_queue_ring(); nothing of the request path takes a
+ * lock or crosses threads. Each home ring maps the guest's memory for
+ * itself (one more mapping and fd per region and ring). Messages that
+ * touch a queue (SET_VRING_*, GET_VRING_BASE, SET_FEATURES, the memory
+ * table, resets) are applied on the queue's home ring and the front-end's
+ * message is held until every ring has answered, so its reply (and
+ * REPLY_ACK) tells the truth. vhu_dev_close() may also be called from a
+ * callback on a queue's home ring; vhu_dev_closing(), vhu_dev_ctx(),
+ * vhu_dev_id(), vhu_dev_num_queues() from any of the device's rings.
+ * Stopping: vhu_dev_server_destroy() on the control ring, then keep driving
+ * every ring until ops->server_gone has run (each ring's part of each
+ * device is handed back first); then stop the threads and destroy each
+ * ring on its own thread.
  */
 #ifndef VHU_DEVICE_H
 #define VHU_DEVICE_H
@@ -126,6 +150,12 @@ struct vhu_dev_ops {
 	 * close the device from here.
 	 */
 	void (*request_failed)(struct vhu_dev *dev, const struct vhu_dev_failure *f, void *ctx);
+	/**
+	 * Optional: after vhu_dev_server_destroy(), the server is freed (its
+	 * last device closed; with several rings, every ring has let go of
+	 * every device): the threads of the other rings may stop now.
+	 */
+	void (*server_gone)(void *ctx);
 };
 
 struct vhu_dev_opts {
@@ -205,6 +235,20 @@ struct vhu_dev_opts {
 int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts,
 			  struct vhu_dev_server **out);
 
+/** Rings a server may spread its devices' queues over at most. */
+#define VHU_DEV_MAX_RINGS	64u
+
+/**
+ * Create a device server over nrings rings, each driven by its own thread
+ * (see Threading above): rings[0] listens and holds the connections, the
+ * queues are spread over all of them. Call on rings[0]'s thread. One ring
+ * is vhu_dev_server_create().
+ * eturn as vhu_dev_server_create(); -EINVAL also for no rings, more than
+ *         VHU_DEV_MAX_RINGS, or a ring given twice.
+ */
+int vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
+				const struct vhu_dev_opts *opts, struct vhu_dev_server **out);
+
 /**
  * Serve a front-end on an already connected AF_UNIX stream socket (a
  * socketpair, socket activation). Takes fd in every case.
@@ -230,8 +274,15 @@ void vhu_dev_set_ctx(struct vhu_dev *dev, void *ctx);
 /** \return a number naming the device in logs (1, 2, ... per server). */
 unsigned int vhu_dev_id(const struct vhu_dev *dev);
 
-/** \return the ring the device runs on (for vhu_op_sqe()). */
+/** \return the ring the device's connection runs on (the server's first). */
 struct vhu_ring *vhu_dev_ring(const struct vhu_dev *dev);
+
+/**
+ * \return the home ring of queue q, on whose thread its queue_work, pops
+ *         and pushes run (submit its I/O there with vhu_op_sqe()); NULL if
+ *         q is out of range. With one ring, vhu_dev_ring().
+ */
+struct vhu_ring *vhu_dev_queue_ring(const struct vhu_dev *dev, unsigned int q);
 
 /** \return the virtio features the front-end acked (0 before SET_FEATURES). */
 uint64_t vhu_dev_features(const struct vhu_dev *dev);
