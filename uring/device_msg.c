@@ -104,6 +104,37 @@ fd_take_one(struct vhu_msg *msg)
 	return vhu_fds_take(&msg->fds, 0);
 }
 
+/*
+ * Fd i of a message, for a command: taken, or a copy when the command goes
+ * to another ring (the message is held meanwhile, and a held message keeps
+ * its fds; the engine closes them once it is done). \return the fd or -errno.
+ */
+static int
+fd_for_cmd(struct vhu_msg *msg, unsigned int i, bool forwarded)
+{
+	int fd;
+
+	if (!forwarded) {
+		return vhu_fds_take(&msg->fds, i);
+	}
+	fd = fcntl(msg->fds.fd[i], F_DUPFD_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Whether device-wide commands go to other rings too. */
+static bool
+has_remote(const struct vhu_dev *d)
+{
+	unsigned int i;
+
+	for (i = 1; i < d->nports; i++) {
+		if (d->ports[i].nqueues > 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Commands ---------------------------------------------------------- */
 
 static void
@@ -565,7 +596,13 @@ set_mem_table(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	cmd_init(&c, OP_MEM_TABLE);
 	memcpy(&c.table, msg->body, VHU_MEM_TABLE_SIZE(n));
 	for (i = 0; i < n; i++) {
-		c.fds[i] = vhu_fds_take(&msg->fds, i);
+		c.fds[i] = fd_for_cmd(msg, i, has_remote(d));
+		if (c.fds[i] < 0) {
+			rc = c.fds[i];
+			c.fds[i] = -1;
+			vhu__cmd_release(&c);
+			return rc;
+		}
 	}
 	return run_all(d, &c);
 }
@@ -584,13 +621,15 @@ add_mem_reg(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	if (rc < 0) {
 		return rc;
 	}
-	fd = fd_take_one(msg);
-	if (fd < 0) {
-		return fd;
+	if (msg->fds.n != 1) {
+		return -VHU_EFDS;
 	}
 	if (vhu_mem_nregions(d->mem) >= mem_slots(d)) {
-		close(fd);
 		return -VHU_EMEMSLOTS;
+	}
+	fd = fd_for_cmd(msg, 0, has_remote(d));
+	if (fd < 0) {
+		return fd;
 	}
 	cmd_init(&c, OP_MEM_ADD);
 	c.region = sr.region;
@@ -752,7 +791,10 @@ set_vring_file(struct vhu_dev *d, struct vhu_msg *msg, enum vring_file which)
 		return -ERANGE;
 	}
 	if ((v & VHU_VRING_NOFD) == 0) {
-		fd = fd_take_one(msg);
+		if (msg->fds.n != 1) {
+			return -VHU_EFDS;
+		}
+		fd = fd_for_cmd(msg, 0, q->port->remote);
 		if (fd < 0) {
 			return fd;
 		}
