@@ -2,7 +2,9 @@
 /*
  * vhu-blk: a vhost-user-blk back-end on the vhu device layer. Serves a file
  * (or block device), or a null disk, to any number of front-ends on one
- * ring; the request handling is tools/blk/. Options, exit statuses,
+ * ring, or with --cpus on one ring per CPU (reactors: each queue served on
+ * its home ring's thread, with its disk I/O on that ring); the request
+ * handling is tools/blk/. Options, exit statuses,
  * signals, the socket check, the log and the fd budget are those every
  * tool shares (tools/common/).
  */
@@ -22,12 +24,15 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "common/output.h"
+#include "common/reactors.h"
 #include "common/serve.h"
 #include "common/signals.h"
 #include "blk/blkdev.h"
 #include "blk/target.h"
 
 #define MAX_QUEUES	64u
+/* Long options without a short one (as vhu-bench's --cpus). */
+#define OPT_CPUS	0x100
 
 struct options {
 	const char *socket;
@@ -42,6 +47,8 @@ struct options {
 	bool poll;
 	uint32_t poll_idle_us;
 	bool no_event_idx;
+	unsigned int cpus[TOOL_MAX_CPUS];
+	unsigned int ncpus;		/* 0: one ring, on the calling thread */
 };
 
 static void
@@ -69,6 +76,9 @@ usage(FILE *out)
 		"                          (default %u)\n"
 		"  -E, --no-event-idx      do not offer VIRTIO_RING_F_EVENT_IDX (kicks and\n"
 		"                          calls suppressed by flags only)\n"
+		"      --cpus LIST         one thread per CPU of LIST (0,1 or 0-3), pinned,\n"
+		"                          each with its own io_uring; each front-end's\n"
+		"                          queues are spread over them (default: one ring)\n"
 		"  -q, --quiet             log faults only\n"
 		"  -V, --version           print the version and exit\n"
 		"  -h, --help              show this help\n"
@@ -96,11 +106,13 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "poll", no_argument, NULL, 'p' },
 		{ "poll-idle-us", required_argument, NULL, 'i' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	char why[128];
 	uint64_t v;
 	int c;
 
@@ -172,6 +184,12 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'E':
 			o->no_event_idx = true;
 			break;
+		case OPT_CPUS:
+			if (tool_parse_cpus(optarg, o->cpus, &o->ncpus, why, sizeof(why)) < 0) {
+				fprintf(stderr, "vhu-blk: --cpus: %s\n", why);
+				return TOOL_EXIT_USAGE;
+			}
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -234,7 +252,9 @@ main(int argc, char **argv)
 	struct vhu_dev_server *srv = NULL;
 	struct vhu_dev_opts dopts;
 	struct vhu_ring *ring = NULL;
+	struct tool_reactors *rx = NULL;
 	uint8_t config[BLK_CONFIG_SIZE];
+	unsigned int views;
 	struct blk_target t;
 	struct options o;
 	int rc;
@@ -253,7 +273,12 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		return rc;
 	}
-	if (tool_fit_fd_limit("vhu-blk", o.mem_slots, o.queues, &o.max_conns) < 0) {
+	/*
+	 * Each ring with queues of a front-end maps its memory for itself (one fd
+	 * per region), and the first ring does even without queues there.
+	 */
+	views = o.ncpus == 0 ? 1 : o.queues < o.ncpus ? o.queues + 1 : o.ncpus;
+	if (tool_fit_fd_limit("vhu-blk", o.mem_slots * views, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
 	}
 	rc = blk_target_open(&t, o.file, o.read_only, o.null_bytes, o.queues);
@@ -276,10 +301,17 @@ main(int argc, char **argv)
 	ropts.max_ops = o.queues * (2u + 256u);
 	/* Poll mode spins: a ring whose idle pass reads memory and makes no system call. */
 	ropts.busy_poll = o.poll;
-	rc = vhu_ring_create(&ropts, &ring);
+	if (o.ncpus > 0) {
+		rc = tool_reactors_start(o.cpus, o.ncpus, &ropts, &rx);
+		ring = rc == 0 ? tool_reactors_rings(rx)[0] : NULL;
+	} else {
+		rc = vhu_ring_create(&ropts, &ring);
+		if (rc < 0) {
+			tool_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
+				     vhu_ring_error_hint(rc));
+		}
+	}
 	if (rc < 0) {
-		tool_log_err("cannot create the io_uring: %s (%s)", vhu_strerror(rc),
-			     vhu_ring_error_hint(rc));
 		blk_target_close(&t);
 		tool_log_drain(1000);
 		return TOOL_EXIT_FAILURE;
@@ -289,6 +321,7 @@ main(int argc, char **argv)
 	ops.open = on_open;
 	ops.close = on_close;
 	ops.request_failed = on_request_failed;
+	ops.server_gone = tool_reactors_server_gone;
 	dopts.ops = &ops;
 	dopts.path = o.socket;
 	dopts.unlink_stale = true;
@@ -300,22 +333,35 @@ main(int argc, char **argv)
 	if (o.no_event_idx) {
 		dopts.features &= ~(1ull << VHU_F_RING_EVENT_IDX);
 	}
-	rc = vhu_dev_server_create(ring, &dopts, &srv);
+	if (rx != NULL) {
+		rc = vhu_dev_server_create_multi(tool_reactors_rings(rx), tool_reactors_count(rx),
+						 &dopts, &srv);
+	} else {
+		rc = vhu_dev_server_create(ring, &dopts, &srv);
+	}
 	if (rc < 0) {
 		tool_log_err("cannot listen on %s: %s", o.socket, vhu_strerror(rc));
-		vhu_ring_destroy(ring);
+		if (rx != NULL) {
+			tool_reactors_stop(rx);
+		} else {
+			vhu_ring_destroy(ring);
+		}
 		blk_target_close(&t);
 		tool_log_drain(1000);
 		return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
 	}
-	tool_log_info("listening on %s: %llu sectors%s%s, %u queue(s)%s%s%s", o.socket,
+	tool_log_info("listening on %s: %llu sectors%s%s, %u queue(s)%s%s%s%s", o.socket,
 		      (unsigned long long)t.sectors, t.null ? " (null)" : "",
 		      t.fd_direct >= 0 ? " (O_DIRECT)" : "", o.queues,
 		      o.read_only ? ", read-only" : "", o.poll ? ", poll mode" : "",
-		      o.no_event_idx ? ", no EVENT_IDX" : "");
-	rc = tool_serve(ring, false);
-	vhu_dev_server_destroy(srv);
-	vhu_ring_destroy(ring);
+		      o.no_event_idx ? ", no EVENT_IDX" : "", rx != NULL ? ", one ring per CPU" : "");
+	if (rx != NULL) {
+		rc = tool_reactors_serve(rx, srv, false);
+	} else {
+		rc = tool_serve(ring, false);
+		vhu_dev_server_destroy(srv);
+		vhu_ring_destroy(ring);
+	}
 	blk_target_close(&t);
 	tool_log_drain(1000);
 	return rc < 0 ? TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
