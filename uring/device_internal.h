@@ -90,6 +90,11 @@ struct dev_xmsg {
 	struct vhu__xmsg x;
 	struct dev_port *port;
 	int rc;
+};
+
+/* A command forwarded to a port's ring, and its answer. */
+struct dev_fwd {
+	struct dev_xmsg m;
 	struct dev_cmd cmd;
 };
 
@@ -112,7 +117,7 @@ struct dev_port {
 	bool fwd_out;			/* fwd is at the home ring */
 	bool bye_out;			/* shutdown posted, release not back yet */
 	bool released;
-	struct dev_xmsg fwd;		/* a command and its answer */
+	struct dev_fwd fwd;		/* a command and its answer */
 	struct dev_xmsg bye;		/* shutdown, then release */
 	struct dev_xmsg close_req;	/* home to control: close the device (reason in rc) */
 };

@@ -33,23 +33,24 @@ xmsg_of(struct vhu__xmsg *x)
 static void
 fwd_back(struct vhu_ring *r, struct vhu__xmsg *x)
 {
-	struct dev_xmsg *m = xmsg_of(x);
-	struct dev_port *p = m->port;
+	struct dev_fwd *m = vhu_container_of(xmsg_of(x), struct dev_fwd, m);
+	struct dev_port *p = m->m.port;
 	struct vhu_dev *d = p->dev;
 	uint8_t op = m->cmd.op;
+	int rc = m->m.rc;
 
 	p->fwd_out = false;
 	vhu__cmd_release(&m->cmd);
-	if (m->rc < 0 && d->xrc == 0) {
-		d->xrc = m->rc;
+	if (rc < 0 && d->xrc == 0) {
+		d->xrc = rc;
 	}
 	if (op == OP_GET_BASE) {
 		d->xnum = m->cmd.num;
 	}
 	/* The ports' memory views must agree: one that could not follow closes the device. */
-	if (m->rc < 0 && m->rc != -ENOTCONN &&
+	if (rc < 0 && rc != -ENOTCONN &&
 	    (op == OP_MEM_TABLE || op == OP_MEM_ADD || op == OP_MEM_REM)) {
-		vhu_dev_close(d, m->rc);
+		vhu_dev_close(d, rc);
 	}
 	if (--d->xwait > 0) {
 		return;
@@ -66,9 +67,9 @@ static void
 fwd_answer(struct dev_port *p, int rc)
 {
 	p->parked = false;
-	p->fwd.rc = rc;
-	p->fwd.x.fn = fwd_back;
-	vhu__xring_post(p->ring, p->dev->ring, &p->fwd.x);
+	p->fwd.m.rc = rc;
+	p->fwd.m.x.fn = fwd_back;
+	vhu__xring_post(p->ring, p->dev->ring, &p->fwd.m.x);
 }
 
 /* Port ring: a command arrived. */
@@ -96,8 +97,8 @@ vhu__port_forward(struct dev_port *p, struct dev_cmd *c)
 	struct vhu_dev *d = p->dev;
 	unsigned int i;
 
-	p->fwd.port = p;
-	p->fwd.rc = 0;
+	p->fwd.m.port = p;
+	p->fwd.m.rc = 0;
 	if (c != &p->fwd.cmd) {
 		p->fwd.cmd = *c;
 		/* The fds travel with the command. */
@@ -106,10 +107,10 @@ vhu__port_forward(struct dev_port *p, struct dev_cmd *c)
 			c->fds[i] = -1;
 		}
 	}
-	p->fwd.x.fn = fwd_at_home;
+	p->fwd.m.x.fn = fwd_at_home;
 	p->fwd_out = true;
 	d->xwait++;
-	vhu__xring_post(d->ring, p->ring, &p->fwd.x);
+	vhu__xring_post(d->ring, p->ring, &p->fwd.m.x);
 	return DEV_HOLD;
 }
 

@@ -79,6 +79,15 @@ if [ -n "$vhu_blk" ]; then
 	# its socket back at once after a SIGKILL.
 	check vhu-blk-restart-kill '' $restart --signal KILL --stop-at inflight --backend "$blk"
 	check vhu-blk-restart-term '' $restart --signal TERM --stop-at inflight --backend "$blk"
+	# Reactors: each of the 2 queues on its own thread (the first two CPUs we may use).
+	cpus=$(for p in $(awk '/^Cpus_allowed_list/ { gsub(",", " ", $2); print $2 }' /proc/self/status); do
+		if [[ $p == *-* ]]; then seq "${p%-*}" "${p#*-}"; else echo "$p"; fi
+	done | head -2 | paste -sd,)
+	check vhu-blk-cpus-fio-verify-2q '' --job fio-verify --queues 2 --deadline 60 \
+		--backend "$blk --cpus $cpus"
+	# ... and stopped under I/O: every reactor lets go before the socket goes.
+	check vhu-blk-cpus-restart-term '' $restart --signal TERM --stop-at inflight \
+		--backend "$blk --cpus $cpus"
 	# Poll mode: Linux's virtio driver honours the suppressed kicks (EVENT_IDX's
 	# avail_event, or NO_NOTIFY without it), and kicks again once vhu-blk
 	# falls back to waiting.

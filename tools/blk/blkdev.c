@@ -162,7 +162,8 @@ req_done(struct vhu_op *op, int res, uint32_t flags)
 	}
 	if (res == -EOPNOTSUPP && r->zmode == Z_ZERO_RANGE) {
 		/* No ZERO_RANGE here: write the zeroes, now and from now on. */
-		r->q->bd->t->zero_range = false;
+		/* The target is shared by every reactor thread: a relaxed flag. */
+		__atomic_store_n(&r->q->bd->t->zero_range, false, __ATOMIC_RELAXED);
 		r->zmode = Z_WRITE;
 		req_submit(r);
 		return;
@@ -353,7 +354,8 @@ start_range(struct blk_req *r, const struct blk_outhdr *hdr)
 	 * WRITE_ZEROES only when the driver allows it (UNMAP).
 	 */
 	if (hdr->type == BLK_T_WRITE_ZEROES && !((seg.flags & WZ_F_UNMAP) && t->punch)) {
-		r->zmode = t->zero_range ? Z_ZERO_RANGE : Z_WRITE;
+		r->zmode = __atomic_load_n(&t->zero_range, __ATOMIC_RELAXED) ? Z_ZERO_RANGE
+									      : Z_WRITE;
 	}
 	req_submit(r);
 }
