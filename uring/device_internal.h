@@ -70,7 +70,7 @@ enum dev_op {
 	OP_MEM_TABLE,
 	OP_MEM_ADD,
 	OP_MEM_REM,
-	OP_RESET,		/* stop every queue, wait for their requests, reset them and the memory */
+	OP_RESET,		/* stop the queues, wait for their requests, reset them and memory */
 };
 
 struct dev_cmd {
@@ -168,7 +168,7 @@ struct vhu_dev {
 };
 
 /* Handler results besides 0 and -errno. */
-#define DEV_HOLD	1		/* requests in flight: deliver this message again once drained */
+#define DEV_HOLD	1		/* requests in flight: deliver the message again once drained */
 
 /* device.c */
 void vhu__dev_maybe_free(struct vhu_dev *d);

@@ -169,7 +169,8 @@ reactor_main(void *arg)
 		return NULL;
 	}
 	while (!LOAD(&rx->exit)) {
-		rc = LOAD(&rx->busy_poll) ? vhu_ring_poll(ring) : vhu_ring_wait(ring, WAIT_SLICE_MS);
+		rc = LOAD(&rx->busy_poll) ? vhu_ring_poll(ring)
+					  : vhu_ring_wait(ring, WAIT_SLICE_MS);
 		if (!transient(rc) && r->rc == 0) {
 			r->rc = rc;	/* reported by the first thread at exit */
 		}
