@@ -243,7 +243,8 @@ int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts
  * (see Threading above): rings[0] listens and holds the connections, the
  * queues are spread over all of them. Call on rings[0]'s thread. One ring
  * is vhu_dev_server_create().
- * eturn as vhu_dev_server_create(); -EINVAL also for no rings, more than
+ * 
+eturn as vhu_dev_server_create(); -EINVAL also for no rings, more than
  *         VHU_DEV_MAX_RINGS, or a ring given twice.
  */
 int vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
@@ -290,7 +291,10 @@ uint64_t vhu_dev_features(const struct vhu_dev *dev);
 /** \return the number of queues (vhu_dev_opts.num_queues). */
 unsigned int vhu_dev_num_queues(const struct vhu_dev *dev);
 
-/** \return queue q's state (for vhu_vq_num(), notification control), or NULL. */
+/**
+ * \return queue q's state (for vhu_vq_num(), notification control), or
+ *         NULL; with several rings, for use on q's home ring only.
+ */
 struct vhu_vq *vhu_dev_vq(struct vhu_dev *dev, unsigned int q);
 
 /**
