@@ -12,7 +12,8 @@
  * report the index after them; a region added while the remote queue runs
  * is usable there, a removed one is unmapped from every ring's view;
  * closing the connection under I/O frees the device once; a guest fault
- * on the remote queue closes only its device.
+ * on the remote queue closes only its device, and so does vhu_dev_close()
+ * called on the remote ring; bad ring lists are refused.
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -164,11 +165,18 @@ hold_work(struct vhu_dev *dev, unsigned int q)
 	}
 }
 
+/* The application closes the device from queue 1's work, on ring 1 (-ECONNABORTED). */
+static bool g_close_from_q1;
+
 static void
 app_queue_work(struct vhu_dev *dev, unsigned int q, void *ctx)
 {
 	g.work_thread[q] = pthread_self();
 	STORE(&g.worked[q], true);
+	if (q == 1 && LOAD(&g_close_from_q1)) {
+		vhu_dev_close(dev, -ECONNABORTED);
+		return;
+	}
 	if (g_hold.on) {
 		hold_work(dev, q);
 		return;
@@ -228,6 +236,7 @@ rx_start(bool hold)
 	memset(&g, 0, sizeof(g));
 	memset(&g_hold, 0, sizeof(g_hold));
 	g_hold.on = hold;
+	g_close_from_q1 = false;
 	for (i = 0; i < NQ; i++) {
 		g_hold.release_fd[i] = eventfd(0, EFD_CLOEXEC);
 	}
@@ -702,4 +711,49 @@ Test(reactors, guest_fault_on_the_remote_queue_closes_its_device)
 	fe_fini(&ok);
 	wait_until(&g.closed, 2, "both devices close");
 	rx_stop();
+}
+
+Test(reactors, vhu_dev_close_from_the_remote_ring)
+{
+	struct fe e;
+
+	rx_start(false);
+	fe_connect(&e, 1);
+	fe_handshake(&e);
+	STORE(&g_close_from_q1, true);
+	/* Queue 1's work (on ring 1) closes the device: the control ring does it. */
+	fe_blk(&e, 1, BLK_T_FLUSH, 0, 0);
+	wait_until(&g.closed, 1, "the device closes");
+	cr_assert_eq(g.reason, -ECONNABORTED);
+	cr_assert(fe_readable(&e, WAIT_MS), "the connection is closed");
+	fe_fini(&e);
+	rx_stop();
+}
+
+Test(reactors, create_multi_refuses_bad_ring_lists)
+{
+	struct vhu_ring *r = NULL;
+	struct vhu_ring *twice[2];
+	struct vhu_ring *many[VHU_DEV_MAX_RINGS + 1];
+	struct vhu_dev_server *srv = (void *)1;
+	struct vhu_dev_opts o;
+	unsigned int i;
+
+	memset(&g, 0, sizeof(g));
+	cr_assert_eq(blk_target_open(&g.t, NULL, false, DISK_BYTES, NQ), 0);
+	cr_assert_eq(vhu_ring_create(NULL, &r), 0);
+	blk_dev_opts(&g.t, g.config, &o);
+	twice[0] = twice[1] = r;
+	for (i = 0; i <= VHU_DEV_MAX_RINGS; i++) {
+		many[i] = r;
+	}
+	cr_assert_eq(vhu_dev_server_create_multi(twice, 0, &o, &srv), -EINVAL, "no ring");
+	cr_assert_null(srv);
+	cr_assert_eq(vhu_dev_server_create_multi(twice, 2, &o, &srv), -EINVAL, "a ring twice");
+	cr_assert_eq(vhu_dev_server_create_multi(many, VHU_DEV_MAX_RINGS + 1, &o, &srv), -EINVAL,
+		     "too many rings");
+	cr_assert_eq(vhu_dev_server_create_multi(twice, 1, &o, &srv), 0, "one ring is fine");
+	vhu_dev_server_destroy(srv);
+	vhu_ring_destroy(r);
+	blk_target_close(&g.t);
 }
