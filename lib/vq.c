@@ -24,6 +24,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "vhu reads virtio rings as native integers: little-endian hosts only");
 
 #define FEAT(bit)	(1ull << (bit))
+#define VQ_CACHELINE	64u
 
 struct vhu_vq {
 	struct vhu_mem *mem;
@@ -73,10 +74,16 @@ vhu_vq_create(struct vhu_mem *m, struct vhu_vq **out)
 	struct vhu_vq *vq;
 
 	*out = NULL;
-	vq = calloc(1, sizeof(*vq));
+	/*
+	 * Cache-line aligned, whole lines: queues served by different threads
+	 * (reactors) never share a line that either writes per request.
+	 */
+	vq = aligned_alloc(VQ_CACHELINE, (sizeof(*vq) + VQ_CACHELINE - 1) / VQ_CACHELINE *
+					 VQ_CACHELINE);
 	if (vq == NULL) {
 		return -ENOMEM;
 	}
+	memset(vq, 0, sizeof(*vq));
 	vq->mem = m;
 	*out = vq;
 	return 0;

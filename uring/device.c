@@ -53,11 +53,16 @@ dev_new(struct vhu_dev_server *srv)
 {
 	struct vhu_dev *d;
 	unsigned int i, base;
+	size_t size;
 
-	d = calloc(1, sizeof(*d) + srv->o.num_queues * sizeof(d->q[0]));
+	size = sizeof(*d) + srv->o.num_queues * sizeof(d->q[0]);
+	/* Aligned as its queues are (a size that is a multiple of the alignment). */
+	d = aligned_alloc(DEV_CACHELINE,
+			  (size + DEV_CACHELINE - 1) / DEV_CACHELINE * DEV_CACHELINE);
 	if (d == NULL) {
 		return NULL;
 	}
+	memset(d, 0, size);
 	d->ports = calloc(srv->nrings, sizeof(d->ports[0]));
 	if (d->ports == NULL || vhu_mem_create(&d->mem) < 0) {
 		free(d->ports);

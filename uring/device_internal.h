@@ -35,8 +35,15 @@
 
 struct dev_port;
 
+/* A cache line: what one thread writes per request is kept off another's lines. */
+#define DEV_CACHELINE	64u
+
+/*
+ * One queue. Cache-line aligned: with reactors, neighbouring queues are
+ * written per request by different threads.
+ */
 struct dev_queue {
-	struct vhu_dev *dev;
+	_Alignas(DEV_CACHELINE) struct vhu_dev *dev;
 	struct dev_port *port;		/* its home */
 	unsigned int idx;
 	struct vhu_vq *vq;
@@ -70,7 +77,7 @@ enum dev_op {
 	OP_MEM_TABLE,
 	OP_MEM_ADD,
 	OP_MEM_REM,
-	OP_RESET,		/* stop the queues, wait for their requests, reset them and memory */
+	OP_RESET,		/* stop, wait for the requests, reset the queues and memory */
 };
 
 struct dev_cmd {
@@ -168,7 +175,7 @@ struct vhu_dev {
 };
 
 /* Handler results besides 0 and -errno. */
-#define DEV_HOLD	1		/* requests in flight: deliver the message again once drained */
+#define DEV_HOLD	1		/* requests in flight: deliver the message again later */
 
 /* device.c */
 void vhu__dev_maybe_free(struct vhu_dev *d);
