@@ -727,12 +727,14 @@ vhu_ring_get_stats(const struct vhu_ring *r, struct vhu_ring_stats *st)
 void
 vhu_ring_destroy(struct vhu_ring *r)
 {
+	struct vhu_ring *outer;
 	struct io_uring *u;
 
 	if (!r) {
 		return;
 	}
 	u = r->uring;
+	outer = current;
 	current = r;
 	r->destroying = true;
 	while (!vlist_empty(&r->listeners)) {
@@ -767,6 +769,6 @@ vhu_ring_destroy(struct vhu_ring *r)
 	if (!r->borrowed) {
 		io_uring_queue_exit(&r->own);
 	}
-	current = NULL;
+	current = outer;
 	free(r);
 }
