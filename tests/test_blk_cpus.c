@@ -3,7 +3,8 @@
  * vhu-blk --cpus: one reactor thread per CPU. Driven by the userspace
  * driver (<vhu/blkdrv.h>) on two queues, which land on two rings: data
  * written through one queue reads back through the other and is in the
- * file; SIGTERM with requests in flight on both queues stops it with
+ * file, with the data's memory added by ADD_MEM_REG or by a new
+ * SET_MEM_TABLE while the queues run; SIGTERM with requests in flight on both queues stops it with
  * status 0 and removes its socket; bad CPU lists are usage errors.
  */
 #define _GNU_SOURCE
@@ -69,15 +70,23 @@ start_blk_cpus(const char *sock)
 	t_expect_has(buf, "one ring per CPU");
 }
 
+/* The userspace driver on 2 queues; with table, memory goes by SET_MEM_TABLE, not ADD_MEM_REG. */
 static struct vhu_blkdrv *
-connect_2q(const char *sock)
+connect_with(const char *sock, bool table)
 {
-	struct vhu_blkdrv_opts o = { .num_queues = 2, .queue_size = 64, .timeout_ms = 5000 };
+	struct vhu_blkdrv_opts o = { .num_queues = 2, .queue_size = 64, .timeout_ms = 5000,
+				     .no_mem_slots = table };
 	struct vhu_blkdrv *d;
 	int rc = vhu_blkdrv_connect(sock, &o, &d);
 
 	cr_assert_eq(rc, 0, "connect: %s", vhu_strerror(rc));
 	return d;
+}
+
+static struct vhu_blkdrv *
+connect_2q(const char *sock)
+{
+	return connect_with(sock, false);
 }
 
 /* One request on q, waited for. */
@@ -94,7 +103,8 @@ io(struct vhu_blkdrv *d, unsigned int q, bool write, uint64_t sector, void *buf)
 	cr_assert_eq(c.ret, 0, "queue %u: %s", q, vhu_strerror(c.ret));
 }
 
-Test(blk_cpus, data_written_through_each_queue_reads_back_through_the_other)
+static void
+data_crosses_queues(bool table)
 {
 	const char *sock = t_path("blk.sock");
 	struct vhu_blkdrv *d;
@@ -102,7 +112,7 @@ Test(blk_cpus, data_written_through_each_queue_reads_back_through_the_other)
 	int fd;
 
 	start_blk_cpus(sock);
-	d = connect_2q(sock);
+	d = connect_with(sock, table);
 	cr_assert_eq(vhu_blkdrv_info(d)->queues, 2);
 	cr_assert_eq(vhu_blkdrv_alloc(d, 2 * CHUNK, (void **)&a), 0);
 	b = a + CHUNK;
@@ -125,6 +135,17 @@ Test(blk_cpus, data_written_through_each_queue_reads_back_through_the_other)
 	cr_assert_eq(disk[0], 0x5b);
 	cr_assert_eq(disk[CHUNK - 1], 0x5b);
 	cr_assert_eq(t_proc_stop(&t_tool.backend, SIGTERM), 0);
+}
+
+Test(blk_cpus, data_written_through_each_queue_reads_back_through_the_other)
+{
+	data_crosses_queues(false);
+}
+
+/* The data buffers' region comes by SET_MEM_TABLE while both queues run on their rings. */
+Test(blk_cpus, same_with_the_memory_table_replaced_while_the_queues_run)
+{
+	data_crosses_queues(true);
 }
 
 Test(blk_cpus, sigterm_under_io_exits_0_and_removes_the_socket)
