@@ -246,24 +246,3 @@ fg_map_count(void)
 	fclose(f);
 	return n;
 }
-
-int
-fg_file_map_count(void)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	if (f == NULL) {
-		return -errno;
-	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char path[256] = "";
-
-		if (sscanf(line, "%*s %*s %*s %*s %*s %255s", path) == 1 && path[0] != '[') {
-			n++;
-		}
-	}
-	fclose(f);
-	return n;
-}

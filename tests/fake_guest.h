@@ -103,10 +103,4 @@ bool fg_used(struct fg_vq *q, uint32_t *id, uint32_t *len);
 /* File-backed lines of /proc/self/maps (the process's memfd and file mappings). */
 int fg_map_count(void);
 
-/*
- * File-backed mappings only (guest memfds, libraries): the allocator, and
- * ASan's above all, maps anonymous memory as it grows, which is no leak.
- */
-int fg_file_map_count(void);
-
 #endif

@@ -634,9 +634,9 @@ Test(reactors, region_added_and_removed_while_the_remote_queue_runs)
 	/* Queue 1 works before the region exists ... */
 	fe_blk(&e, 1, BLK_T_FLUSH, 0, 0);
 	cr_assert_eq(fe_blk_wait(&e, 1), BLK_S_OK);
-	maps = fg_file_map_count();
+	maps = fg_map_count();
 	fe_add_region(&e, 1);
-	cr_assert_eq(fg_file_map_count(), maps + 2, "one mapping per ring with queues");
+	cr_assert_eq(fg_map_count(), maps + 2, "one mapping per ring with queues");
 	/* ... and its data may live in it once ADD_MEM_REG is acked. */
 	buf = fg_ptr(&e.g, R1_GPA, 4096);
 	memset(buf, 0x5e, 4096);
@@ -651,7 +651,7 @@ Test(reactors, region_added_and_removed_while_the_remote_queue_runs)
 	memset(&sr, 0, sizeof(sr));
 	sr.region = fg_region_desc(&e.g, 1);
 	cr_assert_eq(fe_ack(&e, VHU_REQ_REM_MEM_REG, &sr, sizeof(sr), NULL, 0), 0);
-	cr_assert_eq(fg_file_map_count(), maps, "the region is unmapped on both rings");
+	cr_assert_eq(fg_map_count(), maps, "the region is unmapped on both rings");
 	fe_blk(&e, 1, BLK_T_IN, 16, 4096);
 	cr_assert_eq(fe_blk_wait(&e, 1), BLK_S_OK);
 	cr_assert_eq(((uint8_t *)fg_ptr(&e.g, DATA_GPA(1), 1))[0], 0x5e);

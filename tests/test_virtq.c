@@ -69,7 +69,7 @@ fx_config(struct fx *f, unsigned int num, uint64_t features)
 	struct vhu_vring_addr a;
 
 	memset(f, 0, sizeof(*f));
-	f->maps = fg_file_map_count();
+	f->maps = fg_map_count();
 	cr_assert_eq(fg_init(&f->g, layout, 4), 0);
 	cr_assert_eq(vhu_mem_create(&f->m), 0);
 	fx_mem(f);
@@ -97,7 +97,7 @@ fx_fini(struct fx *f)
 	vhu_vq_destroy(f->vq);
 	vhu_mem_destroy(f->m);
 	fg_fini(&f->g);
-	cr_assert_eq(fg_file_map_count(), f->maps, "mappings left behind");
+	cr_assert_eq(fg_map_count(), f->maps, "mappings left behind");
 }
 
 static int
@@ -495,7 +495,7 @@ Test(virtq, memory_removed_under_an_inflight_request)
 	uint32_t id, len;
 
 	fx_start(&f, 16, BASE_FEATURES);
-	maps_with_all = fg_file_map_count();
+	maps_with_all = fg_map_count();
 	fg_desc(&f.q, 0, HIGH_GPA, 4096, VHU_VIRTQ_DESC_F_WRITE, 0);
 	fg_avail(&f.q, 0);
 	cr_assert_eq(fx_pop(&f), 1);
@@ -504,11 +504,11 @@ Test(virtq, memory_removed_under_an_inflight_request)
 	hi = fg_region_desc(&f.g, 2);
 	cr_assert_eq(vhu_mem_remove_region(f.m, &hi), 0);
 	cr_assert_eq(vhu_mem_deferred(f.m), 1);
-	cr_assert_eq(fg_file_map_count(), maps_with_all, "still mapped");
+	cr_assert_eq(fg_map_count(), maps_with_all, "still mapped");
 	buf[4095] = 0x77;	/* the device finishes its write */
 	cr_assert_eq(vhu_vq_push(f.vq, &f.req, 4096), 0);
 	cr_assert_eq(vhu_mem_deferred(f.m), 0, "unmapped once the request completed");
-	cr_assert_eq(fg_file_map_count(), maps_with_all - 1);
+	cr_assert_eq(fg_map_count(), maps_with_all - 1);
 	cr_assert(fg_used(&f.q, &id, &len));
 	cr_assert_eq(*(uint8_t *)fg_ptr(&f.g, HIGH_GPA + 4095, 1), 0x77);
 
