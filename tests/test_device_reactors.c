@@ -28,10 +28,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <vhu/device.h>
+#include <vhu/inflight.h>
 #include <vhu/uring.h>
 #include <vhu/vhu.h>
 
@@ -275,6 +277,8 @@ rx_stop(void)
 
 struct fe {
 	struct vhu_endpoint *ep;
+	void *ifl;			/* the inflight region (GET_INFLIGHT_FD), or NULL */
+	size_t ifl_len;
 	struct fake_guest g;
 	struct fg_vq q[NQ];
 	int kick[NQ];
@@ -309,6 +313,9 @@ fe_fini(struct fe *e)
 	vhu_endpoint_destroy(e->ep);
 	e->ep = NULL;
 	fg_fini(&e->g);
+	if (e->ifl != NULL) {
+		munmap(e->ifl, e->ifl_len);
+	}
 	for (q = 0; q < NQ; q++) {
 		close(e->kick[q]);
 		close(e->call[q]);
@@ -323,22 +330,36 @@ fe_readable(struct fe *e, int timeout_ms)
 	return poll(&p, 1, timeout_ms) == 1;
 }
 
-/* Send a request; with want != NULL, read the reply's body into it. */
+/* Send a request; with want != NULL, read the reply's body (and with fd, its fd). */
 static void
-fe_call(struct fe *e, uint32_t req, const void *body, size_t len, const int *fds,
-	unsigned int nfds, bool need_reply, void *want, size_t want_len)
+fe_call_fd(struct fe *e, uint32_t req, const void *body, size_t len, const int *fds,
+	   unsigned int nfds, bool need_reply, void *want, size_t want_len, int *fd)
 {
 	struct vhu_hdr h = vhu_hdr_request(req, (uint32_t)len, need_reply);
+	struct vhu_fds rfds;
 	int rc;
 
 	cr_assert_eq(vhu_endpoint_send_message(e->ep, &h, body, len, fds, nfds), 0);
 	if (want == NULL) {
 		return;
 	}
-	rc = vhu_endpoint_recv_body(e->ep, &h, want, want_len, NULL);
+	vhu_fds_init(&rfds);
+	rc = vhu_endpoint_recv_body(e->ep, &h, want, want_len, &rfds);
 	cr_assert_eq(rc, 0, "reply to %s: %s", vhu_req_name(VHU_CHAN_FRONTEND, req),
 		     vhu_strerror(rc));
 	cr_assert_eq(h.request, req);
+	if (fd != NULL) {
+		cr_assert_eq(rfds.n, 1, "the reply carries one fd");
+		*fd = vhu_fds_take(&rfds, 0);
+	}
+	vhu_fds_close(&rfds);
+}
+
+static void
+fe_call(struct fe *e, uint32_t req, const void *body, size_t len, const int *fds,
+	unsigned int nfds, bool need_reply, void *want, size_t want_len)
+{
+	fe_call_fd(e, req, body, len, fds, nfds, need_reply, want, want_len, NULL);
 }
 
 static uint64_t
@@ -373,9 +394,26 @@ fe_add_region(struct fe *e, unsigned int i)
 	close(fd);
 }
 
+/* QEMU with reconnect: the inflight region from GET_INFLIGHT_FD, handed back by SET_INFLIGHT_FD. */
+static void
+fe_inflight(struct fe *e)
+{
+	struct vhu_inflight in = { 0, 0, NQ, QNUM, 0 }, got;
+	int fd = -1;
+
+	fe_call_fd(e, VHU_REQ_GET_INFLIGHT_FD, &in, sizeof(in), NULL, 0, false, &got, sizeof(got),
+		   &fd);
+	cr_assert_eq(got.mmap_size, vhu_inflight_region_size(NQ, QNUM));
+	e->ifl_len = got.mmap_size;
+	e->ifl = mmap(NULL, e->ifl_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(e->ifl, MAP_FAILED);
+	cr_assert_eq(fe_ack(e, VHU_REQ_SET_INFLIGHT_FD, &got, sizeof(got), &fd, 1), 0);
+	close(fd);
+}
+
 /* What QEMU does for a 2-queue vhost-user-blk device: both queues started. */
 static void
-fe_setup(struct fe *e, bool owner)
+fe_setup_with(struct fe *e, bool owner, bool inflight)
 {
 	struct vhu_vring_state st;
 	struct vhu_vring_addr a;
@@ -386,7 +424,8 @@ fe_setup(struct fe *e, bool owner)
 	v = fe_get_u64(e, VHU_REQ_GET_PROTOCOL_FEATURES);
 	cr_assert_eq(v & (PF(REPLY_ACK) | PF(MQ) | PF(CONFIGURE_MEM_SLOTS)),
 		     PF(REPLY_ACK) | PF(MQ) | PF(CONFIGURE_MEM_SLOTS));
-	v &= PF(REPLY_ACK) | PF(MQ) | PF(CONFIGURE_MEM_SLOTS) | PF(CONFIG) | PF(RESET_DEVICE);
+	v &= PF(REPLY_ACK) | PF(MQ) | PF(CONFIGURE_MEM_SLOTS) | PF(CONFIG) | PF(RESET_DEVICE) |
+	     (inflight ? PF(INFLIGHT_SHMFD) : 0);
 	cr_assert_eq(fe_ack(e, VHU_REQ_SET_PROTOCOL_FEATURES, &v, 8, NULL, 0), 0);
 	cr_assert_eq(fe_get_u64(e, VHU_REQ_GET_QUEUE_NUM), NQ);
 	if (owner) {
@@ -394,6 +433,9 @@ fe_setup(struct fe *e, bool owner)
 	}
 	v = F(VHU_F_VERSION_1) | F(VHU_F_PROTOCOL_FEATURES) | F(BLK_F_FLUSH) | F(BLK_F_MQ);
 	cr_assert_eq(fe_ack(e, VHU_REQ_SET_FEATURES, &v, 8, NULL, 0), 0);
+	if (inflight) {
+		fe_inflight(e);
+	}
 	fe_add_region(e, 0);
 	for (q = 0; q < NQ; q++) {
 		st.index = q;
@@ -413,6 +455,12 @@ fe_setup(struct fe *e, bool owner)
 		st.num = 1;
 		cr_assert_eq(fe_ack(e, VHU_REQ_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0), 0);
 	}
+}
+
+static void
+fe_setup(struct fe *e, bool owner)
+{
+	fe_setup_with(e, owner, false);
 }
 
 static void
@@ -756,4 +804,37 @@ Test(reactors, create_multi_refuses_bad_ring_lists)
 	vhu_dev_server_destroy(srv);
 	vhu_ring_destroy(r);
 	blk_target_close(&g.t);
+}
+
+Test(reactors, inflight_areas_are_kept_by_each_queues_ring)
+{
+	struct vhu_inflight_queue *a0, *a1;
+	struct fe e;
+
+	rx_start(true);
+	fe_connect(&e, 1);
+	fe_setup_with(&e, true, true);
+	a0 = vhu_inflight_queue_at(e.ifl, QNUM, 0);
+	a1 = vhu_inflight_queue_at(e.ifl, QNUM, 1);
+	/* A request held on queue 1 (ring 1) is marked in queue 1's area only. */
+	fe_blk(&e, 1, BLK_T_FLUSH, 0, 0);
+	wait_until(&g_hold.n[1], 1, "queue 1 holds its request");
+	cr_assert_eq(__atomic_load_n(&a1->desc[0].inflight, __ATOMIC_ACQUIRE), 1,
+		     "ring 1 marks it in queue 1's area");
+	cr_assert_eq(a0->desc[0].inflight, 0);
+	/* Pushed: cleared. */
+	g_hold.push_len = 1;
+	cr_assert_eq(eventfd_write(g_hold.release_fd[1], 1), 0);
+	(void)fe_blk_wait(&e, 1);
+	cr_assert_eq(__atomic_load_n(&a1->desc[0].inflight, __ATOMIC_ACQUIRE), 0,
+		     "cleared when pushed");
+	/* And queue 0 (ring 0) has its own. */
+	fe_blk(&e, 0, BLK_T_FLUSH, 0, 0);
+	wait_until(&g_hold.n[0], 1, "queue 0 holds its request");
+	cr_assert_eq(__atomic_load_n(&a0->desc[0].inflight, __ATOMIC_ACQUIRE), 1);
+	cr_assert_eq(eventfd_write(g_hold.release_fd[0], 1), 0);
+	(void)fe_blk_wait(&e, 0);
+	fe_fini(&e);
+	wait_until(&g.closed, 1, "the device closes");
+	rx_stop();
 }

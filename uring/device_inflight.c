@@ -9,6 +9,11 @@
  * the device is freed. The fd is closed once mapped: the mapping is all we
  * keep.
  *
+ * With reactors the region is mapped once, on the control ring, and each
+ * ring attaches the areas of the queues homed on it (OP_INFLIGHT, on that
+ * ring: the vq is its). A ring that refuses (a queue of its running) after
+ * another attached closes the device: the queues would disagree.
+ *
  * The front-end may write the region at any time (it holds the fd): that
  * only changes what a later start submits again, which the recovery
  * checks. Its size is checked against the file at SET_INFLIGHT_FD (a
@@ -74,43 +79,86 @@ vhu__dev_inflight_create(struct vhu_dev *d, struct vhu_inflight *b, int *out)
 	return 0;
 }
 
+/* Unmap the region (every queue's area detached already: reset, or queues destroyed). */
 void
 vhu__dev_inflight_release(struct vhu_dev *d)
 {
+	if (d->ifl_map != NULL) {
+		munmap(d->ifl_map, d->ifl_len);
+	}
+	if (d->ifl_new != NULL) {
+		munmap(d->ifl_new, d->ifl_new_len);
+	}
+	d->ifl_map = d->ifl_new = NULL;
+	d->ifl_len = d->ifl_new_len = 0;
+}
+
+/* Detach the areas of the port's queues, on the port's ring. */
+void
+vhu__port_inflight_detach(struct dev_port *p)
+{
+	struct vhu_dev *d = p->dev;
 	unsigned int i;
 
-	if (d->ifl_map == NULL) {
-		return;
-	}
 	for (i = 0; i < d->nq; i++) {
-		if (d->q[i].vq != NULL) {
+		if (d->q[i].port == p && d->q[i].vq != NULL) {
 			(void)vhu_vq_set_inflight(d->q[i].vq, NULL, 0);
 		}
 	}
-	munmap(d->ifl_map, d->ifl_len);
-	d->ifl_map = NULL;
-	d->ifl_len = 0;
 }
 
+/*
+ * OP_INFLIGHT on the port's ring: its queues, all stopped and idle, take
+ * their areas of the region at base (queues from num_queues on: none).
+ * eturn 0; -EBUSY (nothing changed); or an attach error (every area of
+ * the port detached).
+ */
 int
-vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int fd)
+vhu__port_inflight_attach(struct dev_port *p, uint8_t *base, uint16_t num_queues,
+			  uint16_t queue_size)
+{
+	struct vhu_dev *d = p->dev;
+	unsigned int i;
+	int rc;
+
+	/* The areas are attached to stopped, idle queues only. */
+	for (i = 0; i < d->nq; i++) {
+		if (d->q[i].port == p &&
+		    (vhu_vq_started(d->q[i].vq) || vhu_vq_inflight(d->q[i].vq) > 0)) {
+			return -EBUSY;
+		}
+	}
+	vhu__port_inflight_detach(p);
+	for (i = 0; i < num_queues; i++) {
+		if (d->q[i].port != p) {
+			continue;
+		}
+		rc = vhu_vq_set_inflight(d->q[i].vq, vhu_inflight_queue_at(base, queue_size, i),
+					 queue_size);
+		if (rc < 0) {
+			vhu__port_inflight_detach(p);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/*
+ * SET_INFLIGHT_FD, first step: check and map the region (kept as the new
+ * one; vhu__dev_inflight_commit() makes it current once the queues took
+ * their areas). Takes fd. eturn 0 with *base the areas' start, or -errno.
+ */
+int
+vhu__dev_inflight_map(struct vhu_dev *d, const struct vhu_inflight *b, int fd, uint8_t **base)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t size, off, delta;
 	struct stat st;
-	unsigned int i;
 	void *p;
 	int rc = geometry(d, b, &size);
 
 	if (rc < 0) {
 		goto out;
-	}
-	/* The areas are attached to stopped, idle queues only. */
-	for (i = 0; i < d->nq; i++) {
-		if (vhu_vq_started(d->q[i].vq) || vhu_vq_inflight(d->q[i].vq) > 0) {
-			rc = -EBUSY;
-			goto out;
-		}
 	}
 	if (b->mmap_size < size || b->mmap_offset > (uint64_t)INT64_MAX - size) {
 		rc = -VHU_EINFLIGHT;
@@ -136,20 +184,35 @@ vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int fd)
 		rc = -errno;
 		goto out;
 	}
-	vhu__dev_inflight_release(d);
-	d->ifl_map = p;
-	d->ifl_len = (size_t)(size + delta);
-	for (i = 0; i < b->num_queues; i++) {
-		rc = vhu_vq_set_inflight(d->q[i].vq,
-					 vhu_inflight_queue_at((uint8_t *)p + delta, b->queue_size, i),
-					 b->queue_size);
-		if (rc < 0) {
-			vhu__dev_inflight_release(d);
-			goto out;
-		}
-	}
+	d->ifl_new = p;
+	d->ifl_new_len = (size_t)(size + delta);
+	*base = (uint8_t *)p + delta;
 	rc = 0;
 out:
 	close(fd);
 	return rc;
+}
+
+/*
+ * SET_INFLIGHT_FD, last step, rc the queues' answer: 0 makes the new region
+ * current (the old one goes); -EBUSY from the first ring leaves everything
+ * as it was; any other failure leaves no region in use (both stay mapped
+ * until the device goes, as a ring may point into either).
+ */
+void
+vhu__dev_inflight_commit(struct vhu_dev *d, int rc, bool partial)
+{
+	if (rc == 0) {
+		if (d->ifl_map != NULL) {
+			munmap(d->ifl_map, d->ifl_len);
+		}
+		d->ifl_map = d->ifl_new;
+		d->ifl_len = d->ifl_new_len;
+	} else if (!partial) {
+		munmap(d->ifl_new, d->ifl_new_len);
+	} else {
+		return;		/* kept until the device is freed (it is closing) */
+	}
+	d->ifl_new = NULL;
+	d->ifl_new_len = 0;
 }

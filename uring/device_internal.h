@@ -78,6 +78,7 @@ enum dev_op {
 	OP_MEM_ADD,
 	OP_MEM_REM,
 	OP_RESET,		/* stop, wait for the requests, reset the queues and memory */
+	OP_INFLIGHT,		/* attach the queues' inflight areas */
 };
 
 struct dev_cmd {
@@ -90,6 +91,9 @@ struct dev_cmd {
 	struct vhu_mem_region region;	/* MEM_ADD, MEM_REM */
 	struct vhu_mem_table table;	/* MEM_TABLE, with one fd per region */
 	int fds[VHU_MAX_MEM_REGIONS];
+	uint8_t *ifl_base;		/* INFLIGHT: the areas (mapped by the control ring) */
+	uint16_t ifl_queues;
+	uint16_t ifl_queue_size;
 };
 
 /* A message between the control ring and a remote port's ring. */
@@ -168,6 +172,8 @@ struct vhu_dev {
 	struct vhu_mem *mem;		/* the control ring's view (the local port's) */
 	void *ifl_map;			/* the inflight region (SET_INFLIGHT_FD), or NULL */
 	size_t ifl_len;
+	void *ifl_new;			/* one being attached (SET_INFLIGHT_FD held), or NULL */
+	size_t ifl_new_len;
 	unsigned int nq;
 	unsigned int nports;		/* one per server ring; ports[0] is local */
 	struct dev_port *ports;
@@ -188,8 +194,13 @@ void vhu__cmd_release(struct dev_cmd *c);
 
 /* device_inflight.c */
 int vhu__dev_inflight_create(struct vhu_dev *d, struct vhu_inflight *b, int *fd);
-int vhu__dev_inflight_set(struct vhu_dev *d, const struct vhu_inflight *b, int fd);
+int vhu__dev_inflight_map(struct vhu_dev *d, const struct vhu_inflight *b, int fd,
+			  uint8_t **base);
+void vhu__dev_inflight_commit(struct vhu_dev *d, int rc, bool partial);
 void vhu__dev_inflight_release(struct vhu_dev *d);
+int vhu__port_inflight_attach(struct dev_port *p, uint8_t *base, uint16_t num_queues,
+			      uint16_t queue_size);
+void vhu__port_inflight_detach(struct dev_port *p);
 
 /* device_queue.c */
 void vhu__dq_init(struct dev_queue *q, struct vhu_dev *d, struct dev_port *p, unsigned int idx);

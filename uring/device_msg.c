@@ -243,6 +243,8 @@ port_reset(struct dev_port *p)
 			q->err_fd = -1;
 		}
 	}
+	/* The control ring unmaps the inflight region once every ring has let go. */
+	vhu__port_inflight_detach(p);
 	(void)vhu_mem_reset(p->mem);
 }
 
@@ -347,6 +349,8 @@ vhu__port_apply(struct dev_port *p, struct dev_cmd *c)
 		}
 		port_reset(p);
 		return 0;
+	case OP_INFLIGHT:
+		return vhu__port_inflight_attach(p, c->ifl_base, c->ifl_queues, c->ifl_queue_size);
 	}
 	return -EINVAL;
 }
@@ -843,20 +847,51 @@ get_inflight_fd(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 	return 0;
 }
 
+/*
+ * The region is mapped here, then every ring attaches its queues' areas
+ * (the local port first: a refusal there changes nothing anywhere).
+ */
 static int
 set_inflight_fd(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 {
 	struct vhu_inflight b;
-	int fd, rc = body_get(msg, &b, sizeof(b));
+	struct dev_cmd c;
+	uint8_t *base;
+	int fd, rc;
 
+	if (collected(d, &rc)) {
+		/* A ring refused after the first had attached: they would disagree. */
+		vhu__dev_inflight_commit(d, rc, true);
+		if (rc < 0) {
+			vhu_dev_close(d, rc);
+		}
+		return rc;
+	}
+	rc = body_get(msg, &b, sizeof(b));
 	if (rc < 0) {
 		return rc;
 	}
-	fd = fd_take_one(msg);
+	if (msg->fds.n != 1) {
+		return -VHU_EFDS;
+	}
+	/* Mapped now, not kept: a copy when the message may be held (it keeps its fds). */
+	fd = fd_for_cmd(msg, 0, has_remote(d));
 	if (fd < 0) {
 		return fd;
 	}
-	return vhu__dev_inflight_set(d, &b, fd);
+	rc = vhu__dev_inflight_map(d, &b, fd, &base);
+	if (rc < 0) {
+		return rc;
+	}
+	cmd_init(&c, OP_INFLIGHT);
+	c.ifl_base = base;
+	c.ifl_queues = b.num_queues;
+	c.ifl_queue_size = b.queue_size;
+	rc = run_all(d, &c);
+	if (rc != HOLD) {
+		vhu__dev_inflight_commit(d, rc, false);
+	}
+	return rc;
 }
 
 /* Config and status ------------------------------------------------- */
