@@ -110,7 +110,7 @@ vhu__port_inflight_detach(struct dev_port *p)
 /*
  * OP_INFLIGHT on the port's ring: its queues, all stopped and idle, take
  * their areas of the region at base (queues from num_queues on: none).
- * eturn 0; -EBUSY (nothing changed); or an attach error (every area of
+ * \return 0; -EBUSY (nothing changed); or an attach error (every area of
  * the port detached).
  */
 int
@@ -146,7 +146,7 @@ vhu__port_inflight_attach(struct dev_port *p, uint8_t *base, uint16_t num_queues
 /*
  * SET_INFLIGHT_FD, first step: check and map the region (kept as the new
  * one; vhu__dev_inflight_commit() makes it current once the queues took
- * their areas). Takes fd. eturn 0 with *base the areas' start, or -errno.
+ * their areas). Takes fd. \return 0 with *base the areas' start, or -errno.
  */
 int
 vhu__dev_inflight_map(struct vhu_dev *d, const struct vhu_inflight *b, int fd, uint8_t **base)

@@ -168,8 +168,7 @@ vhu__cmd_release(struct dev_cmd *c)
 	}
 }
 
-/* A copy of c for another port, with its own fds. 
-eturn 0, or -errno of dup. */
+/* A copy of c for another port, with its own fds. \return 0, or -errno of dup. */
 static int
 cmd_copy(struct dev_cmd *dst, const struct dev_cmd *c)
 {
@@ -259,9 +258,8 @@ take_fd(int *fd)
 
 /*
  * Apply c to port p, on p's ring. Queue commands name a queue homed on p.
- * Consumes the fds it uses. 
-eturn 0, -errno, or HOLD (GET_BASE and RESET
- * while requests are in flight: applied again once they are back).
+ * Consumes the fds it uses. \return 0, -errno, or HOLD (GET_BASE and
+ * RESET while requests are in flight: applied again once they are back).
  */
 int
 vhu__port_apply(struct dev_port *p, struct dev_cmd *c)
@@ -357,9 +355,8 @@ vhu__port_apply(struct dev_port *p, struct dev_cmd *c)
 
 /*
  * The answers of the remote ports to the command this message forwarded,
- * if they are all back (the message's second delivery). 
-eturn true with
- * *rc their first error, or 0.
+ * if they are all back (the message's second delivery). \return true
+ * with *rc their first error, or 0.
  */
 static bool
 collected(struct vhu_dev *d, int *rc)

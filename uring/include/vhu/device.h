@@ -243,8 +243,7 @@ int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts
  * (see Threading above): rings[0] listens and holds the connections, the
  * queues are spread over all of them. Call on rings[0]'s thread. One ring
  * is vhu_dev_server_create().
- * 
-eturn as vhu_dev_server_create(); -EINVAL also for no rings, more than
+ * \return as vhu_dev_server_create(); -EINVAL also for no rings, more than
  *         VHU_DEV_MAX_RINGS, or a ring given twice.
  */
 int vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
