@@ -4,7 +4,7 @@
  * driver (<vhu/blkdrv.h>) on two queues, which land on two rings: data
  * written through one queue reads back through the other and is in the
  * file, with the data's memory added by ADD_MEM_REG or by a new
- * SET_MEM_TABLE while the queues run; SIGTERM with requests in flight on both queues stops it with
+ * SET_MEM_TABLE while the queues run, and in poll mode; SIGTERM with requests in flight on both queues stops it with
  * status 0 and removes its socket; bad CPU lists are usage errors.
  */
 #define _GNU_SOURCE
@@ -48,13 +48,13 @@ cpu_list(char *buf, size_t len)
 	}
 }
 
-/* vhu-blk --cpus on a file of DISK_BYTES, 2 queues; returns once it listens. */
+/* vhu-blk --cpus on a file of DISK_BYTES, 2 queues, and extra (or NULL); returns once it listens. */
 static void
-start_blk_cpus(const char *sock)
+start_blk_cpus_with(const char *sock, const char *extra)
 {
 	char cpus[32], buf[4096] = "", want[256];
 	const char *args[] = { "--socket", sock, "--file", t_path("disk.img"), "--queues", "2",
-			       "--cpus", cpus, NULL };
+			       "--cpus", cpus, extra, NULL };
 	size_t len = 0;
 	int fd;
 
@@ -68,6 +68,12 @@ start_blk_cpus(const char *sock)
 	snprintf(want, sizeof(want), "vhu-blk: listening on %s:", sock);
 	t_proc_read_until(t_tool.backend.err, buf, sizeof(buf), &len, want, "vhu-blk");
 	t_expect_has(buf, "one ring per CPU");
+}
+
+static void
+start_blk_cpus(const char *sock)
+{
+	start_blk_cpus_with(sock, NULL);
 }
 
 /* The userspace driver on 2 queues; with table, memory goes by SET_MEM_TABLE, not ADD_MEM_REG. */
@@ -104,14 +110,14 @@ io(struct vhu_blkdrv *d, unsigned int q, bool write, uint64_t sector, void *buf)
 }
 
 static void
-data_crosses_queues(bool table)
+data_crosses_queues(bool table, const char *extra)
 {
 	const char *sock = t_path("blk.sock");
 	struct vhu_blkdrv *d;
 	uint8_t *a, *b, disk[CHUNK];
 	int fd;
 
-	start_blk_cpus(sock);
+	start_blk_cpus_with(sock, extra);
 	d = connect_with(sock, table);
 	cr_assert_eq(vhu_blkdrv_info(d)->queues, 2);
 	cr_assert_eq(vhu_blkdrv_alloc(d, 2 * CHUNK, (void **)&a), 0);
@@ -139,13 +145,19 @@ data_crosses_queues(bool table)
 
 Test(blk_cpus, data_written_through_each_queue_reads_back_through_the_other)
 {
-	data_crosses_queues(false);
+	data_crosses_queues(false, NULL);
 }
 
 /* The data buffers' region comes by SET_MEM_TABLE while both queues run on their rings. */
 Test(blk_cpus, same_with_the_memory_table_replaced_while_the_queues_run)
 {
-	data_crosses_queues(true);
+	data_crosses_queues(true, NULL);
+}
+
+/* Poll mode: each reactor spins on the queues homed on it. */
+Test(blk_cpus, poll_mode_on_every_reactor)
+{
+	data_crosses_queues(false, "--poll");
 }
 
 Test(blk_cpus, sigterm_under_io_exits_0_and_removes_the_socket)
