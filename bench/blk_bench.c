@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ struct opts {
 	unsigned int ms;
 	int cpu;
 	bool no_event_idx;		/* do not negotiate VIRTIO_RING_F_EVENT_IDX */
+	bool wait;			/* sleep on the call eventfds instead of spinning */
 	bool json;
 	const char *plot;
 	struct target t[MAX_TARGETS];
@@ -238,6 +240,43 @@ submit_one(struct vhu_blkdrv *d, bool write, unsigned int q, uint64_t off, uint8
 		     : vhu_blkdrv_read(d, q, off / 512, b, bs, r);
 }
 
+/*
+ * --wait: nothing completed on any queue, so sleep until a back-end calls.
+ * Each queue first asks for a call (vhu_blkdrv_arm_call: race-free, a
+ * completion already published says so); then one poll(2) over their call
+ * eventfds, whose counters are read back to zero.
+ */
+static int
+wait_calls(struct vhu_blkdrv *d, unsigned int nq)
+{
+	struct pollfd pfd[VHU_BLKDRV_MAX_QUEUES];
+	unsigned int q;
+	int n;
+
+	for (q = 0; q < nq; q++) {
+		if (vhu_blkdrv_arm_call(d, q) != 0) {
+			return 0;	/* completions pending: harvest them */
+		}
+		pfd[q].fd = vhu_blkdrv_call_fd(d, q);
+		pfd[q].events = POLLIN;
+	}
+	do {
+		n = poll(pfd, nq, 5000);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		return n == 0 ? -ETIMEDOUT : -errno;
+	}
+	for (q = 0; q < nq; q++) {
+		uint64_t v;
+
+		if ((pfd[q].revents & POLLIN) && read(pfd[q].fd, &v, sizeof(v)) < 0 &&
+		    errno != EAGAIN) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 static int
 measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int depth,
 	unsigned int bs, uint8_t *buf, struct req *reqs, uint64_t *samples, size_t *nsamples,
@@ -284,7 +323,7 @@ measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int
 	for (;;) {
 		uint64_t t = now_ns();
 		bool stop = t >= t_end;
-		unsigned int left = 0;
+		unsigned int left = 0, got = 0;
 
 		for (q = 0; q < nq; q++) {
 			uint64_t w0 = t;
@@ -327,7 +366,16 @@ measure(struct vhu_blkdrv *d, const struct opts *o, enum blk_sc sc, unsigned int
 			if (n > 0) {
 				work += now_ns() - w0;
 			}
+			got += (unsigned int)n;
 			left += vhu_blkdrv_inflight(d, q);
+		}
+		if (o->wait && got == 0 && left > 0) {
+			rc = wait_calls(d, nq);
+			if (rc < 0) {
+				snprintf(f->err, sizeof(f->err), "waiting for a call: %s",
+					 vhu_strerror(rc));
+				return -1;
+			}
 		}
 		if (stop && left == 0) {
 			break;
@@ -455,6 +503,9 @@ usage(FILE *out)
 		"  --reps N          measured repetitions (default 5) of --time MS (default 1000)\n"
 		"  --cpu N           pin the client to CPU N\n"
 		"  --no-event-idx    do not negotiate VIRTIO_RING_F_EVENT_IDX (flags only)\n"
+		"  --wait            when nothing has completed, sleep on the queues' call\n"
+		"                    eventfds (as a guest does) instead of spinning: leaves\n"
+		"                    the CPU to a back-end that shares it\n"
 		"  --json            JSON lines, one per case x target\n"
 		"  --plot FILE.png   IOPS per case and target (gnuplot)\n");
 }
@@ -552,6 +603,7 @@ parse(struct opts *o, int argc, char **argv)
 		{ "time", required_argument, NULL, 't' },
 		{ "cpu", required_argument, NULL, 'c' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
+		{ "wait", no_argument, NULL, 'W' },
 		{ "connect", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
@@ -600,6 +652,9 @@ parse(struct opts *o, int argc, char **argv)
 			break;
 		case 'E':
 			o->no_event_idx = true;
+			break;
+		case 'W':
+			o->wait = true;
 			break;
 		case 'j':
 			o->json = true;
@@ -706,8 +761,9 @@ bench_blk_main(int argc, char **argv)
 		return 1;
 	}
 	if (!o.json) {
-		printf("# vhu-bench blk: client %s, %u queue(s), %u x %u ms per figure, polling%s\n",
+		printf("# vhu-bench blk: client %s, %u queue(s), %u x %u ms per figure, %s%s\n",
 		       o.cpu >= 0 ? "pinned" : "not pinned", o.queues, o.reps, o.ms,
+		       o.wait ? "waiting on calls" : "polling",
 		       o.no_event_idx ? ", EVENT_IDX not negotiated" : "");
 	}
 	for (k = 0; k < SC_N; k++) {

@@ -217,9 +217,12 @@ Test(blkdrv_qsd, null_export_reads_polled_at_depth)
 	qsd_stop(pid);
 }
 
-/* vhu-bench --scenario blk-randread against qsd: $VHU_BUILD_ROOT/bench/vhu-bench. */
+/*
+ * vhu-bench --scenario blk-randread against qsd ($VHU_BUILD_ROOT/bench/vhu-bench),
+ * with one more option if extra is not NULL.
+ */
 static int
-bench_run(const char *sock, char *out, size_t cap)
+bench_run(const char *sock, const char *extra, char *out, size_t cap)
 {
 	const char *root = getenv("VHU_BUILD_ROOT");
 	char bin[512], conn[160];
@@ -236,9 +239,11 @@ bench_run(const char *sock, char *out, size_t cap)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(po[1], 1);
-		execl(bin, "vhu-bench", "--scenario", "blk-randread", "--iodepth", "4",
-		      "--queues", "2", "--reps", "1", "--time", "100", "--json", "--connect", conn,
-		      (char *)NULL);
+		char *argv[] = { "vhu-bench", "--scenario", "blk-randread", "--iodepth", "4",
+				 "--queues", "2", "--reps", "1", "--time", "100", "--json",
+				 "--connect", conn, (char *)extra, NULL };
+
+		execv(bin, argv);
 		_exit(127);
 	}
 	close(po[1]);
@@ -264,7 +269,7 @@ Test(blkdrv_qsd, bench_blk_scenario_json_and_garbage_fails)
 
 	pid = qsd_start("driver=null-co,node-name=n0,size=67108864,read-zeroes=on", "n0", 2, path,
 			sizeof(path));
-	rc = bench_run(path, out, sizeof(out));
+	rc = bench_run(path, NULL, out, sizeof(out));
 	qsd_stop(pid);
 	cr_assert_eq(rc, 0, "vhu-bench: %d\n%s", rc, out);
 	cr_assert_not_null(strstr(out, "\"scenario\":\"blk-randread\""), "%s", out);
@@ -276,8 +281,28 @@ Test(blkdrv_qsd, bench_blk_scenario_json_and_garbage_fails)
 	/* read-zeroes=off: reads leave the buffer as it was, which is garbage. */
 	unlink(path);
 	pid = qsd_start("driver=null-co,node-name=n0,size=67108864", "n0", 2, path, sizeof(path));
-	rc = bench_run(path, out, sizeof(out));
+	rc = bench_run(path, NULL, out, sizeof(out));
 	qsd_stop(pid);
 	cr_assert_eq(rc, 1, "a back-end that returns garbage fails the run\n%s", out);
 	cr_assert_not_null(strstr(out, "\"status\":\"failed\""), "%s", out);
+}
+
+/*
+ * --wait sleeps on the call eventfds when nothing has completed: every
+ * request still completes (a lost call would end the run with "waiting for
+ * a call"), against a back-end none of us wrote.
+ */
+Test(blkdrv_qsd, bench_blk_wait_sleeps_on_calls)
+{
+	char path[108], out[4096];
+	pid_t pid;
+	int rc;
+
+	pid = qsd_start("driver=null-co,node-name=n0,size=67108864,read-zeroes=on", "n0", 2, path,
+			sizeof(path));
+	rc = bench_run(path, "--wait", out, sizeof(out));
+	qsd_stop(pid);
+	cr_assert_eq(rc, 0, "vhu-bench --wait: %d\n%s", rc, out);
+	cr_assert_not_null(strstr(out, "\"verified\":\"zeroes\""), "%s", out);
+	cr_assert_null(strstr(out, "waiting for a call"), "%s", out);
 }
