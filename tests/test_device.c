@@ -444,37 +444,13 @@ hostile_chain(struct fe *bad, enum hostile h)
 	cr_assert_eq(eventfd_write(bad->kick, 1), 0);
 }
 
-/*
- * Lines of /proc/self/maps backed by a file (memfd guest memory, the
- * ring): what a device maps. Anonymous lines are left out: the allocator
- * (ASan's above all) maps more of them as it grows, which is no leak.
- */
-static int
-file_map_count(void)
-{
-	FILE *m = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	cr_assert_not_null(m);
-	while (fgets(line, sizeof(line), m) != NULL) {
-		char path[256] = "";
-
-		if (sscanf(line, "%*s %*s %*s %*s %*s %255s", path) == 1 && path[0] != '[') {
-			n++;
-		}
-	}
-	fclose(m);
-	return n;
-}
-
 static void
 hostile_closes_only_its_device(enum hostile h, int want)
 {
 	struct fx f;
 	struct fe bad, good;
 	uint32_t used;
-	int maps_before = file_map_count();
+	int maps_before = fg_map_count();
 	int fds_before = t_fd_count();
 
 	g_extra_features = F(VHU_F_RING_INDIRECT_DESC);
@@ -500,7 +476,7 @@ hostile_closes_only_its_device(enum hostile h, int want)
 	fx_fini(&f);
 	g_extra_features = 0;
 	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
-	cr_assert_eq(file_map_count(), maps_before, "every mapping released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }
 
 Test(device, hostile_chain_breaks_only_its_device)

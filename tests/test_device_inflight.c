@@ -395,12 +395,6 @@ maps_of(const char *name)
 	return n;
 }
 
-static int
-file_map_count(void)
-{
-	return maps_of(NULL);
-}
-
 static void
 used_expect(struct vm *vm, const uint16_t *heads, unsigned int n)
 {
@@ -446,7 +440,7 @@ area_clear(const struct vm *vm)
 
 Test(device_inflight, held_requests_resubmitted_in_order_once_after_a_restart)
 {
-	int fds_before = t_fd_count(), maps_before = file_map_count();
+	int fds_before = t_fd_count(), maps_before = fg_map_count();
 	uint16_t h[NREQ], done_first[] = { 0 };
 	struct be b;
 	struct vm vm;
@@ -499,7 +493,7 @@ Test(device_inflight, held_requests_resubmitted_in_order_once_after_a_restart)
 	be_kill(&b);
 	vm_fini(&vm);
 	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
-	cr_assert_eq(file_map_count(), maps_before, "every mapping released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }
 
 Test(device_inflight, death_between_used_index_and_flag_clear)
@@ -620,7 +614,7 @@ Test(device_inflight, vhu_blk_completes_writes_a_dead_back_end_took)
 
 Test(device_inflight, hostile_region_closes_only_its_device_at_start)
 {
-	int fds_before = t_fd_count(), maps_before = file_map_count();
+	int fds_before = t_fd_count(), maps_before = fg_map_count();
 	struct be b;
 	struct vm vm;
 	uint64_t v = 0;
@@ -644,12 +638,12 @@ Test(device_inflight, hostile_region_closes_only_its_device_at_start)
 	be_kill(&b);
 	vm_fini(&vm);
 	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
-	cr_assert_eq(file_map_count(), maps_before, "every mapping released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }
 
 Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 {
-	int fds_before = t_fd_count(), maps_before = file_map_count();
+	int fds_before = t_fd_count(), maps_before = fg_map_count();
 	struct vhu_inflight in = { 0, 0, 1, QNUM, 0 };
 	struct be b;
 	struct vm vm;
@@ -658,7 +652,7 @@ Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 	vm_init(&vm);
 	be_start(&b, true);
 	handshake(&b, &vm, 0);
-	maps = file_map_count();
+	maps = fg_map_count();
 	/* Queues are started: the region cannot change under them. */
 	in.mmap_size = vm.region_size;
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &vm.region_fd, 1), 1);
@@ -689,16 +683,16 @@ Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 	cr_assert_eq(ftruncate(big, 2 * (off_t)vm.region_size), 0);
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &big, 1), 1);
 	close(big);
-	cr_assert_eq(file_map_count(), maps, "nothing mapped by the refusals");
+	cr_assert_eq(fg_map_count(), maps, "nothing mapped by the refusals");
 	/* The same region again while stopped: the old mapping goes, the new one stays. */
 	in.mmap_offset = 0;
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &vm.region_fd, 1), 0);
-	cr_assert_eq(file_map_count(), maps, "one mapping");
+	cr_assert_eq(fg_map_count(), maps, "one mapping");
 	close(small);
 	be_kill(&b);
 	vm_fini(&vm);
 	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
-	cr_assert_eq(file_map_count(), maps_before, "every mapping released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }
 
 Test(device_inflight, not_offered_without_opt_in_and_reset_unmaps)

@@ -285,30 +285,6 @@ until_asleep(struct fx *f)
 	cr_assert_not(f->ring->poll.spinning);
 }
 
-/*
- * File-backed mappings of the process (guest memory, the ring): anonymous
- * ones are left out, the allocator (ASan's above all) maps more of them
- * as it grows, which is no leak.
- */
-static int
-file_map_count(void)
-{
-	FILE *m = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	cr_assert_not_null(m);
-	while (fgets(line, sizeof(line), m) != NULL) {
-		char path[256] = "";
-
-		if (sscanf(line, "%*s %*s %*s %*s %*s %255s", path) == 1 && path[0] != '[') {
-			n++;
-		}
-	}
-	fclose(m);
-	return n;
-}
-
 static uint64_t
 kicks_read(int fd)
 {
@@ -520,7 +496,7 @@ Test(device_poll, stop_reset_and_close_release_everything)
 {
 	struct vhu_vring_state st = { .index = 0 };
 	struct fx f;
-	int maps = file_map_count();
+	int maps = fg_map_count();
 
 	fx_init(&f, F(VHU_F_RING_EVENT_IDX), NEVER_IDLE_US);
 	guest_add(&f, BLK_T_IN, 0, 512);
@@ -563,5 +539,5 @@ Test(device_poll, stop_reset_and_close_release_everything)
 	cr_assert_eq(vhu_dev_server_count(f.srv), 0);
 	cr_assert(vlist_empty(&f.ring->poll.queues));
 	fx_fini(&f);
-	cr_assert_eq(file_map_count(), maps, "a mapping outlived the device");
+	cr_assert_eq(fg_map_count(), maps, "a mapping outlived the device");
 }
