@@ -641,13 +641,25 @@ Test(device_inflight, hostile_region_closes_only_its_device_at_start)
 	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }
 
+/* A memfd of len bytes sealed against shrinking (as a front-end hands back a region). */
+static int
+sealed_memfd(off_t len)
+{
+	int fd = memfd_create("region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, len), 0);
+	cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	return fd;
+}
+
 Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 {
 	int fds_before = t_fd_count(), maps_before = fg_map_count();
 	struct vhu_inflight in = { 0, 0, 1, QNUM, 0 };
 	struct be b;
 	struct vm vm;
-	int small, big, maps;
+	int small, big, unsealed, maps;
 
 	vm_init(&vm);
 	be_start(&b, true);
@@ -663,8 +675,7 @@ Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 				  sizeof(got), NULL), sizeof(got));
 	}
 	/* A file smaller than the size it claims. */
-	small = memfd_create("small", MFD_CLOEXEC);
-	cr_assert_eq(ftruncate(small, 64), 0);
+	small = sealed_memfd(64);
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &small, 1), 1);
 	/* A size below what the queues need. */
 	in.mmap_size = 64;
@@ -679,13 +690,22 @@ Test(device_inflight, set_inflight_fd_refuses_bad_geometry)
 	/* An offset that breaks the areas' alignment. */
 	in.queue_size = QNUM;
 	in.mmap_offset = 8;
-	big = memfd_create("big", MFD_CLOEXEC);
-	cr_assert_eq(ftruncate(big, 2 * (off_t)vm.region_size), 0);
+	big = sealed_memfd(2 * (off_t)vm.region_size);
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &big, 1), 1);
 	close(big);
-	cr_assert_eq(fg_map_count(), maps, "nothing mapped by the refusals");
-	/* The same region again while stopped: the old mapping goes, the new one stays. */
+	/*
+	 * A region of the right size the front-end could still shrink (and so
+	 * raise SIGBUS in the back-end): refused; sealed, the same file is taken.
+	 */
 	in.mmap_offset = 0;
+	unsealed = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	cr_assert_geq(unsealed, 0);
+	cr_assert_eq(ftruncate(unsealed, (off_t)vm.region_size), 0);
+	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &unsealed, 1), 1);
+	cr_assert_eq(fcntl(unsealed, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &unsealed, 1), 0);
+	close(unsealed);
+	/* The region again while stopped: the old mapping goes, the new one stays. */
 	cr_assert_eq(ack(&b, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &vm.region_fd, 1), 0);
 	cr_assert_eq(fg_map_count(), maps, "one mapping");
 	close(small);

@@ -155,7 +155,7 @@ vhu__dev_inflight_map(struct vhu_dev *d, const struct vhu_inflight *b, int fd, u
 	uint64_t size, off, delta;
 	struct stat st;
 	void *p;
-	int rc = geometry(d, b, &size);
+	int seals, rc = geometry(d, b, &size);
 
 	if (rc < 0) {
 		goto out;
@@ -169,6 +169,17 @@ vhu__dev_inflight_map(struct vhu_dev *d, const struct vhu_inflight *b, int fd, u
 		goto out;
 	}
 	if (st.st_size < 0 || (uint64_t)st.st_size < b->mmap_offset + size) {
+		rc = -VHU_EINFLIGHT;
+		goto out;
+	}
+	/*
+	 * A file the front-end could shrink after this check would turn our
+	 * next store into the region into a SIGBUS: only a file sealed against
+	 * shrinking is mapped. GET_INFLIGHT_FD's memfd is (so what QEMU hands
+	 * back is), as are libvhost-user's and DPDK's.
+	 */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
 		rc = -VHU_EINFLIGHT;
 		goto out;
 	}
