@@ -138,6 +138,11 @@ static const struct code_text vhu_codes[VHU_ERROR_END - VHU_ERROR_BASE] = {
 		"VHU_EINFLIGHT",
 		"VirtqueueBroken: inflight region refused (size, layout or inconsistent records)",
 	},
+	[VHU_EMEMLOST - VHU_ERROR_BASE] = {
+		"VHU_EMEMLOST",
+		"GuestMemory: a guest memory region shrank under its mapping "
+		"(the front-end truncated it)",
+	},
 };
 
 /* The errnos a socket layer actually meets; the rest print as "E?". */
@@ -278,6 +283,7 @@ vhu_err_is_guest_fault(int err)
 	case VHU_EVQORDER:
 	case VHU_EVQSEGS:
 	case VHU_EINFLIGHT:
+	case VHU_EMEMLOST:
 		return true;
 	default:
 		return false;

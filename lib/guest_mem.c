@@ -21,6 +21,8 @@
 #include <vhu/error.h>
 #include <vhu/guest_mem.h>
 
+#include "mem_guard.h"
+
 struct region {
 	uint64_t gpa;
 	uint64_t size;
@@ -30,6 +32,8 @@ struct region {
 	void *map;		/* the mapping: from mmap_offset rounded down to a page */
 	size_t map_len;
 	int fd;
+	int lost;		/* set by the SIGBUS guard: now zero pages (atomic) */
+	struct mem_guard_slot *guard;	/* registered for the SIGBUS guard */
 	struct region *next;	/* on an epoch's retired list */
 };
 
@@ -43,6 +47,7 @@ struct vhu_mem {
 	unsigned int n;
 	unsigned int last;	/* index of the last GPA hit */
 	unsigned int ndeferred;
+	int lost;		/* a region (in the table or deferred) was lost (atomic) */
 	uint64_t gen;
 	struct vhu_mem_epoch *oldest;	/* oldest epoch still needed */
 	struct vhu_mem_epoch *cur;	/* the epoch vhu_mem_hold hands out */
@@ -56,6 +61,8 @@ region_free(struct region *r)
 		return;
 	}
 	if (r->map != NULL) {
+		/* Out of the guard's registry first: no handler may remap it after munmap. */
+		vhu__mem_guard_del(r->guard);
 		munmap(r->map, r->map_len);
 	}
 	if (r->fd >= 0) {
@@ -77,9 +84,9 @@ wraps(uint64_t start, uint64_t size)
 	return size - 1 > UINT64_MAX - start;
 }
 
-/* Map one region; fd is consumed in every case. */
+/* Map one region of m; fd is consumed in every case. */
 static int
-region_map(const struct vhu_mem_region *d, int fd, struct region **out)
+region_map(struct vhu_mem *m, const struct vhu_mem_region *d, int fd, struct region **out)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t off, delta;
@@ -133,6 +140,12 @@ region_map(const struct vhu_mem_region *d, int fd, struct region **out)
 	r->map_len = (size_t)(d->size + delta);
 	r->host = (uint8_t *)p + delta;
 	r->fd = fd;
+	err = vhu__mem_guard_add(r->map, r->map_len, &r->lost, &m->lost, &r->guard);
+	if (err < 0) {
+		munmap(p, r->map_len);
+		free(r);
+		goto fail;
+	}
 	*out = r;
 	return 0;
 fail:
@@ -292,7 +305,7 @@ vhu_mem_set_table(struct vhu_mem *m, const struct vhu_mem_table *table, const in
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
-		int rc = region_map(&table->regions[i], fds[i], &nr[i]);
+		int rc = region_map(m, &table->regions[i], fds[i], &nr[i]);
 
 		if (rc < 0 && err == 0) {
 			err = rc;
@@ -337,7 +350,7 @@ vhu_mem_add_region(struct vhu_mem *m, const struct vhu_mem_region *region, int f
 		}
 		return -VHU_EMEMSLOTS;
 	}
-	rc = region_map(region, fd, &r);
+	rc = region_map(m, region, fd, &r);
 	if (rc < 0) {
 		return rc;
 	}
@@ -417,6 +430,12 @@ vhu_mem_generation(const struct vhu_mem *m)
 	return m->gen;
 }
 
+int
+vhu_mem_error(const struct vhu_mem *m)
+{
+	return __atomic_load_n(&m->lost, __ATOMIC_ACQUIRE) ? -VHU_EMEMLOST : 0;
+}
+
 unsigned int
 vhu_mem_deferred(const struct vhu_mem *m)
 {
@@ -429,7 +448,7 @@ inside(const struct region *r, uint64_t start, uint64_t addr, uint64_t len)
 {
 	uint64_t off;
 
-	if (addr < start) {
+	if (addr < start || __atomic_load_n(&r->lost, __ATOMIC_ACQUIRE)) {
 		return NULL;
 	}
 	off = addr - start;

@@ -163,13 +163,18 @@ rings_ok(struct vhu_vq *vq)
 	return rings_map(vq);
 }
 
+/*
+ * The queue is broken. A fault met on memory the SIGBUS guard replaced
+ * with zeroes (a bad index, an address outside the table) is the lost
+ * region's, and is named so.
+ */
 static int
 broken(struct vhu_vq *vq, int err)
 {
 	if (vq->error == 0) {
-		vq->error = err;
+		vq->error = vhu_mem_error(vq->mem) < 0 ? -VHU_EMEMLOST : err;
 	}
-	return err;
+	return vq->error;
 }
 
 void
@@ -512,8 +517,8 @@ avail_event(const struct vhu_vq *vq)
 	return vq->notify_off ? (uint16_t)(vq->last_avail - 1u - 0x7fffu) : vq->last_avail;
 }
 
-int
-vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
+static int
+pop_one(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
 {
 	uint16_t avail_idx, pending, head;
 	int rc;
@@ -564,6 +569,21 @@ vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigne
 	req->epoch = vhu_mem_hold(vq->mem);
 	vq->inflight++;
 	return 1;
+}
+
+int
+vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov, unsigned int iov_max)
+{
+	int rc = pop_one(vq, req, iov, iov_max);
+
+	/* A region lost while the ring was read: what was read is zeroes. */
+	if (rc >= 0 && vhu_mem_error(vq->mem) < 0) {
+		if (rc > 0) {
+			vhu_vq_drop(vq, req);
+		}
+		rc = broken(vq, -VHU_EMEMLOST);
+	}
+	return rc;
 }
 
 int
@@ -622,6 +642,10 @@ vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_req *req, uint32_t len)
 		__atomic_store_n(&vq->ifl->used_idx, vq->used_idx, __ATOMIC_RELEASE);
 	}
 	req_done(vq, req);
+	/* The request's buffers or the used ring were lost: the guest saw nothing. */
+	if (vhu_mem_error(vq->mem) < 0) {
+		return broken(vq, -VHU_EMEMLOST);
+	}
 	return 0;
 }
 

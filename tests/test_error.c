@@ -49,6 +49,7 @@ static const struct expect codes[] = {
 	{ VHU_EUSEDIDX, "VHU_EUSEDIDX", "DeviceBroken", false, false, false },
 	{ VHU_EBLKSTATUS, "VHU_EBLKSTATUS", "DeviceBroken", false, false, false },
 	{ VHU_EINFLIGHT, "VHU_EINFLIGHT", "VirtqueueBroken", false, false, true },
+	{ VHU_EMEMLOST, "VHU_EMEMLOST", "GuestMemory", false, false, true },
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 

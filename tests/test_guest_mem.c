@@ -9,6 +9,7 @@
 #include "fake_guest.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -471,4 +472,157 @@ Test(guest_mem, adding_does_not_change_the_generation)
 	cr_assert_eq(vhu_mem_remove_region(m, &r), 0);
 	cr_assert_neq(vhu_mem_generation(m), gen);
 	vhu_mem_destroy(m);
+}
+
+/*
+ * The SIGBUS guard: a front-end shrinks a region's file under the mapping.
+ * Each Criterion test runs in its own process, so each installs the guard.
+ */
+Test(guest_mem, shrunk_region_is_lost_by_name_not_by_sigbus)
+{
+	int maps = fg_map_count();
+	struct fake_guest g;
+	struct vhu_mem *m;
+	volatile uint8_t *p0, *p1;
+	int fds;
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0, "idempotent");
+	cr_assert_eq(fg_init(&g, layout4, 4), 0);
+	fds = t_fd_count();
+	m = mem_with_table(&g);
+	p0 = vhu_mem_gpa(m, 4096, 8);
+	p1 = vhu_mem_gpa(m, 2 * MiB, 8);
+	cr_assert_not_null(p0);
+	p0[0] = 7;
+	p1[0] = 9;
+	cr_assert_eq(vhu_mem_error(m), 0);
+
+	/* The front-end truncates region 0's memfd (it never sealed it). */
+	cr_assert_eq(ftruncate(g.r[0].fd, 0), 0);
+	cr_assert_eq(p0[0], 0, "the access completes, on zeroes");
+	p0[1] = 1;	/* and writes land in the replacement */
+	cr_assert_eq(p0[1], 1);
+	cr_assert_eq(vhu_mem_error(m), -VHU_EMEMLOST);
+	cr_assert_null(vhu_mem_gpa(m, 4096, 1), "a lost region no longer translates");
+	cr_assert_null(vhu_mem_uva(m, g.r[0].uva + 4096, 1));
+	cr_assert_eq(p1[0], 9, "the other regions are untouched");
+	cr_assert_not_null(vhu_mem_gpa(m, 2 * MiB, 1));
+	cr_assert_str_eq(vhu_errname(vhu_mem_error(m)), "VHU_EMEMLOST");
+	cr_assert(vhu_err_is_guest_fault(-VHU_EMEMLOST));
+
+	/* The replacement goes as the mapping would have, with its fd. */
+	vhu_mem_destroy(m);
+	cr_assert_eq(t_fd_count(), fds);
+	fg_fini(&g);
+	cr_assert_eq(fg_map_count(), maps, "mappings left behind");
+}
+
+Test(guest_mem, region_lost_while_its_unmap_is_deferred)
+{
+	struct fake_guest g;
+	struct vhu_mem_region r0;
+	struct vhu_mem_epoch *e;
+	struct vhu_mem *m;
+	volatile uint8_t *p0;
+	int fds;
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	cr_assert_eq(fg_init(&g, layout4, 4), 0);
+	fds = t_fd_count();
+	m = mem_with_table(&g);
+	r0 = fg_region_desc(&g, 0);
+	p0 = vhu_mem_gpa(m, 4096, 1);
+	e = vhu_mem_hold(m);
+	cr_assert_eq(vhu_mem_remove_region(m, &r0), 0);
+	cr_assert_eq(ftruncate(g.r[0].fd, 0), 0);
+	cr_assert_eq(p0[0], 0, "a request in flight still points there: no SIGBUS");
+	cr_assert_eq(vhu_mem_error(m), -VHU_EMEMLOST);
+	vhu_mem_release(m, e);
+	cr_assert_eq(vhu_mem_deferred(m), 0);
+	vhu_mem_destroy(m);
+	cr_assert_eq(t_fd_count(), fds);
+	fg_fini(&g);
+}
+
+static volatile sig_atomic_t prev_ran;
+static void *volatile prev_addr;
+
+/* A handler of the application's, there before the guard: it repairs the page itself. */
+static void
+prev_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	prev_addr = si->si_addr;
+	prev_ran++;
+	mmap((void *)((uintptr_t)si->si_addr & ~(uintptr_t)4095), 4096, PROT_READ | PROT_WRITE,
+	     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+/* A one-page file mapping of our own (not guest memory), then its file truncated. */
+static volatile uint8_t *
+own_shrunk_page(int *fd)
+{
+	void *p;
+
+	*fd = memfd_create("not-guest", MFD_CLOEXEC);
+	cr_assert_geq(*fd, 0);
+	cr_assert_eq(ftruncate(*fd, 4096), 0);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert_eq(ftruncate(*fd, 0), 0);
+	return p;
+}
+
+Test(guest_mem, sigbus_outside_guest_memory_reaches_the_previous_handler)
+{
+	struct sigaction sa;
+	struct fake_guest g;
+	struct vhu_mem *m;
+	volatile uint8_t *own, *p0;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = prev_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+
+	cr_assert_eq(fg_init(&g, layout4, 4), 0);
+	m = mem_with_table(&g);
+	own = own_shrunk_page(&fd);
+	cr_assert_eq(own[8], 0);
+	cr_assert_eq(prev_ran, 1, "not guest memory: the previous handler had it");
+	cr_assert_eq(prev_addr, (void *)(own + 8));
+
+	/* Guest memory is the guard's, and the previous handler never hears of it. */
+	p0 = vhu_mem_gpa(m, 4096, 1);
+	cr_assert_eq(ftruncate(g.r[0].fd, 0), 0);
+	cr_assert_eq(p0[0], 0);
+	cr_assert_eq(prev_ran, 1);
+	cr_assert_eq(vhu_mem_error(m), -VHU_EMEMLOST);
+
+	munmap((void *)own, 4096);
+	close(fd);
+	vhu_mem_destroy(m);
+	fg_fini(&g);
+}
+
+/* No handler before the guard: a SIGBUS outside guest memory still kills. */
+Test(guest_mem, sigbus_outside_guest_memory_still_kills, .signal = SIGBUS)
+{
+	struct sigaction sa;
+	volatile uint8_t *own;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	own = own_shrunk_page(&fd);
+	(void)own[0];
+	cr_assert_fail("the access to a shrunk file of our own returned");
 }

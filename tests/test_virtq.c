@@ -959,3 +959,38 @@ Test(virtq, disabled_notifications_hold_across_the_index_wrap)
 	cr_assert_eq(*vhu_virtq_avail_event(f.q.used, 16), (uint16_t)70000);
 	fx_fini(&f);
 }
+
+/* The front-end truncates the memfd that holds the rings: no SIGBUS, a named fault. */
+Test(virtq, rings_region_shrunk_breaks_the_queue_by_name)
+{
+	struct fx f;
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	fx_start(&f, 256, BASE_FEATURES);
+	fg_desc(&f.q, 0, BUF_GPA, 16, 0, 0);
+	fg_avail(&f.q, 0);
+	cr_assert_eq(ftruncate(f.g.r[0].fd, 0), 0);
+	cr_assert_eq(fx_pop(&f), -VHU_EMEMLOST, "the zeroes read are not taken for a request");
+	cr_assert_eq(vhu_vq_error(f.vq), -VHU_EMEMLOST);
+	cr_assert_eq(fx_pop(&f), -VHU_EMEMLOST);
+	cr_assert_eq(vhu_vq_inflight(f.vq), 0);
+	fx_fini(&f);
+}
+
+/* A buffer's region shrinks while the device works on it: the push names the loss. */
+Test(virtq, buffer_region_shrunk_under_a_request)
+{
+	struct fx f;
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	fx_start(&f, 256, BASE_FEATURES);
+	fg_desc(&f.q, 0, BUF_GPA, 4096, VHU_VIRTQ_DESC_F_WRITE, 0);
+	fg_avail(&f.q, 0);
+	cr_assert_eq(fx_pop(&f), 1);
+	cr_assert_eq(ftruncate(f.g.r[1].fd, 0), 0);
+	memset(f.iov[0].iov_base, 0x5a, f.iov[0].iov_len);	/* the device's write survives */
+	cr_assert_eq(vhu_vq_push(f.vq, &f.req, 4096), -VHU_EMEMLOST);
+	cr_assert_eq(vhu_vq_inflight(f.vq), 0);
+	cr_assert_eq(fx_pop(&f), -VHU_EMEMLOST);
+	fx_fini(&f);
+}

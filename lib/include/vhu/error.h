@@ -122,6 +122,12 @@ enum vhu_error {
 	 * a used index that disagrees with the ring's).
 	 */
 	VHU_EINFLIGHT = 4126,
+	/**
+	 * GuestMemory: a memory region's file shrank under its mapping (the
+	 * front-end truncated it); the SIGBUS guard (vhu_mem_sigbus_guard)
+	 * replaced the mapping with zero pages. The device is to be closed.
+	 */
+	VHU_EMEMLOST = 4127,
 	VHU_ERROR_END,
 };
 
@@ -148,7 +154,8 @@ bool vhu_err_is_incorrect_fds(int err);
 
 /**
  * \return true if err is a guest fault: GuestMemory (VHU_EGUESTADDR) met
- *         while walking a ring, or any VirtqueueBroken code (VHU_EVQ*).
+ *         while walking a ring, a region lost under its mapping
+ *         (VHU_EMEMLOST), or any VirtqueueBroken code (VHU_EVQ*).
  *         A queue that returned one is broken until it is reset.
  */
 bool vhu_err_is_guest_fault(int err);

@@ -33,6 +33,20 @@
  * holders. When nothing is held, removal unmaps at once. vhu_mem_destroy
  * unmaps everything, held or not: destroy the queues first.
  *
+ * Shrunk files (the SIGBUS guard): a region's file is checked against the
+ * region when it is mapped, but the front-end keeps the file and may
+ * shrink it later (ftruncate; a memfd it did not seal), and the next
+ * access to the lost pages raises SIGBUS, which kills the process and
+ * every other front-end's device with it. Guest memory cannot be required
+ * to be sealed (QEMU's memory-backend-file on /dev/shm or hugetlbfs
+ * cannot be), so a back-end that serves more than one front-end installs
+ * vhu_mem_sigbus_guard() once: a SIGBUS inside a mapped region then
+ * replaces that region's whole mapping with zero pages, the access
+ * completes on zeroes, every translation into the region fails from then
+ * on, and vhu_mem_error() says -VHU_EMEMLOST: the owner of the table
+ * (vhu_vq, the device layer) closes that device and nothing else. Every
+ * mapping is in the guard's registry from mmap to munmap, installed or not.
+ *
  * Threads: a vhu_mem and everything that holds its epochs belong to one
  * thread (the one that handles the connection's messages and its queues).
  */
@@ -148,6 +162,27 @@ void *vhu_mem_gpa(struct vhu_mem *m, uint64_t gpa, uint64_t len);
  * \return as vhu_mem_gpa.
  */
 void *vhu_mem_uva(struct vhu_mem *m, uint64_t uva, uint64_t len);
+
+/**
+ * \return 0, or -VHU_EMEMLOST once the SIGBUS guard found a region of m
+ *         (in the table or waiting for its unmap) shrunk under its mapping
+ *         and replaced it with zero pages. Sticky: the table cannot be
+ *         trusted again; the device that owns it is to be closed. One load.
+ */
+int vhu_mem_error(const struct vhu_mem *m);
+
+/**
+ * Install the SIGBUS guard for the whole process (see "Shrunk files"
+ * above). Opt-in, idempotent: the first call installs an SA_SIGINFO |
+ * SA_ONSTACK handler, later calls return 0. A SIGBUS outside every mapped
+ * guest-memory region (or sent with kill) goes to the disposition that was
+ * in place when the guard was installed: its handler is called, or the
+ * default action (the process dies) happens. A handler installed after the
+ * guard must chain to it the same way. Call it before serving, from any
+ * thread.
+ * \return 0, or -errno of sigaction.
+ */
+int vhu_mem_sigbus_guard(void);
 
 /**
  * Pin the mappings that exist now: no region of the table as it is now is

@@ -218,7 +218,9 @@ unsigned int vhu_vq_resubmit_pending(const struct vhu_vq *vq);
  *         writable), -VHU_EVQSEGS (more buffers than iov_max),
  *         -VHU_EGUESTADDR (a buffer or indirect table not inside one
  *         region), -VHU_EVQRING (the rings no longer translate after a
- *         memory table change).
+ *         memory table change), -VHU_EMEMLOST (a region of the table
+ *         shrank under its mapping and the SIGBUS guard replaced it with
+ *         zeroes, vhu_mem_error(): whatever else the zeroes looked like).
  */
 int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov,
 	       unsigned int iov_max);
@@ -231,7 +233,9 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_req *req, struct iovec *iov,
  *             req->write_len (a device cannot have written more).
  * \return 0; -VHU_EVQRING if the used ring could not be written (its
  *         region left the memory table: the completion is lost, the queue
- *         is broken). A queue broken by a later guest fault still takes
+ *         is broken); -VHU_EMEMLOST if a region of the table was lost
+ *         (vhu_mem_error(); the queue is broken: the device is to be
+ *         closed). A queue broken by a later guest fault still takes
  *         the completions of requests popped before it.
  */
 int vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_req *req, uint32_t len);
