@@ -10,7 +10,9 @@
  * kick and call fds replaced while their operations are in flight,
  * read-only and null disks, discard and write-zeroes, and a hostile chain
  * per class (out of bounds, loop, nested indirect) that breaks only its
- * own device and leaves no fd and no mapping behind.
+ * own device and leaves no fd and no mapping behind; guest memory shrunk
+ * under the mapping (the SIGBUS guard), found at a pop or at a push, closes
+ * only its device with VHU_EMEMLOST.
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -830,4 +832,81 @@ Test(device, write_zeroes_may_unmap_only_where_holes_punch)
 	cr_assert_eq(cfg[56], 0, "may_unmap without hole punching");
 	cr_assert_not(blk_target_features(&t) & F(BLK_F_DISCARD));
 	blk_target_close(&t);
+}
+
+/* A front-end shrinks its guest memory under the mapping (the SIGBUS guard) ------ */
+
+Test(device, shrunk_memory_closes_only_its_device)
+{
+	struct fx f;
+	struct fe bad, good;
+	uint32_t used;
+	int maps_before = fg_map_count();
+	int fds_before = t_fd_count();
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	fx_init(&f);
+	fe_connect(&f, &bad);
+	fe_connect(&f, &good);
+	fe_handshake(&f, &bad);
+	fe_handshake(&f, &good);
+	memset(fg_ptr(&good.g, DATA_GPA, 512), 0x5a, 512);
+	fe_blk(&good, BLK_T_OUT, 0, 512);
+	cr_assert_eq(fe_blk_wait(&f, &good, &used), BLK_S_OK);
+
+	/* The memfd it never sealed, truncated; then a kick: the ring is read. */
+	cr_assert_eq(ftruncate(bad.g.r[0].fd, 0), 0);
+	cr_assert_eq(eventfd_write(bad.kick, 1), 0);
+	run_until_closed(&f, 1);
+	cr_assert_eq(f.reason, -VHU_EMEMLOST, "closed with %s", vhu_strerror(f.reason));
+	cr_assert_eq(vhu_dev_server_count(f.srv), 1);
+
+	/* The other device still serves: it reads back what it wrote. */
+	memset(fg_ptr(&good.g, DATA_GPA, 512), 0, 512);
+	fe_blk(&good, BLK_T_IN, 0, 512);
+	cr_assert_eq(fe_blk_wait(&f, &good, &used), BLK_S_OK);
+	cr_assert_eq(((uint8_t *)fg_ptr(&good.g, DATA_GPA, 512))[511], 0x5a);
+
+	fe_fini(&bad);
+	fe_fini(&good);
+	run_until_closed(&f, 2);
+	fx_fini(&f);
+	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
+}
+
+Test(device, memory_shrunk_under_a_request_closes_its_device_at_push)
+{
+	struct fx f;
+	struct fe bad, good;
+	uint32_t id, len;
+	int maps_before = fg_map_count();
+	int fds_before = t_fd_count();
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	memset(&g_hold, 0, sizeof(g_hold));
+	fx_init_with(&f, DISK_FILE, &hold_ops);
+	fe_connect(&f, &bad);
+	fe_connect(&f, &good);
+	fe_handshake(&f, &bad);
+	fe_handshake(&f, &good);
+	hold_one(&f, &bad);
+
+	/* Shrunk while the application holds the request: its status write survives. */
+	cr_assert_eq(ftruncate(bad.g.r[0].fd, 0), 0);
+	*(uint8_t *)g_hold.iov[0][g_hold.req[0].nread].iov_base = BLK_S_OK;
+	cr_assert_eq(vhu_dev_push(bad.dev, 0, &g_hold.req[0], 1), -VHU_EMEMLOST);
+	run_until_closed(&f, 1);
+	cr_assert_eq(f.reason, -VHU_EMEMLOST, "closed with %s", vhu_strerror(f.reason));
+
+	hold_one(&f, &good);
+	cr_assert_eq(vhu_dev_push(good.dev, 0, &g_hold.req[1], 1), 0);
+	cr_assert(fg_used(&good.q, &id, &len), "the other device completes");
+
+	fe_fini(&bad);
+	fe_fini(&good);
+	run_until_closed(&f, 2);
+	fx_fini(&f);
+	cr_assert_eq(t_fd_count(), fds_before, "every fd released");
+	cr_assert_eq(fg_map_count(), maps_before, "every mapping released");
 }

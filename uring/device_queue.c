@@ -351,6 +351,10 @@ vhu_dev_push(struct vhu_dev *d, unsigned int qi, struct vhu_vq_req *req, uint32_
 		vhu_vq_drop(q->vq, req);
 	} else {
 		rc = vhu_vq_push(q->vq, req, len);
+		if (rc == -VHU_EMEMLOST) {
+			/* Its memory shrank under us (the SIGBUS guard caught it): this device goes. */
+			vhu__dq_fault(q, rc);
+		}
 		if (vlist_empty(&q->call_link)) {
 			vlist_add_tail(&q->port->ring->dev_calls, &q->call_link);
 		}

@@ -312,7 +312,10 @@ int vhu_dev_pop(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req,
  * dropped instead; if it was the device's last request and its ring
  * operations are done, the device is freed inside this call: ops->close
  * runs synchronously, before vhu_dev_push returns, and dev must not be
- * used after it. \return 0, or vhu_vq_push()'s error.
+ * used after it. \return 0, or vhu_vq_push()'s error; -VHU_EMEMLOST (the
+ * device's memory shrank under its mapping, caught by vhu_mem_sigbus_guard)
+ * also closes the device with that reason, as a guest fault in
+ * vhu_dev_pop does.
  */
 int vhu_dev_push(struct vhu_dev *dev, unsigned int q, struct vhu_vq_req *req, uint32_t len);
 
