@@ -261,6 +261,12 @@ main(int argc, char **argv)
 		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
 		return TOOL_EXIT_FAILURE;
 	}
+	/* A front-end that shrinks its memory under us loses its device, not the process. */
+	rc = vhu_mem_sigbus_guard();
+	if (rc < 0) {
+		tool_log_err("cannot install the SIGBUS guard: %s", vhu_strerror(rc));
+		return TOOL_EXIT_FAILURE;
+	}
 	/* The disk it pretends to be: a null disk with nothing to discard or zero. */
 	rc = blk_target_open(&t, NULL, false, o.capacity, o.queues);
 	if (rc < 0) {

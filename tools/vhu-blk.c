@@ -295,6 +295,14 @@ main(int argc, char **argv)
 		tool_log_drain(1000);
 		return TOOL_EXIT_FAILURE;
 	}
+	/* A front-end that shrinks its memory under us loses its device, not the process. */
+	rc = vhu_mem_sigbus_guard();
+	if (rc < 0) {
+		tool_log_err("cannot install the SIGBUS guard: %s", vhu_strerror(rc));
+		blk_target_close(&t);
+		tool_log_drain(1000);
+		return TOOL_EXIT_FAILURE;
+	}
 	memset(&ropts, 0, sizeof(ropts));
 	ropts.max_conns = o.max_conns;
 	/* Kick, call and one request per descriptor of a 256-entry queue, per queue. */
