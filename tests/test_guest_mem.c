@@ -9,6 +9,7 @@
 #include "fake_guest.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -625,4 +626,85 @@ Test(guest_mem, sigbus_outside_guest_memory_still_kills, .signal = SIGBUS)
 	own = own_shrunk_page(&fd);
 	(void)own[0];
 	cr_assert_fail("the access to a shrunk file of our own returned");
+}
+
+/*
+ * Threads (a reactor per thread) mapping, losing and unmapping regions at
+ * once, while this thread keeps 300 regions registered (the registry's
+ * slots come in chunks of 128: several chunks in use). Criterion asserts
+ * stay on this thread: the others count what went wrong.
+ */
+#define CHURN_THREADS	4
+#define CHURN_ROUNDS	200
+
+static void *
+churn(void *arg)
+{
+	uintptr_t wrong = 0;
+
+	(void)arg;
+	for (unsigned int k = 0; k < CHURN_ROUNDS; k++) {
+		struct vhu_mem_region r = slot_region(k % 4);
+		struct vhu_mem *m;
+		volatile uint8_t *p;
+		int fd = memfd_create("churn", MFD_CLOEXEC), keep;
+
+		if (fd < 0 || ftruncate(fd, 4096) != 0 || (keep = dup(fd)) < 0 ||
+		    vhu_mem_create(&m) != 0) {
+			return (void *)(uintptr_t)-1;
+		}
+		if (vhu_mem_add_region(m, &r, fd) != 0 ||
+		    (p = vhu_mem_gpa(m, r.guest_phys_addr, 4096)) == NULL) {
+			wrong++;
+		} else {
+			p[100] = 1;
+			wrong += ftruncate(keep, 0) != 0;
+			wrong += p[100] != 0;	/* zero pages now */
+			wrong += vhu_mem_error(m) != -VHU_EMEMLOST;
+		}
+		vhu_mem_destroy(m);
+		close(keep);
+	}
+	return (void *)wrong;
+}
+
+Test(guest_mem, threads_lose_regions_at_once)
+{
+	pthread_t t[CHURN_THREADS];
+	struct vhu_mem_region r;
+	struct vhu_mem *m;
+	volatile uint8_t *p;
+	int fds = t_fd_count(), last = -1;
+
+	cr_assert_eq(vhu_mem_sigbus_guard(), 0);
+	cr_assert_eq(vhu_mem_create(&m), 0);
+	for (unsigned int i = 0; i < 300; i++) {
+		int fd = slot_fd(i);
+
+		if (i == 299) {
+			last = dup(fd);
+		}
+		r = slot_region(i);
+		cr_assert_eq(vhu_mem_add_region(m, &r, fd), 0);
+	}
+	for (unsigned int i = 0; i < CHURN_THREADS; i++) {
+		cr_assert_eq(pthread_create(&t[i], NULL, churn, NULL), 0);
+	}
+	for (unsigned int i = 0; i < CHURN_THREADS; i++) {
+		void *wrong;
+
+		cr_assert_eq(pthread_join(t[i], &wrong), 0);
+		cr_assert_eq((uintptr_t)wrong, 0, "thread %u: %zu wrong", i, (size_t)(uintptr_t)wrong);
+	}
+	/* The last region added, in the newest chunk, is still guarded. */
+	r = slot_region(299);
+	p = vhu_mem_gpa(m, r.guest_phys_addr, 4096);
+	cr_assert_eq(*(volatile unsigned int *)p, 299u);
+	cr_assert_eq(ftruncate(last, 0), 0);
+	cr_assert_eq(p[8], 0);
+	cr_assert_eq(vhu_mem_error(m), -VHU_EMEMLOST);
+	cr_assert_not_null(vhu_mem_gpa(m, slot_region(298).guest_phys_addr, 4096));
+	vhu_mem_destroy(m);
+	close(last);
+	cr_assert_eq(t_fd_count(), fds);
 }
