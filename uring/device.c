@@ -8,9 +8,15 @@
  *
  * With several rings (vhu_dev_server_create_multi), queue q of the device
  * numbered id lives on ring (id - 1 + q) mod nrings: its port there has
- * its own mapping of the guest's memory. The connection stays on the
- * first ring; a device is freed there once every remote port has handed
- * its state back (device_remote.c).
+ * its own mapping of the guest's memory. The listener stays on rings[0]:
+ * it numbers each accepted socket and hands it to ring (id - 1) mod
+ * nrings (the fd number through that ring's inbox: the threads share the
+ * fd table), which attaches it and runs the device's connection and
+ * protocol there, its control ring; a device is freed there once every
+ * remote port has handed its state back (device_remote.c). The server has
+ * a part per ring (its devices there); vhu_dev_server_destroy() reaches
+ * the other parts as messages, and the server is freed on rings[0] once
+ * every part has let go.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +25,11 @@
 #include <unistd.h>
 
 #include "device_internal.h"
+
+#define LOAD(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define ADD(p)		__atomic_add_fetch((p), 1, __ATOMIC_ACQ_REL)
+#define SUB(p)		__atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
 
 static void dev_on_close(struct vhu_conn *conn, int reason, void *ctx);
 
@@ -48,9 +59,11 @@ dev_free(struct vhu_dev *d)
 	free(d);
 }
 
+/* On the ring of part: a device numbered id, controlled there. */
 static struct vhu_dev *
-dev_new(struct vhu_dev_server *srv)
+dev_new(struct vhu_dev_server *srv, struct dev_part *part, unsigned int id)
 {
+	unsigned int c = (unsigned int)(part - srv->parts);
 	struct vhu_dev *d;
 	unsigned int i, base;
 	size_t size;
@@ -70,19 +83,24 @@ dev_new(struct vhu_dev_server *srv)
 		return NULL;
 	}
 	d->srv = srv;
-	d->ring = srv->ring;
-	d->id = ++srv->next_id;
+	d->part = part;
+	d->ring = part->ring;
+	d->id = id;
 	d->backend_fd = -1;
 	d->nq = srv->o.num_queues;
 	d->nports = srv->nrings;
+	/* Port i on the i-th ring after the control ring: ports[0] is local. */
 	for (i = 0; i < d->nports; i++) {
 		d->ports[i].dev = d;
-		d->ports[i].ring = srv->rings[i];
+		d->ports[i].ring = srv->rings[(c + i) % d->nports];
 		d->ports[i].remote = i > 0;
 	}
 	d->ports[0].mem = d->mem;
-	/* Devices take turns for the first queue's ring: single-queue front-ends spread too. */
-	base = (d->id - 1) % d->nports;
+	/*
+	 * Devices take turns for the first queue's ring, (id - 1) mod nrings:
+	 * single-queue front-ends spread too. As a port index: from c.
+	 */
+	base = ((d->id - 1) % d->nports + d->nports - c) % d->nports;
 	for (i = 0; i < d->nq; i++) {
 		struct dev_port *p = &d->ports[(base + i) % d->nports];
 
@@ -101,15 +119,18 @@ dev_new(struct vhu_dev_server *srv)
 			return NULL;
 		}
 	}
-	vlist_add_tail(&srv->devs, &d->link);
-	srv->ndevs++;
+	vlist_add_tail(&part->devs, &d->link);
+	part->ndevs++;
+	ADD(&srv->ndevs);
 	return d;
 }
 
+/* rings[0]: free the server once it is destroyed and every part has let go. */
 static void
 server_maybe_free(struct vhu_dev_server *srv)
 {
-	if (srv->destroyed && srv->ndevs == 0) {
+	if (srv->parts[0].destroyed && srv->parts[0].ndevs == 0 &&
+	    srv->parts_gone == srv->nrings - 1) {
 		void (*gone)(void *ctx) = srv->ops.server_gone;
 		void *ctx = srv->o.ctx;
 
@@ -119,6 +140,56 @@ server_maybe_free(struct vhu_dev_server *srv)
 			gone(ctx);
 		}
 	}
+}
+
+/* rings[0]: a remote part let go of its last device after the destroy. */
+static void
+part_gone(struct vhu_ring *r, struct vhu__xmsg *x)
+{
+	struct dev_part *part = vhu_container_of(x, struct dev_part, gone);
+	struct vhu_dev_server *srv = part->srv;
+
+	srv->parts_gone++;
+	server_maybe_free(srv);
+}
+
+/* The part's ring: once destroyed and empty, let go (the server may be freed: touch nothing after). */
+static void
+part_maybe_gone(struct dev_part *part)
+{
+	struct vhu_dev_server *srv = part->srv;
+
+	if (!part->destroyed || part->ndevs > 0) {
+		return;
+	}
+	if (part == &srv->parts[0]) {
+		server_maybe_free(srv);
+	} else if (!part->gone_sent) {
+		part->gone_sent = true;
+		part->gone.fn = part_gone;
+		vhu__xring_post(part->ring, srv->ring, &part->gone);
+	}
+}
+
+/* The part's ring: close its devices, then let go once they are freed. */
+static void
+part_destroy(struct dev_part *part)
+{
+	struct vlist *n, *next;
+
+	for (n = part->devs.next; n != &part->devs; n = next) {
+		next = n->next;
+		vhu_dev_close(vhu_container_of(n, struct vhu_dev, link), 0);
+	}
+	/* Set after the loop: a device freed inside it must not free the server under it. */
+	part->destroyed = true;
+	part_maybe_gone(part);
+}
+
+static void
+part_destroy_msg(struct vhu_ring *r, struct vhu__xmsg *x)
+{
+	part_destroy(vhu_container_of(x, struct dev_part, destroy));
 }
 
 /* Control ring: the device closes (its local port pops no more). */
@@ -141,6 +212,7 @@ void
 vhu__dev_maybe_free(struct vhu_dev *d)
 {
 	struct vhu_dev_server *srv = d->srv;
+	struct dev_part *part = d->part;
 	unsigned int i;
 
 	if (!d->closing || d->conn != NULL || !vhu__port_idle(&d->ports[0])) {
@@ -164,9 +236,10 @@ vhu__dev_maybe_free(struct vhu_dev *d)
 		srv->ops.close(d, d->reason, srv->o.ctx);
 	}
 	vlist_del(&d->link);
-	srv->ndevs--;
+	part->ndevs--;
+	SUB(&srv->ndevs);
 	dev_free(d);
-	server_maybe_free(srv);
+	part_maybe_gone(part);
 }
 
 static void
@@ -196,11 +269,12 @@ static const struct vhu_conn_ops dev_conn_ops = {
 	.on_close = dev_on_close,
 };
 
-/* A connection is attached: give it a device, or close it. */
+/* A connection is attached on part's ring: give it a device, or close it. */
 static struct vhu_dev *
-dev_adopt(struct vhu_dev_server *srv, struct vhu_conn *conn)
+dev_adopt(struct vhu_dev_server *srv, struct vhu_conn *conn, struct dev_part *part,
+	  unsigned int id)
 {
-	struct vhu_dev *d = dev_new(srv);
+	struct vhu_dev *d = dev_new(srv, part, id);
 	int rc;
 
 	if (d == NULL) {
@@ -221,10 +295,23 @@ dev_adopt(struct vhu_dev_server *srv, struct vhu_conn *conn)
 	return d;
 }
 
+/* rings[0]: the next device's number (also read by other threads, hence atomic). */
+static unsigned int
+next_id(struct vhu_dev_server *srv)
+{
+	unsigned int id = srv->next_id + 1;
+
+	STORE(&srv->next_id, id);
+	return id;
+}
+
+/* One ring: the listener attached the connection. */
 static void
 on_accept(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx)
 {
-	dev_adopt(ctx, conn);
+	struct vhu_dev_server *srv = ctx;
+
+	dev_adopt(srv, conn, &srv->parts[0], next_id(srv));
 }
 
 static struct vhu_conn_opts
@@ -238,6 +325,85 @@ conn_opts(const struct vhu_dev_server *srv)
 	co.rules.channel = VHU_CHAN_FRONTEND;
 	co.rules.expect = VHU_EXPECT_REQUEST;
 	return co;
+}
+
+/* On part's ring: serve a front-end's socket there (fd taken in every case). */
+static int
+dev_attach_on(struct vhu_dev_server *srv, struct dev_part *part, int fd, unsigned int id,
+	      struct vhu_dev **out)
+{
+	struct vhu_conn_opts co = conn_opts(srv);
+	struct vhu_conn *conn;
+	int rc;
+
+	*out = NULL;
+	rc = vhu_conn_attach(part->ring, fd, &co, &dev_conn_ops, NULL, &conn);
+	if (rc < 0) {
+		return rc;
+	}
+	*out = dev_adopt(srv, conn, part, id);
+	return 0;
+}
+
+/* The chosen ring: a socket handed over by rings[0] arrived. */
+static void
+handoff_at_part(struct vhu_ring *r, struct vhu__xmsg *x)
+{
+	struct dev_handoff *h = vhu_container_of(x, struct dev_handoff, x);
+	struct vhu_dev_server *srv = h->srv;
+	struct dev_part *part = &srv->parts[h->part];
+	struct vhu_dev *d;
+	unsigned int id = h->id;
+	int fd = h->fd;
+
+	free(h);
+	/* The destroy follows (rings[0] posts it after every handoff): the part is still here. */
+	if (part->destroyed || LOAD(&srv->destroyed)) {
+		close(fd);
+	} else {
+		(void)dev_attach_on(srv, part, fd, id, &d);
+	}
+	/* After the device counts: max_conns never sees the front-end missing. */
+	SUB(&srv->handoffs);
+}
+
+/*
+ * Several rings, on rings[0]: an accepted socket goes to ring (id - 1) mod
+ * nrings, where the device's queue 0 lives, so a single-queue front-end
+ * is served by one thread alone.
+ */
+static void
+on_accept_fd(struct vhu_ulistener *l, int fd, void *ctx)
+{
+	struct vhu_dev_server *srv = ctx;
+	struct dev_handoff *h;
+	unsigned int id, c;
+	struct vhu_dev *d;
+
+	/* Only this thread adds to either count: the sum cannot grow under the test. */
+	if (srv->o.max_conns > 0 &&
+	    LOAD(&srv->ndevs) + LOAD(&srv->handoffs) >= srv->o.max_conns) {
+		close(fd);
+		return;
+	}
+	id = next_id(srv);
+	c = (id - 1) % srv->nrings;
+	if (c == 0) {
+		(void)dev_attach_on(srv, &srv->parts[0], fd, id, &d);
+		return;
+	}
+	h = malloc(sizeof(*h));
+	if (h == NULL) {
+		close(fd);
+		return;
+	}
+	h->srv = srv;
+	h->fd = fd;
+	h->id = id;
+	h->part = c;
+	h->x.fn = handoff_at_part;
+	ADD(&srv->handoffs);
+	vhu__xring_post(srv->ring, srv->rings[c], &h->x);
 }
 
 int
@@ -290,7 +456,11 @@ vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
 	srv->ops = *opts->ops;
 	srv->o.ops = &srv->ops;
 	srv->o.path = NULL;
-	vlist_init(&srv->devs);
+	for (i = 0; i < nrings; i++) {
+		srv->parts[i].srv = srv;
+		srv->parts[i].ring = rings[i];
+		vlist_init(&srv->parts[i].devs);
+	}
 	if (opts->config_size > 0) {
 		srv->config = malloc(opts->config_size);
 		if (srv->config == NULL) {
@@ -306,7 +476,8 @@ vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
 		memset(&lo, 0, sizeof(lo));
 		lo.path = opts->path;
 		lo.unlink_stale = opts->unlink_stale;
-		lo.max_conns = opts->max_conns;
+		/* Several rings: each ring attaches its own; max_conns is on_accept_fd's. */
+		lo.max_conns = nrings == 1 ? opts->max_conns : 0;
 		lo.conn = conn_opts(srv);
 		lo.ops = dev_conn_ops;
 		/* Each connection's ctx is the server until on_accept makes it its device. */
@@ -318,6 +489,9 @@ vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
 			free(srv);
 			return rc;
 		}
+		if (nrings > 1) {
+			vhu__ulistener_take_fds(srv->lis, on_accept_fd);
+		}
 	}
 	*out = srv;
 	return 0;
@@ -326,43 +500,35 @@ vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrings,
 int
 vhu_dev_server_attach(struct vhu_dev_server *srv, int fd, struct vhu_dev **out)
 {
-	struct vhu_conn_opts co = conn_opts(srv);
-	struct vhu_conn *conn;
-	int rc;
-
-	*out = NULL;
-	rc = vhu_conn_attach(srv->ring, fd, &co, &dev_conn_ops, NULL, &conn);
-	if (rc < 0) {
-		return rc;
-	}
-	*out = dev_adopt(srv, conn);
-	return 0;
+	return dev_attach_on(srv, &srv->parts[0], fd, next_id(srv), out);
 }
 
 void
 vhu_dev_server_destroy(struct vhu_dev_server *srv)
 {
-	struct vlist *n, *next;
+	unsigned int i;
 
 	if (srv == NULL) {
 		return;
 	}
 	if (srv->lis != NULL) {
+		/* No socket is handed over after this: the destroys below come after every handoff. */
 		vhu_ulistener_close(srv->lis);
 		srv->lis = NULL;
 	}
-	srv->destroyed = true;
-	for (n = srv->devs.next; n != &srv->devs; n = next) {
-		next = n->next;
-		vhu_dev_close(vhu_container_of(n, struct vhu_dev, link), 0);
+	STORE(&srv->destroyed, true);
+	for (i = 1; i < srv->nrings; i++) {
+		srv->parts[i].destroy.fn = part_destroy_msg;
+		vhu__xring_post(srv->ring, srv->rings[i], &srv->parts[i].destroy);
 	}
-	server_maybe_free(srv);
+	/* Last: with one ring this may free the server. */
+	part_destroy(&srv->parts[0]);
 }
 
 unsigned int
 vhu_dev_server_count(const struct vhu_dev_server *srv)
 {
-	return srv->ndevs;
+	return LOAD(&srv->ndevs);
 }
 
 void *

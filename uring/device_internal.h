@@ -14,8 +14,9 @@
  * device_queue.c the kick and call operations; device.c the lifecycle.
  *
  * Threads (several rings): the device's connection and its negotiated
- * state belong to the control ring (the server's first ring, where the
- * connection was accepted). Each queue belongs to its home port: the port
+ * state belong to its control ring: ring (id - 1) mod nrings for a
+ * front-end the listener accepted (rings[0] hands the socket over,
+ * device.c), rings[0] for vhu_dev_server_attach(). Each queue belongs to its home port: the port
  * of the ring it runs on, with its own view of the guest's memory (a
  * vhu_mem mapping the same region fds), its vq, kick, call and err fds and
  * operations. A port on the control ring is local: everything on one
@@ -133,25 +134,52 @@ struct dev_port {
 	struct dev_xmsg close_req;	/* home to control: close the device (reason in rc) */
 };
 
+/*
+ * A server's part on one ring: the devices whose connection (control
+ * port) runs there. Touched on that ring's thread only.
+ */
+struct dev_part {
+	struct vhu_dev_server *srv;
+	struct vhu_ring *ring;
+	struct vlist devs;		/* devices controlled here */
+	unsigned int ndevs;
+	bool destroyed;			/* the server's destroy reached this ring */
+	bool gone_sent;			/* remote parts: gone posted to rings[0] */
+	struct vhu__xmsg destroy;	/* rings[0] to this ring */
+	struct vhu__xmsg gone;		/* this ring to rings[0]: nothing left here */
+};
+
+/* An accepted socket on its way from rings[0] to the ring that will serve it. */
+struct dev_handoff {
+	struct vhu__xmsg x;
+	struct vhu_dev_server *srv;
+	int fd;
+	unsigned int id;
+	unsigned int part;
+};
+
 struct vhu_dev_server {
-	struct vhu_ring *ring;		/* the control ring: rings[0] */
+	struct vhu_ring *ring;		/* rings[0]: the listener, attach, destroy */
 	struct vhu_ring *rings[VHU_DEV_MAX_RINGS];
 	unsigned int nrings;
 	struct vhu_ulistener *lis;
 	struct vhu_dev_opts o;
 	struct vhu_dev_ops ops;
 	uint8_t *config;
-	struct vlist devs;
-	unsigned int ndevs;
-	unsigned int next_id;
-	bool destroyed;
+	struct dev_part parts[VHU_DEV_MAX_RINGS];
+	unsigned int ndevs;		/* devices alive, all rings (atomic) */
+	unsigned int handoffs;		/* sockets handed to a ring, not yet devices (atomic) */
+	unsigned int next_id;		/* written on rings[0] only (atomic for readers) */
+	bool destroyed;			/* written on rings[0] (atomic), read anywhere */
+	unsigned int parts_gone;	/* rings[0]: remote parts that let go */
 };
 
 struct vhu_dev {
 	struct vhu_dev_server *srv;
-	struct vhu_ring *ring;
+	struct dev_part *part;		/* the server's part on the control ring */
+	struct vhu_ring *ring;		/* the control ring: connection, protocol */
 	struct vhu_conn *conn;		/* NULL once closed */
-	struct vlist link;		/* srv->devs */
+	struct vlist link;		/* part->devs */
 	unsigned int id;
 	void *ctx;
 	bool opened;			/* ops->open ran and accepted it */
@@ -175,7 +203,11 @@ struct vhu_dev {
 	void *ifl_new;			/* one being attached (SET_INFLIGHT_FD held), or NULL */
 	size_t ifl_new_len;
 	unsigned int nq;
-	unsigned int nports;		/* one per server ring; ports[0] is local */
+	/*
+	 * One per server ring, ports[i] on the ring i after the control ring
+	 * (rings[(part + i) mod nrings]): ports[0] is the local one.
+	 */
+	unsigned int nports;
 	struct dev_port *ports;
 	struct dev_queue q[];
 };

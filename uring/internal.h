@@ -348,6 +348,11 @@ struct vhu_ulistener {
 	struct vhu_conn_ops cb;
 	void *ctx;
 	void (*on_accept)(struct vhu_ulistener *l, struct vhu_conn *conn, void *ctx);
+	/*
+	 * Internal (the device layer's reactors): takes each accepted socket
+	 * instead of attaching it here; max_conns is then the hook's to keep.
+	 */
+	void (*on_fd)(struct vhu_ulistener *l, int fd, void *ctx);
 };
 
 /*
@@ -489,6 +494,8 @@ void vhu__recv_pump(struct vhu_conn *c);
 void vhu__recv_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 
 /* listener.c */
+void vhu__ulistener_take_fds(struct vhu_ulistener *l,
+			     void (*on_fd)(struct vhu_ulistener *l, int fd, void *ctx));
 void vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
 void vhu__ulistener_cancel_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);
 void vhu__ulistener_timer_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe);

@@ -148,6 +148,8 @@ vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 	} else {
 		if (l->closed || l->ring->destroying || l->nconns >= l->max_conns) {
 			close(res);
+		} else if (l->on_fd != NULL) {
+			l->on_fd(l, res, l->ctx);
 		} else if (vhu_conn_attach(l->ring, res, &l->conn_opts, &l->cb, l->ctx, &c) == 0) {
 			c->listener = l;
 			l->nconns++;
@@ -169,6 +171,14 @@ vhu__ulistener_accept_complete(struct vhu_ulistener *l, struct io_uring_cqe *cqe
 		}
 	}
 	maybe_reap(l);
+}
+
+/* From now on each accepted socket goes to on_fd (which owns it), not attached here. */
+void
+vhu__ulistener_take_fds(struct vhu_ulistener *l,
+			void (*on_fd)(struct vhu_ulistener *l, int fd, void *ctx))
+{
+	l->on_fd = on_fd;
 }
 
 void

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,10 @@
  * the next line that fits. Each write carries whole lines and at most
  * PIPE_BUF bytes, so whoever reads the pipe (a test, a supervisor) never
  * sees two lines interleaved or a line cut.
+ *
+ * With reactors (--cpus) each front-end's device logs on its own ring's
+ * thread: the buffer is behind a mutex (held for a copy and a
+ * non-blocking write, never on the request path).
  */
 #define PENDING_MAX	(64u * 1024u)
 #define LINE_MAX	512u
@@ -29,6 +34,7 @@ static bool quiet;
 static char pending[PENDING_MAX];
 static size_t plen;
 static unsigned long dropped;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 void
 tool_log_init(const char *name, bool on)
@@ -76,17 +82,21 @@ flush(int timeout_ms)
 void
 tool_log_flush(void)
 {
+	pthread_mutex_lock(&mu);
 	if (plen > 0) {
 		flush(0);
 	}
+	pthread_mutex_unlock(&mu);
 }
 
 void
 tool_log_drain(int timeout_ms)
 {
+	pthread_mutex_lock(&mu);
 	if (plen > 0) {
 		flush(timeout_ms);
 	}
+	pthread_mutex_unlock(&mu);
 }
 
 static void
@@ -97,6 +107,7 @@ emit(const char *fmt, va_list ap)
 	int saved = errno;
 	int n;
 
+	pthread_mutex_lock(&mu);
 	if (dropped > 0) {
 		len = (size_t)snprintf(line, 96, "%s%lu log lines dropped (stderr was full)\n",
 				       prefix, dropped);
@@ -106,6 +117,7 @@ emit(const char *fmt, va_list ap)
 	room = LINE_MAX - prefix_len - 1;	/* one byte for the newline */
 	n = vsnprintf(line + len, room, fmt, ap);
 	if (n < 0) {
+		pthread_mutex_unlock(&mu);
 		errno = saved;
 		return;
 	}
@@ -119,6 +131,7 @@ emit(const char *fmt, va_list ap)
 		dropped = 0;
 	}
 	flush(0);
+	pthread_mutex_unlock(&mu);
 	errno = saved;
 }
 
