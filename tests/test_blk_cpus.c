@@ -4,7 +4,9 @@
  * driver (<vhu/blkdrv.h>) on two queues, which land on two rings: data
  * written through one queue reads back through the other and is in the
  * file, with the data's memory added by ADD_MEM_REG or by a new
- * SET_MEM_TABLE while the queues run, and in poll mode; SIGTERM with requests in flight on both queues stops it with
+ * SET_MEM_TABLE while the queues run, and in poll mode; two clients at
+ * once (their connections on different reactors) each read back their
+ * own data; SIGTERM with requests in flight on both queues stops it with
  * status 0 and removes its socket; bad CPU lists are usage errors.
  */
 #define _GNU_SOURCE
@@ -158,6 +160,48 @@ Test(blk_cpus, same_with_the_memory_table_replaced_while_the_queues_run)
 Test(blk_cpus, poll_mode_on_every_reactor)
 {
 	data_crosses_queues(false, "--poll");
+}
+
+/* Two front-ends at once: the first's connection on one reactor, the second's on the other. */
+Test(blk_cpus, two_clients_at_once_each_read_back_their_data)
+{
+	const char *sock = t_path("blk.sock");
+	struct vhu_blkdrv *d[2];
+	uint8_t *buf[2];
+	unsigned int c, q, i;
+
+	start_blk_cpus(sock);
+	for (c = 0; c < 2; c++) {
+		d[c] = connect_2q(sock);
+		cr_assert_eq(vhu_blkdrv_alloc(d[c], 2 * CHUNK, (void **)&buf[c]), 0);
+	}
+	/* Interleaved: client c writes its pattern through queue q at its own sectors. */
+	for (q = 0; q < 2; q++) {
+		for (c = 0; c < 2; c++) {
+			memset(buf[c] + q * CHUNK, 0x30 + (int)(c * 2 + q), CHUNK);
+			io(d[c], q, true, (c * 2 + q) * (CHUNK / 512), buf[c] + q * CHUNK);
+		}
+	}
+	for (c = 0; c < 2; c++) {
+		memset(buf[c], 0, 2 * CHUNK);
+		/* Read back crossed: what queue 0 wrote through queue 1, and back. */
+		io(d[c], 1, false, (c * 2) * (CHUNK / 512), buf[c]);
+		io(d[c], 0, false, (c * 2 + 1) * (CHUNK / 512), buf[c] + CHUNK);
+		for (i = 0; i < CHUNK; i++) {
+			cr_assert_eq(buf[c][i], 0x30 + c * 2, "client %u, byte %u", c, i);
+			cr_assert_eq(buf[c][CHUNK + i], 0x30 + c * 2 + 1, "client %u, byte %u", c, i);
+		}
+	}
+	/* One goes; the other still serves. */
+	vhu_blkdrv_destroy(d[0]);
+	memset(buf[1], 0x7e, CHUNK);
+	io(d[1], 0, true, 64, buf[1]);
+	memset(buf[1], 0, CHUNK);
+	io(d[1], 1, false, 64, buf[1]);
+	cr_assert_eq(buf[1][0], 0x7e);
+	cr_assert_eq(buf[1][CHUNK - 1], 0x7e);
+	vhu_blkdrv_destroy(d[1]);
+	cr_assert_eq(t_proc_stop(&t_tool.backend, SIGTERM), 0);
 }
 
 Test(blk_cpus, sigterm_under_io_exits_0_and_removes_the_socket)

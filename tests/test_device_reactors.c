@@ -13,7 +13,12 @@
  * is usable there, a removed one is unmapped from every ring's view;
  * closing the connection under I/O frees the device once; a guest fault
  * on the remote queue closes only its device, and so does vhu_dev_close()
- * called on the remote ring; bad ring lists are refused.
+ * called on the remote ring; bad ring lists are refused. Connections:
+ * each front-end's connection runs on ring (id - 1) mod 2 (its open and
+ * its queue 0 on that ring's thread), two front-ends on different rings
+ * each serve data and close alone; destroy frees devices on both rings
+ * once; max_conns counts the front-ends of every ring; one handed to a
+ * ring after the server was destroyed is closed.
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -51,6 +56,7 @@ TestSuite(reactors, .init = t_setup, .fini = t_teardown, .timeout = 60);
 #define DISK_BYTES	(1 * MiB)
 #define WAIT_MS		5000
 #define HOLD_MAX	8u
+#define MAX_DEVS	8u
 
 /* Queue q's areas in region 0: rings, then header, data and status. */
 #define Q_BASE(q)	(0x80000ull * (q))
@@ -91,7 +97,15 @@ static struct {
 	struct vhu_dev *dev;		/* the last device opened */
 	pthread_t work_thread[NQ];	/* where each queue's work last ran */
 	bool worked[NQ];
+	struct vhu_dev *devs[MAX_DEVS];	/* by id */
+	pthread_t open_thread[MAX_DEVS];
+	pthread_t dev_work_thread[MAX_DEVS][NQ];
+	bool pause1;			/* ring 1's thread stops driving its ring (atomic) */
+	bool paused1;			/* and has stopped (atomic) */
 } g;
+
+/* vhu_dev_opts.max_conns of the next rx_start() (0: the ring's limit). */
+static unsigned int g_max_conns;
 
 #define LOAD(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
@@ -113,7 +127,12 @@ static int
 app_open(struct vhu_dev *dev, void *ctx)
 {
 	int rc = blk_dev_ops.open(dev, ctx);
+	unsigned int id = vhu_dev_id(dev);
 
+	if (id < MAX_DEVS) {
+		g.devs[id] = dev;
+		g.open_thread[id] = pthread_self();
+	}
 	STORE(&g.dev, dev);
 	__atomic_add_fetch(&g.opened, 1, __ATOMIC_ACQ_REL);
 	return rc;
@@ -173,7 +192,12 @@ static bool g_close_from_q1;
 static void
 app_queue_work(struct vhu_dev *dev, unsigned int q, void *ctx)
 {
+	unsigned int id = vhu_dev_id(dev);
+
 	g.work_thread[q] = pthread_self();
+	if (id < MAX_DEVS) {
+		g.dev_work_thread[id][q] = pthread_self();
+	}
 	STORE(&g.worked[q], true);
 	if (q == 1 && LOAD(&g_close_from_q1)) {
 		vhu_dev_close(dev, -ECONNABORTED);
@@ -214,10 +238,18 @@ reactor_main(void *arg)
 		g.ops.server_gone = app_gone;
 		o.ops = &g.ops;
 		o.path = t_path("sock");
+		o.max_conns = g_max_conns;
 		cr_assert_eq(vhu_dev_server_create_multi(rings, NRINGS, &o, &g.srv), 0);
 		STORE(&g.serving, true);
 	}
 	while (!LOAD(&g.gone)) {
+		if (r->idx == 1 && LOAD(&g.pause1)) {
+			/* Not driving the ring: what is posted to it waits in its inbox. */
+			STORE(&g.paused1, true);
+			sched_yield();
+			continue;
+		}
+		STORE(&g.paused1, false);
 		if (r->idx == 0 && g.srv != NULL && LOAD(&g.stop)) {
 			vhu_dev_server_destroy(g.srv);
 			g.srv = NULL;
@@ -837,4 +869,164 @@ Test(reactors, inflight_areas_are_kept_by_each_queues_ring)
 	fe_fini(&e);
 	wait_until(&g.closed, 1, "the device closes");
 	rx_stop();
+}
+
+/* Connections on their rings --------------------------------------------- */
+
+/* Write pattern through queue 0 at sector, read it back through queue 1. */
+static void
+fe_rw(struct fe *e, uint64_t sector, uint8_t pattern)
+{
+	uint8_t *d0 = fg_ptr(&e->g, DATA_GPA(0), 4096), *d1 = fg_ptr(&e->g, DATA_GPA(1), 4096);
+	unsigned int i;
+
+	memset(d0, pattern, 4096);
+	fe_blk(e, 0, BLK_T_OUT, sector, 4096);
+	cr_assert_eq(fe_blk_wait(e, 0), BLK_S_OK);
+	memset(d1, 0, 4096);
+	fe_blk(e, 1, BLK_T_IN, sector, 4096);
+	cr_assert_eq(fe_blk_wait(e, 1), BLK_S_OK);
+	for (i = 0; i < 4096; i++) {
+		cr_assert_eq(d1[i], pattern, "byte %u read back", i);
+	}
+}
+
+/* The server closed this front-end without serving it. */
+static void
+fe_refused(struct fe *e)
+{
+	struct vhu_hdr h;
+	uint64_t v;
+
+	cr_assert(fe_readable(e, WAIT_MS), "the connection is closed");
+	cr_assert_lt(vhu_endpoint_recv_body(e->ep, &h, &v, sizeof(v), NULL), 0, "and got nothing");
+}
+
+Test(reactors, two_front_ends_each_on_its_own_ring)
+{
+	struct fe e1, e2;
+	int fds;
+
+	rx_start(false);
+	fds = t_fd_count();
+	fe_connect(&e1, 1);
+	fe_handshake(&e1);
+	fe_connect(&e2, 1);
+	fe_handshake(&e2);
+	cr_assert_eq(LOAD(&g.opened), 2);
+	/* Device 1's connection on ring 0, device 2's on ring 1: each opened there. */
+	cr_assert(same_thread(g.open_thread[1], g.r[0].th), "device 1 opened on ring 0");
+	cr_assert(same_thread(g.open_thread[2], g.r[1].th), "device 2 opened on ring 1");
+	cr_assert_eq(vhu_dev_ring(g.devs[1]), g.r[0].ring);
+	cr_assert_eq(vhu_dev_ring(g.devs[2]), g.r[1].ring);
+	/* Queue 0 with its connection, queue 1 on the next ring. */
+	cr_assert_eq(vhu_dev_queue_ring(g.devs[2], 0), g.r[1].ring);
+	cr_assert_eq(vhu_dev_queue_ring(g.devs[2], 1), g.r[0].ring);
+	fe_rw(&e1, 0, 0x11);
+	fe_rw(&e2, 64, 0x22);
+	cr_assert(same_thread(g.dev_work_thread[1][0], g.r[0].th));
+	cr_assert(same_thread(g.dev_work_thread[2][0], g.r[1].th), "device 2's queue 0 on ring 1");
+	cr_assert(same_thread(g.dev_work_thread[2][1], g.r[0].th));
+	/* Closing one leaves the other untouched, on either ring. */
+	fe_fini(&e2);
+	wait_until(&g.closed, 1, "device 2 closes");
+	cr_assert_eq(g.reason, -VHU_EDISCONNECT);
+	fe_rw(&e1, 128, 0x33);
+	fe_connect(&e2, 1);
+	fe_handshake(&e2);
+	cr_assert(same_thread(g.open_thread[3], g.r[0].th), "device 3 on ring 0");
+	fe_rw(&e2, 192, 0x44);
+	fe_fini(&e1);
+	wait_until(&g.closed, 2, "device 1 closes");
+	fe_rw(&e2, 256, 0x55);
+	fe_fini(&e2);
+	wait_until(&g.closed, 3, "device 3 closes");
+	cr_assert_eq(t_fd_count(), fds, "no fd of the devices is left");
+	rx_stop();
+}
+
+Test(reactors, destroy_frees_the_devices_of_both_rings_once)
+{
+	struct fe e1, e2;
+	int fds, maps;
+
+	fds = t_fd_count();
+	maps = fg_map_count();
+	rx_start(false);
+	fe_connect(&e1, 1);
+	fe_handshake(&e1);
+	fe_connect(&e2, 1);
+	fe_handshake(&e2);
+	fe_rw(&e1, 0, 0x61);
+	fe_rw(&e2, 64, 0x62);
+	/* Destroyed with both connected: each ring closes its own, server_gone once all let go. */
+	rx_stop();
+	cr_assert_eq(LOAD(&g.opened), 2);
+	cr_assert_eq(LOAD(&g.closed), 2);
+	cr_assert(fe_readable(&e1, WAIT_MS) && fe_readable(&e2, WAIT_MS), "both are closed");
+	fe_fini(&e1);
+	fe_fini(&e2);
+	cr_assert_eq(t_fd_count(), fds, "no fd left");
+	cr_assert_eq(fg_map_count(), maps, "no mapping left");
+}
+
+Test(reactors, max_conns_counts_the_front_ends_of_every_ring)
+{
+	struct fe e1, e2, e3;
+
+	g_max_conns = 2;
+	rx_start(false);
+	g_max_conns = 0;
+	fe_connect(&e1, 1);
+	fe_handshake(&e1);
+	fe_connect(&e2, 1);
+	fe_handshake(&e2);
+	cr_assert(same_thread(g.open_thread[2], g.r[1].th), "one on each ring");
+	/* A third is closed at once, whichever ring it would go to. */
+	fe_connect(&e3, 1);
+	fe_refused(&e3);
+	fe_fini(&e3);
+	cr_assert_eq(LOAD(&g.opened), 2);
+	/* Room again once one goes. */
+	fe_fini(&e2);
+	wait_until(&g.closed, 1, "device 2 closes");
+	fe_connect(&e3, 1);
+	fe_handshake(&e3);
+	fe_rw(&e3, 0, 0x71);
+	fe_fini(&e3);
+	fe_fini(&e1);
+	wait_until(&g.closed, 3, "every device closes");
+	rx_stop();
+}
+
+Test(reactors, a_front_end_handed_over_after_the_destroy_is_closed)
+{
+	struct fe e1, e2, e3;
+	int fds;
+
+	fds = t_fd_count();
+	rx_start(false);
+	/* Ring 1 stops taking messages: device 2's socket waits in its inbox. */
+	STORE(&g.pause1, true);
+	while (!LOAD(&g.paused1)) {
+		sched_yield();
+	}
+	fe_connect(&e1, 1);
+	fe_connect(&e2, 1);
+	fe_connect(&e3, 1);
+	/* Accepted in order: device 3 open on ring 0 means device 2's socket was handed over. */
+	wait_until(&g.opened, 2, "devices 1 and 3 open on ring 0");
+	STORE(&g.stop, true);
+	/* Their devices wait for ring 1 to hand their queue 1 back, but the connections go. */
+	cr_assert(fe_readable(&e1, WAIT_MS) && fe_readable(&e3, WAIT_MS),
+		  "the destroy closes ring 0's connections");
+	cr_assert_not(fe_readable(&e2, 100), "device 2's socket is still in ring 1's inbox");
+	STORE(&g.pause1, false);
+	fe_refused(&e2);
+	rx_stop();
+	cr_assert_eq(LOAD(&g.opened), 2, "the late one was never opened");
+	fe_fini(&e1);
+	fe_fini(&e2);
+	fe_fini(&e3);
+	cr_assert_eq(t_fd_count(), fds, "no fd left");
 }
