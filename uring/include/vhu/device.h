@@ -56,10 +56,17 @@
  *
  * Several rings (reactors, vhu_dev_server_create_multi()): one thread per
  * ring, each ring created and driven (vhu_ring_wait()/poll()) by its own
- * thread only. The first ring is the control ring: it listens, holds every
- * connection and runs the protocol, ops->open, ops->get_config,
- * ops->request_failed, ops->close and ops->server_gone; the
- * vhu_dev_server_*() calls are made on its thread. Each queue has a home
+ * thread only. The first ring listens, runs ops->server_gone, and the
+ * vhu_dev_server_*() calls are made on its thread. Each accepted
+ * connection is handed to a ring (its fd through that ring's inbox, woken
+ * with IORING_OP_MSG_RING), the device's control ring, ring
+ * (vhu_dev_id() - 1) mod nrings, the ring of its queue 0: it holds the
+ * connection and runs the device's protocol, ops->open, ops->get_config,
+ * ops->request_failed and ops->close (vhu_dev_ring()); a single-queue
+ * front-end is thus served by one thread alone. A device of
+ * vhu_dev_server_attach() is controlled by rings[0]. So callbacks of
+ * different devices run on different threads at once. max_conns counts
+ * the front-ends of every ring. Each queue has a home
  * ring, (vhu_dev_id() - 1 + q) mod nrings (queue q of the first device on
  * ring q mod nrings, the next device shifted by one, so single-queue
  * front-ends spread too): its kick reads, ops->queue_work, the pops and
@@ -72,8 +79,10 @@
  * message is held until every ring has answered, so its reply (and
  * REPLY_ACK) tells the truth. vhu_dev_close() may also be called from a
  * callback on a queue's home ring; vhu_dev_closing(), vhu_dev_ctx(),
- * vhu_dev_id(), vhu_dev_num_queues() from any of the device's rings.
- * Stopping: vhu_dev_server_destroy() on the control ring, then keep driving
+ * vhu_dev_id(), vhu_dev_num_queues() from any of the device's rings;
+ * vhu_dev_server_count() from any thread.
+ * Stopping: vhu_dev_server_destroy() on rings[0] (it reaches each ring's
+ * devices as a message), then keep driving
  * every ring until ops->server_gone has run (each ring's part of each
  * device is handed back first); then stop the threads and destroy each
  * ring on its own thread.
@@ -162,7 +171,7 @@ struct vhu_dev_opts {
 	/** Socket path to listen on; NULL: devices only through vhu_dev_server_attach(). */
 	const char *path;
 	bool unlink_stale;		/**< remove a stale socket file first */
-	unsigned int max_conns;		/**< front-ends at once; 0: the ring's limit */
+	unsigned int max_conns;		/**< front-ends at once, all rings; 0: each ring's limit */
 	uint8_t recv_mode;		/**< enum vhu_recv_mode */
 	uint32_t msg_timeout_ms;	/**< as vhu_conn_opts; 0: never */
 	/**
@@ -240,8 +249,9 @@ int vhu_dev_server_create(struct vhu_ring *ring, const struct vhu_dev_opts *opts
 
 /**
  * Create a device server over nrings rings, each driven by its own thread
- * (see Threading above): rings[0] listens and holds the connections, the
- * queues are spread over all of them. Call on rings[0]'s thread. One ring
+ * (see Threading above): rings[0] listens and hands each connection to
+ * the ring of its queue 0, the queues are spread over all of them. Call
+ * on rings[0]'s thread. One ring
  * is vhu_dev_server_create().
  * \return as vhu_dev_server_create(); -EINVAL also for no rings, more than
  *         VHU_DEV_MAX_RINGS, or a ring given twice.
@@ -251,7 +261,8 @@ int vhu_dev_server_create_multi(struct vhu_ring *const *rings, unsigned int nrin
 
 /**
  * Serve a front-end on an already connected AF_UNIX stream socket (a
- * socketpair, socket activation). Takes fd in every case.
+ * socketpair, socket activation), on rings[0] (its control ring, whatever
+ * its id; its queues spread as usual). Takes fd in every case.
  * \return 0 with *out set (may be NULL if ops->open refused it), or an
  *         attach error.
  */
@@ -274,7 +285,11 @@ void vhu_dev_set_ctx(struct vhu_dev *dev, void *ctx);
 /** \return a number naming the device in logs (1, 2, ... per server). */
 unsigned int vhu_dev_id(const struct vhu_dev *dev);
 
-/** \return the ring the device's connection runs on (the server's first). */
+/**
+ * \return the ring the device's connection and protocol run on: with
+ *         several rings, (vhu_dev_id() - 1) mod nrings for an accepted
+ *         front-end, the first for vhu_dev_server_attach().
+ */
 struct vhu_ring *vhu_dev_ring(const struct vhu_dev *dev);
 
 /**
