@@ -89,7 +89,6 @@ enum slot_kind {
 	SLOT_APP,		/* a struct vhu_op (op.c) */
 	SLOT_APP_CANCEL,	/* the ring's shared cancel of application ops */
 	SLOT_XWAKE,		/* another ring's MSG_RING: drain the inbox (xring.c) */
-	SLOT_XSEND,		/* our MSG_RING to another ring completed (xring.c) */
 };
 
 struct slot {
@@ -97,7 +96,8 @@ struct slot {
 	uint32_t busy;
 };
 
-_Static_assert(_Alignof(struct slot) >= 2, "bit 0 of user_data marks vhu's CQEs");
+_Static_assert(_Alignof(struct slot) >= 4,
+	       "bit 0 of user_data marks vhu's CQEs, bit 1 a MSG_RING's own (vhu__xsend_tag)");
 /* An application op's priv is a slot followed by a list node. */
 _Static_assert(offsetof(struct vhu_op, priv.kind) + sizeof(struct slot) ==
 	       offsetof(struct vhu_op, priv.link), "vhu_op.priv starts with a slot");
@@ -121,6 +121,26 @@ static inline struct slot *
 vhu__untag(uint64_t user_data)
 {
 	return (struct slot *)(uintptr_t)(user_data & ~(uint64_t)1);
+}
+
+/*
+ * The user_data of our MSG_RING to ring to (its CQE on the sender, xring.c):
+ * to's address with bits 0 and 1 set (a slot's tag has bit 1 clear). Not a
+ * slot in to: to may be gone (its thread stopped) before the sender reaps
+ * that CQE, so to is read only to send a failed wake-up again.
+ */
+#define VHU_XSEND_BITS	3u
+
+static inline uint64_t
+vhu__xsend_tag(const void *to)
+{
+	return (uint64_t)(uintptr_t)to | VHU_XSEND_BITS;
+}
+
+static inline bool
+vhu__is_xsend(uint64_t user_data)
+{
+	return (user_data & VHU_XSEND_BITS) == VHU_XSEND_BITS;
 }
 
 /* Provided-buffer ring shared by the ring's stream connections. */
@@ -371,7 +391,6 @@ struct xinbox {
 	struct vhu__xmsg stub;
 	bool wake;			/* a wake-up is on its way (atomic) */
 	struct slot wake_slot;		/* SLOT_XWAKE: the CQE a sender's MSG_RING posts here */
-	struct slot send_slot;		/* SLOT_XSEND: the sender's own CQE for that MSG_RING */
 };
 
 /* Steps of the fall back from spinning to waiting, for a test's hook (device_poll.c). */
@@ -451,7 +470,7 @@ struct vhu_ring *vhu__ring_current(void);
 void vhu__xring_init(struct vhu_ring *r);
 void vhu__xring_post(struct vhu_ring *from, struct vhu_ring *to, struct vhu__xmsg *m);
 void vhu__xring_drain(struct vhu_ring *r);
-void vhu__xring_sent(struct vhu_ring *r, struct slot *s, int res);
+void vhu__xring_sent(struct vhu_ring *r, uint64_t user_data, int res);
 
 /* op.c */
 void vhu__op_complete(struct vhu_ring *r, struct slot *s, struct io_uring_cqe *cqe);

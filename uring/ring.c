@@ -412,6 +412,10 @@ dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 	struct vhu_conn *c = NULL;
 
 	r->st.cqes++;
+	if (vhu__is_xsend(cqe->user_data)) {
+		vhu__xring_sent(r, cqe->user_data, cqe->res);
+		return;
+	}
 	switch (s->kind) {
 	case SLOT_RECV:
 		c = vhu_container_of(s, struct vhu_conn, rx.s);
@@ -443,9 +447,6 @@ dispatch(struct vhu_ring *r, struct io_uring_cqe *cqe)
 		break;
 	case SLOT_XWAKE:
 		vhu__xring_drain(r);
-		break;
-	case SLOT_XSEND:
-		vhu__xring_sent(r, s, cqe->res);
 		break;
 	case SLOT_TIMER_CANCEL:
 		vhu__ulistener_tcancel_complete(vhu_container_of(s, struct vhu_ulistener,

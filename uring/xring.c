@@ -37,7 +37,6 @@ vhu__xring_init(struct vhu_ring *r)
 	in->tail = &in->stub;
 	in->wake = false;
 	in->wake_slot.kind = SLOT_XWAKE;
-	in->send_slot.kind = SLOT_XSEND;
 }
 
 static void
@@ -94,7 +93,7 @@ wake_send(struct vhu_ring *from, struct vhu_ring *to)
 		return;
 	}
 	io_uring_prep_msg_ring(sqe, to->uring->ring_fd, 0, vhu__tag(&to->xin.wake_slot), 0);
-	io_uring_sqe_set_data64(sqe, vhu__tag(&to->xin.send_slot));
+	io_uring_sqe_set_data64(sqe, vhu__xsend_tag(to));
 	from->ops++;
 }
 
@@ -119,11 +118,15 @@ vhu__xring_drain(struct vhu_ring *r)
 	}
 }
 
-/* SLOT_XSEND on r (the sender): its MSG_RING to the slot's ring completed. */
+/*
+ * On r (the sender): its MSG_RING completed. The target is named by
+ * user_data, not by a slot in it: a ring whose thread has stopped after its
+ * last message may be freed before this CQE is reaped.
+ */
 void
-vhu__xring_sent(struct vhu_ring *r, struct slot *s, int res)
+vhu__xring_sent(struct vhu_ring *r, uint64_t user_data, int res)
 {
-	struct vhu_ring *to = vhu_container_of(s, struct vhu_ring, xin.send_slot);
+	struct vhu_ring *to = (struct vhu_ring *)(uintptr_t)(user_data & ~(uint64_t)VHU_XSEND_BITS);
 
 	r->ops--;
 	if (res >= 0) {
