@@ -88,6 +88,10 @@ if [ -n "$vhu_blk" ]; then
 	# ... and stopped under I/O: every reactor lets go before the socket goes.
 	check vhu-blk-cpus-restart-term '' $restart --signal TERM --stop-at inflight \
 		--backend "$blk --cpus $cpus"
+	# QEMU as the second front-end: its connection is handed to the second
+	# reactor, which runs its protocol and queue 0 (first-conn.py connects first).
+	check vhu-blk-cpus-second-frontend-2q '' --job fio-verify --queues 2 --deadline 60 \
+		--backend "python3 $here/first-conn.py {sock} $blk --cpus $cpus"
 	# Poll mode: Linux's virtio driver honours the suppressed kicks (EVENT_IDX's
 	# avail_event, or NO_NOTIFY without it), and kicks again once vhu-blk
 	# falls back to waiting.
