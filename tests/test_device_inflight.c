@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -791,6 +792,65 @@ Test(device_inflight, set_inflight_fd_of_the_wrong_kind_closes_the_device)
 	cr_assert_eq(b.closed, 1);
 	cr_assert_eq(b.reason, -VHU_EFDKIND, "closed with %s", vhu_strerror(b.reason));
 	close(efd);
+	be_kill(&b);
+	vm_fini(&vm);
+}
+
+/*
+ * The back-end's own fd shortage at GET_INFLIGHT_FD is not the front-end's
+ * fault: the reply says "no region" (mmap_size 0, no fd; QEMU then goes on
+ * without tracking) and the connection stays.
+ */
+Test(device_inflight, get_inflight_fd_without_fds_answers_no_region)
+{
+	struct vhu_inflight in = { 0, 0, 1, QNUM, 0 }, got;
+	struct rlimit old, low;
+	struct be b;
+	struct vm vm;
+	struct vhu_fds rfds = { .n = 0 };
+	struct vhu_hdr h;
+	int dups[64], n = 0, sent, rc = -1;
+	bool full;
+	uint64_t pf;
+
+	vm_init(&vm);
+	be_start(&b, true);
+	(void)get_u64(&b, VHU_REQ_GET_FEATURES);
+	pf = get_u64(&b, VHU_REQ_GET_PROTOCOL_FEATURES);
+	cr_assert_eq(ack(&b, VHU_REQ_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0), 0);
+	/* Every fd number below a lowered limit taken: memfd_create gets EMFILE. */
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)t_fd_count() + 32;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 64) {
+		int d = dup(0);
+
+		if (d < 0) {
+			break;
+		}
+		dups[n++] = d;
+	}
+	h = vhu_hdr_request(VHU_REQ_GET_INFLIGHT_FD, sizeof(in), false);
+	sent = vhu_endpoint_send_message(b.ep, &h, &in, sizeof(in), NULL, 0);
+	if (sent == 0) {
+		be_run_until_readable(&b);
+		vhu_fds_init(&rfds);
+		rc = vhu_endpoint_recv_body(b.ep, &h, &got, sizeof(got), &rfds);
+	}
+	full = n == 64;
+	while (n > 0) {
+		close(dups[--n]);
+	}
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_not(full, "the lowered limit was never reached");
+	cr_assert_eq(sent, 0);
+	cr_assert_eq(rc, 0, "reply: %s", vhu_strerror(rc));
+	cr_assert_eq(h.request, VHU_REQ_GET_INFLIGHT_FD);
+	cr_assert_eq(got.mmap_size, 0, "no region");
+	cr_assert_eq(rfds.n, 0, "no fd with it");
+	cr_assert_eq(b.closed, 0, "the connection stays");
+	(void)get_u64(&b, VHU_REQ_GET_FEATURES);
 	be_kill(&b);
 	vm_fini(&vm);
 }

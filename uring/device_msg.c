@@ -837,6 +837,16 @@ get_inflight_fd(struct vhu_dev *d, struct vhu_msg *msg, struct reply *r)
 		return rc;
 	}
 	rc = vhu__dev_inflight_create(d, &b, &r->fd);
+	if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -ENOSPC) {
+		/*
+		 * Our own shortage, not the front-end's fault: no region (size 0,
+		 * no fd), which QEMU takes as "no inflight tracking" and goes on.
+		 */
+		b.mmap_size = 0;
+		b.mmap_offset = 0;
+		b.padding = 0;
+		rc = 0;
+	}
 	if (rc < 0) {
 		return rc;
 	}
