@@ -88,6 +88,10 @@ if [ -n "$vhu_blk" ]; then
 	# ... and stopped under I/O: every reactor lets go before the socket goes.
 	check vhu-blk-cpus-restart-term '' $restart --signal TERM --stop-at inflight \
 		--backend "$blk --cpus $cpus"
+	# ... and killed with 2 queues on 2 reactors: each ring resubmits what
+	# its own queue's area holds.
+	check vhu-blk-cpus-restart-kill-2q '' $restart --queues 2 --signal KILL --stop-at inflight \
+		--backend "$blk --cpus $cpus"
 	# QEMU as the second front-end: its connection is handed to the second
 	# reactor, which runs its protocol and queue 0 (first-conn.py connects first).
 	check vhu-blk-cpus-second-frontend-2q '' --job fio-verify --queues 2 --deadline 60 \

@@ -20,8 +20,8 @@
 #                    it again on the same socket and file (default 0); QEMU's
 #                    chardev reconnects (reconnect=1). Each stop waits for the
 #                    guest to complete --restart-ios requests through the
-#                    current back-end, then a random 0..--jitter-ms ms (one
-#                    queue only: the stops look at queue 0)
+#                    current back-end, then a random 0..--jitter-ms ms
+#                    (--stop-at idle: one queue only, it looks at queue 0)
 #   --signal SIG     KILL (default) or TERM: how the back-end is stopped
 #   --seed N         seeds the stop points and fio-restart's I/O (default: a
 #                    random one, printed; pass it back to replay a failure)
@@ -68,8 +68,8 @@ case $signal:$stop_at in
 KILL:inflight | KILL:idle | TERM:inflight | TERM:idle) ;;
 *) echo "run-guest: --signal KILL|TERM, --stop-at inflight|idle, not $signal, $stop_at" >&2; exit 2 ;;
 esac
-if [ "$restarts" -gt 0 ] && [ "$queues" -ne 1 ]; then
-	echo "run-guest: --restarts with one queue only (the stops look at queue 0)" >&2
+if [ "$restarts" -gt 0 ] && [ "$queues" -ne 1 ] && [ "$stop_at" = idle ]; then
+	echo "run-guest: --stop-at idle with one queue only (it looks at queue 0's rings)" >&2
 	exit 2
 fi
 [ -n "$seed" ] || seed=$((${EPOCHREALTIME/[.,]/} % 1000000))
@@ -272,18 +272,26 @@ qemu_fd() {
 	done
 }
 
-# Descriptors the back-end has taken from queue 0 and not completed, as its
-# inflight region says (the one QEMU got with GET_INFLIGHT_FD and keeps
-# open): split-queue layout, a 16-byte header with desc_num at byte 10, then
-# 16 bytes per descriptor, the first its inflight flag. '-' without a region
-# (a back-end without INFLIGHT_SHMFD). The region is copied to $1.
+# Descriptors the back-end has taken and not completed, on every queue, as
+# its inflight region says (the one QEMU got with GET_INFLIGHT_FD and keeps
+# open): one area per queue, each a 16-byte header with desc_num at byte
+# 10, then 16 bytes per descriptor, the first its inflight flag, rounded up
+# to 64 bytes. '-' without a region (a back-end without INFLIGHT_SHMFD).
+# The region is copied to $1.
 inflight_count() {
-	local f n
+	local f n area size q total=0 c
 	f=$(qemu_fd '*inflight*')
 	[ -n "$f" ] || { echo -; return; }
 	cat "$f" >"$1"
 	n=$(od -An -tu2 -j10 -N2 "$1" | tr -d " ")
-	od -An -tu1 -w16 -v -j16 -N$((16 * n)) "$1" | awk '$1 != 0 { n++ } END { print n + 0 }'
+	area=$(((16 + 16 * n + 63) / 64 * 64))
+	size=$(stat -c %s "$1")
+	for ((q = 0; q < size / area; q++)); do
+		c=$(od -An -tu1 -w16 -v -j$((q * area + 16)) -N$((16 * n)) "$1" |
+			awk '$1 != 0 { n++ } END { print n + 0 }')
+		total=$((total + c))
+	done
+	echo "$total"
 }
 
 # Queue 0's avail and used rings: their guest-physical addresses from QEMU's
