@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "uring_helpers.h"
 #include "fake_guest.h"
 
 #include <errno.h>
@@ -163,43 +164,22 @@ fe_fini(struct fe *e)
 	close(e->call);
 }
 
-/* Drive the ring until the endpoint has something to read (or it hung up). */
-static void
-fx_run_until_readable(struct fx *f, struct fe *e)
-{
-	struct pollfd p = { .fd = vhu_endpoint_fd(e->ep), .events = POLLIN };
-	int i;
-
-	for (i = 0; i < ROUNDS; i++) {
-		cr_assert_geq(vhu_ring_wait(f->ring, 5), 0);
-		if (poll(&p, 1, 0) == 1) {
-			return;
-		}
-	}
-	cr_assert_fail("no reply from the device");
-}
-
 /* Send a request; with want != NULL, read the reply's body into it. \return body bytes. */
 static size_t
 fe_call(struct fx *f, struct fe *e, uint32_t req, const void *body, size_t len,
 	const int *fds, unsigned int nfds, bool need_reply, void *want, size_t want_len)
 {
-	struct vhu_hdr h = vhu_hdr_request(req, (uint32_t)len, need_reply);
-	struct vhu_fds rfds;
-	int rc;
+	return th_call(f->ring, e->ep, req, body, len, fds, nfds, need_reply, want, want_len,
+		       NULL);
+}
 
-	cr_assert_eq(vhu_endpoint_send_message(e->ep, &h, body, len, fds, nfds), 0);
-	if (want == NULL) {
-		return 0;
-	}
-	fx_run_until_readable(f, e);
-	vhu_fds_init(&rfds);
-	rc = vhu_endpoint_recv_body(e->ep, &h, want, want_len, &rfds);
-	cr_assert_eq(rc, 0, "reply to %s: %s", vhu_req_name(VHU_CHAN_FRONTEND, req),
-		     vhu_strerror(rc));
-	cr_assert_eq(h.request, req);
-	vhu_fds_close(&rfds);
-	return h.size;
+/* Drive the ring until the endpoint has something to read (or it hung up). */
+static void
+fx_run_until_readable(struct fx *f, struct fe *e)
+{
+	int fd = vhu_endpoint_fd(e->ep);
+
+	th_run_until(f->ring, th_done_readable, &fd, "the device's reply");
 }
 
 static uint64_t

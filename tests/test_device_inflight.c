@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "uring_helpers.h"
 #include "fake_guest.h"
 
 #include <errno.h>
@@ -171,16 +172,9 @@ be_kill(struct be *b)
 static void
 be_run_until_readable(struct be *b)
 {
-	struct pollfd p = { .fd = vhu_endpoint_fd(b->ep), .events = POLLIN };
-	int i;
+	int fd = vhu_endpoint_fd(b->ep);
 
-	for (i = 0; i < ROUNDS; i++) {
-		cr_assert_geq(vhu_ring_wait(b->ring, 5), 0);
-		if (poll(&p, 1, 0) == 1) {
-			return;
-		}
-	}
-	cr_assert_fail("no reply from the device");
+	th_run_until(b->ring, th_done_readable, &fd, "the device's reply");
 }
 
 /* A request and its reply body; *fd gets the reply's fd if fd != NULL. */
@@ -188,26 +182,7 @@ static size_t
 call(struct be *b, uint32_t req, const void *body, size_t len, const int *fds,
      unsigned int nfds, bool need_reply, void *want, size_t want_len, int *fd)
 {
-	struct vhu_hdr h = vhu_hdr_request(req, (uint32_t)len, need_reply);
-	struct vhu_fds rfds;
-	int rc;
-
-	cr_assert_eq(vhu_endpoint_send_message(b->ep, &h, body, len, fds, nfds), 0);
-	if (want == NULL) {
-		return 0;
-	}
-	be_run_until_readable(b);
-	vhu_fds_init(&rfds);
-	rc = vhu_endpoint_recv_body(b->ep, &h, want, want_len, &rfds);
-	cr_assert_eq(rc, 0, "reply to %s: %s", vhu_req_name(VHU_CHAN_FRONTEND, req),
-		     vhu_strerror(rc));
-	cr_assert_eq(h.request, req);
-	if (fd != NULL) {
-		cr_assert_eq(rfds.n, 1, "the reply carries one fd");
-		*fd = vhu_fds_take(&rfds, 0);
-	}
-	vhu_fds_close(&rfds);
-	return h.size;
+	return th_call(b->ring, b->ep, req, body, len, fds, nfds, need_reply, want, want_len, fd);
 }
 
 static uint64_t

@@ -710,3 +710,38 @@ th_set_sndbuf(int fd, int bytes)
 	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)), 0,
 		     "SO_SNDBUF: %s", strerror(errno));
 }
+
+bool
+th_done_readable(void *arg)
+{
+	struct pollfd p = { .fd = *(const int *)arg, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+size_t
+th_call(struct vhu_ring *ring, struct vhu_endpoint *ep, uint32_t req, const void *body,
+	size_t len, const int *fds, unsigned int nfds, bool need_reply, void *want,
+	size_t want_len, int *fd)
+{
+	struct vhu_hdr h = vhu_hdr_request(req, (uint32_t)len, need_reply);
+	struct vhu_fds rfds;
+	int efd = vhu_endpoint_fd(ep), rc;
+
+	cr_assert_eq(vhu_endpoint_send_message(ep, &h, body, len, fds, nfds), 0);
+	if (want == NULL) {
+		return 0;
+	}
+	th_run_until(ring, th_done_readable, &efd, "the device's reply");
+	vhu_fds_init(&rfds);
+	rc = vhu_endpoint_recv_body(ep, &h, want, want_len, &rfds);
+	cr_assert_eq(rc, 0, "reply to %s: %s", vhu_req_name(VHU_CHAN_FRONTEND, req),
+		     vhu_strerror(rc));
+	cr_assert_eq(h.request, req);
+	if (fd != NULL) {
+		cr_assert_eq(rfds.n, 1, "the reply carries one fd");
+		*fd = vhu_fds_take(&rfds, 0);
+	}
+	vhu_fds_close(&rfds);
+	return h.size;
+}

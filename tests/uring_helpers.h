@@ -152,6 +152,20 @@ bool th_done_sent(void *arg);
 
 int th_inq(int fd);
 
+/* done(arg) for th_run_until: the fd *arg is readable (data, or a hang-up). */
+bool th_done_readable(void *arg);
+
+/*
+ * A front-end's request on ep to a device served on ring: sends it; with
+ * want != NULL drives the ring until the reply is there and reads its
+ * body into want (failing the test on anything but that request's reply);
+ * with fd != NULL the reply must carry one fd, moved to *fd. \return the
+ * reply's body bytes (0 without want).
+ */
+size_t th_call(struct vhu_ring *ring, struct vhu_endpoint *ep, uint32_t req, const void *body,
+	       size_t len, const int *fds, unsigned int nfds, bool need_reply, void *want,
+	       size_t want_len, int *fd);
+
 bool th_done_drained(void *arg);
 
 /*
