@@ -58,14 +58,14 @@ check fio-verify-1q '' --job fio-verify --queues 1 --deadline 60
 check fio-verify-2q '' --job fio-verify --queues 2 --deadline 60
 # The back-end stopped 3 times under fio's I/O (3 SIGKILLs; 3 SIGTERMs) and
 # started again on the same socket and file, QEMU reconnecting: fio's verify
-# in the guest and a verify-only pass on the host must succeed. qsd 7.2
-# offers no INFLIGHT_SHMFD, so QEMU resumes its queue at the used index, and
-# a request it held when stopped is lost or failed (seen: a stuck queue
-# after SIGKILL, EIO after SIGTERM). It stops with nothing in flight
-# (--stop-at idle): the control for the harness and QEMU's reconnect.
+# in the guest and a verify-only pass on the host must succeed. Not run
+# against qsd here: qsd 7.2 offers no INFLIGHT_SHMFD, so a request it holds
+# when stopped is lost or failed (a stuck queue after SIGKILL, EIO after
+# SIGTERM), and even stopped idle (--stop-at idle) it once left a request
+# made available after the reconnect unserved (a stuck queue, 1 suite run
+# in 6): a control that fails by itself. tests/guest/README.md has the
+# commands to run it by hand.
 restart='--job fio-restart --restarts 3 --fio-mb 32 --deadline 60'
-check restart-kill-idle '' $restart --signal KILL --stop-at idle
-check restart-term-idle '' $restart --signal TERM --stop-at idle
 # vhu-blk serving the same kind of file: the host checks the pattern's bytes,
 # fio verifies with 1 and 2 queues (and in poll mode), and each run must end
 # with a clean shutdown (GET_VRING_BASE answered, QEMU powered off by itself).
