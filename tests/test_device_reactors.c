@@ -110,6 +110,19 @@ static unsigned int g_max_conns;
 #define LOAD(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
+/*
+ * Written (after the store) whenever a counter or flag the test thread
+ * waits for changes on another thread: wait_until() sleeps on it, not on
+ * the clock.
+ */
+static int g_changed = -1;
+
+static void
+changed(void)
+{
+	(void)eventfd_write(g_changed, 1);
+}
+
 /* An application that holds what it pops until the test writes release_fd. */
 static struct {
 	bool on;
@@ -135,6 +148,7 @@ app_open(struct vhu_dev *dev, void *ctx)
 	}
 	STORE(&g.dev, dev);
 	__atomic_add_fetch(&g.opened, 1, __ATOMIC_ACQ_REL);
+	changed();
 	return rc;
 }
 
@@ -144,12 +158,14 @@ app_close(struct vhu_dev *dev, int reason, void *ctx)
 	blk_dev_ops.close(dev, reason, ctx);
 	g.reason = reason;
 	__atomic_add_fetch(&g.closed, 1, __ATOMIC_ACQ_REL);
+	changed();
 }
 
 static void
 app_gone(void *ctx)
 {
 	STORE(&g.gone, true);
+	changed();
 }
 
 /* Release: push (or on a closing device drop) what the queue holds; runs on its home ring. */
@@ -161,6 +177,7 @@ release_done(struct vhu_op *op, int res, uint32_t flags)
 	unsigned int i, n = LOAD(&g_hold.n[q]);
 
 	STORE(&g_hold.n[q], 0);
+	changed();
 	for (i = 0; i < n; i++) {
 		/* The last one may free a closing device: nothing touches dev after. */
 		(void)vhu_dev_push(dev, q, &g_hold.req[q][i], g_hold.push_len);
@@ -178,6 +195,7 @@ hold_work(struct vhu_dev *dev, unsigned int q)
 		n++;
 	}
 	STORE(&g_hold.n[q], n);
+	changed();
 	if (n > 0 && !vhu_op_busy(&g_hold.release[q])) {
 		g_hold.release[q].done = release_done;
 		sqe = vhu_op_sqe(vhu_dev_queue_ring(dev, q), &g_hold.release[q]);
@@ -241,11 +259,15 @@ reactor_main(void *arg)
 		o.max_conns = g_max_conns;
 		cr_assert_eq(vhu_dev_server_create_multi(rings, NRINGS, &o, &g.srv), 0);
 		STORE(&g.serving, true);
+		changed();
 	}
 	while (!LOAD(&g.gone)) {
 		if (r->idx == 1 && LOAD(&g.pause1)) {
 			/* Not driving the ring: what is posted to it waits in its inbox. */
-			STORE(&g.paused1, true);
+			if (!LOAD(&g.paused1)) {
+				STORE(&g.paused1, true);
+				changed();
+			}
 			sched_yield();
 			continue;
 		}
@@ -261,6 +283,62 @@ reactor_main(void *arg)
 	return NULL;
 }
 
+/* Until cond(arg) holds, sleeping on g_changed; WAIT_MS without it fails the test. */
+static void
+wait_for(bool (*cond)(const void *arg), const void *arg, const char *what)
+{
+	struct timespec t0, t;
+	long left = WAIT_MS;
+	uint64_t v;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!cond(arg) && left > 0) {
+		struct pollfd p = { .fd = g_changed, .events = POLLIN };
+
+		if (poll(&p, 1, (int)left) == 1) {
+			(void)eventfd_read(g_changed, &v);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = WAIT_MS - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+	}
+	cr_assert(cond(arg), "%s", what);
+}
+
+struct count_want {
+	const unsigned int *counter;
+	unsigned int want;
+};
+
+static bool
+count_reached(const void *arg)
+{
+	const struct count_want *w = arg;
+
+	return LOAD(w->counter) == w->want;
+}
+
+static void
+wait_until(const unsigned int *counter, unsigned int want, const char *what)
+{
+	struct count_want w = { counter, want };
+
+	/* The other threads get there by themselves; the deadline only guards a hang. */
+	wait_for(count_reached, &w, what);
+	cr_assert_eq(LOAD(counter), want, "%s", what);
+}
+
+static bool
+flag_set(const void *arg)
+{
+	return LOAD((const bool *)arg);
+}
+
+static void
+wait_until_true(const bool *flag, const char *what)
+{
+	wait_for(flag_set, flag, what);
+}
+
 static void
 rx_start(bool hold)
 {
@@ -269,6 +347,8 @@ rx_start(bool hold)
 
 	memset(&g, 0, sizeof(g));
 	memset(&g_hold, 0, sizeof(g_hold));
+	g_changed = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	cr_assert_geq(g_changed, 0);
 	g_hold.on = hold;
 	g_close_from_q1 = false;
 	for (i = 0; i < NQ; i++) {
@@ -283,9 +363,7 @@ rx_start(bool hold)
 		g.r[i].idx = i;
 		cr_assert_eq(pthread_create(&g.r[i].th, NULL, reactor_main, &g.r[i]), 0);
 	}
-	while (!LOAD(&g.serving)) {
-		sched_yield();
-	}
+	wait_until_true(&g.serving, "the server is created");
 }
 
 /* Destroy the server, wait until every ring let go, join the threads. */
@@ -303,6 +381,8 @@ rx_stop(void)
 	for (i = 0; i < NQ; i++) {
 		close(g_hold.release_fd[i]);
 	}
+	close(g_changed);
+	g_changed = -1;
 }
 
 /* Front-end ---------------------------------------------------------------- */
@@ -554,19 +634,6 @@ fe_blk_wait(struct fe *e, unsigned int q)
 	}
 	cr_assert_fail("queue %u: the request was never used", q);
 	return 0xff;
-}
-
-static void
-wait_until(const unsigned int *counter, unsigned int want, const char *what)
-{
-	struct timespec ts = { 0, 1000000 };
-	int i;
-
-	/* The other threads get there by themselves; the deadline only guards a hang. */
-	for (i = 0; i < WAIT_MS && LOAD(counter) != want; i++) {
-		nanosleep(&ts, NULL);
-	}
-	cr_assert_eq(LOAD(counter), want, "%s", what);
 }
 
 static bool
@@ -1008,9 +1075,7 @@ Test(reactors, a_front_end_handed_over_after_the_destroy_is_closed)
 	rx_start(false);
 	/* Ring 1 stops taking messages: device 2's socket waits in its inbox. */
 	STORE(&g.pause1, true);
-	while (!LOAD(&g.paused1)) {
-		sched_yield();
-	}
+	wait_until_true(&g.paused1, "ring 1 stops driving its ring");
 	fe_connect(&e1, 1);
 	fe_connect(&e2, 1);
 	fe_connect(&e3, 1);

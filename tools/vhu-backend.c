@@ -26,7 +26,6 @@
 #include "common/num.h"
 #include "common/output.h"
 #include "common/serve.h"
-#include "common/signals.h"
 #include "blk/target.h"
 
 #define DEFAULT_CAPACITY	(64ull << 20)
@@ -256,15 +255,8 @@ main(int argc, char **argv)
 	if (tool_fit_fd_limit("vhu-backend", TOOL_MEM_SLOTS, o.queues, &o.max_conns) < 0) {
 		return TOOL_EXIT_USAGE;
 	}
-	rc = tool_signals_install();
-	if (rc < 0) {
-		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
-		return TOOL_EXIT_FAILURE;
-	}
-	/* A front-end that shrinks its memory under us loses its device, not the process. */
-	rc = vhu_mem_sigbus_guard();
-	if (rc < 0) {
-		tool_log_err("cannot install the SIGBUS guard: %s", vhu_strerror(rc));
+	if (tool_serve_prepare() < 0) {
+		tool_log_drain(1000);
 		return TOOL_EXIT_FAILURE;
 	}
 	/* The disk it pretends to be: a null disk with nothing to discard or zero. */

@@ -26,7 +26,6 @@
 #include "common/output.h"
 #include "common/reactors.h"
 #include "common/serve.h"
-#include "common/signals.h"
 #include "blk/blkdev.h"
 #include "blk/target.h"
 
@@ -288,17 +287,7 @@ main(int argc, char **argv)
 		tool_log_drain(1000);
 		return TOOL_EXIT_FAILURE;
 	}
-	rc = tool_signals_install();
-	if (rc < 0) {
-		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
-		blk_target_close(&t);
-		tool_log_drain(1000);
-		return TOOL_EXIT_FAILURE;
-	}
-	/* A front-end that shrinks its memory under us loses its device, not the process. */
-	rc = vhu_mem_sigbus_guard();
-	if (rc < 0) {
-		tool_log_err("cannot install the SIGBUS guard: %s", vhu_strerror(rc));
+	if (tool_serve_prepare() < 0) {
 		blk_target_close(&t);
 		tool_log_drain(1000);
 		return TOOL_EXIT_FAILURE;

@@ -232,12 +232,16 @@ vhu__dev_maybe_free(struct vhu_dev *d)
 		close(d->backend_fd);
 	}
 	dev_unmap(d);
-	if (d->opened && srv->ops.close != NULL) {
-		srv->ops.close(d, d->reason, srv->o.ctx);
-	}
+	/*
+	 * Uncounted before ops->close: once the application hears the device is
+	 * gone, a new front-end fits in its place under max_conns.
+	 */
 	vlist_del(&d->link);
 	part->ndevs--;
 	SUB(&srv->ndevs);
+	if (d->opened && srv->ops.close != NULL) {
+		srv->ops.close(d, d->reason, srv->o.ctx);
+	}
 	dev_free(d);
 	part_maybe_gone(part);
 }

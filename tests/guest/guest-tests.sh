@@ -93,9 +93,10 @@ if [ -n "$vhu_blk" ]; then
 	check vhu-blk-cpus-restart-kill-2q '' $restart --queues 2 --signal KILL --stop-at inflight \
 		--backend "$blk --cpus $cpus"
 	# QEMU as the second front-end: its connection is handed to the second
-	# reactor, which runs its protocol and queue 0 (first-conn.py connects first).
+	# reactor, which runs its protocol and queue 0 (first-conn.py connects first,
+	# and QEMU starts only after it has: {ready}).
 	check vhu-blk-cpus-second-frontend-2q '' --job fio-verify --queues 2 --deadline 60 \
-		--backend "python3 $here/first-conn.py {sock} $blk --cpus $cpus"
+		--backend "python3 $here/first-conn.py {sock} {ready} $blk --cpus $cpus"
 	# Poll mode: Linux's virtio driver honours the suppressed kicks (EVENT_IDX's
 	# avail_event, or NO_NOTIFY without it), and kicks again once vhu-blk
 	# falls back to waiting.

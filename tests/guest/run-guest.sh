@@ -8,7 +8,9 @@
 #                    60); stopping QEMU and the back-end then takes at most 3 s more
 #   --backend CMD    back-end command template (default $VHU_GUEST_BACKEND, else
 #                    qemu-storage-daemon exporting the disk file); placeholders
-#                    {sock} {disk} {queues} are replaced by shell-quoted values
+#                    {sock} {disk} {queues} are replaced by shell-quoted values;
+#                    with {ready} (a file path) QEMU starts only once the
+#                    back-end has also created that file
 #   --dir DIR        what build-initramfs.sh built (default $VHU_GUEST_DIR, else
 #                    build/guest); built there if missing; this run's files go
 #                    into DIR/run-JOB-qN/ (with restarts, DIR/run-JOB-qN-SIG-WHEN/)
@@ -196,6 +198,11 @@ q() { printf '%q' "$1"; }
 cmd=${backend//\{sock\}/$(q "$sock")}
 cmd=${cmd//\{disk\}/$(q "$disk")}
 cmd=${cmd//\{queues\}/$(q "$queues")}
+ready=
+if [[ $cmd == *'{ready}'* ]]; then
+	ready=$run/backend.ready
+	cmd=${cmd//\{ready\}/$(q "$ready")}
+fi
 cmd=$(echo "$cmd" | tr '\n' ' ')
 echo "$cmd" >"$run/backend.cmd"
 
@@ -210,10 +217,12 @@ listener() {
 listener_ino=
 start_backend() {
 	local end=$(($(us) + 10000000)) rc ino
+	[ -z "$ready" ] || rm -f "$ready"
 	echo "=== back-end $1 ($(since "$start") s)" >>"$run/backend.log"
 	setsid bash -c "exec $cmd" >>"$run/backend.log" 2>&1 &
 	backend_pid=$!
-	until ino=$(listener) && [ -n "$ino" ] && [ "$ino" != "$listener_ino" ]; do
+	until ino=$(listener) && [ -n "$ino" ] && [ "$ino" != "$listener_ino" ] &&
+		{ [ -z "$ready" ] || [ -e "$ready" ]; }; do
 		if ! kill -0 "$backend_pid" 2>/dev/null; then
 			wait "$backend_pid" 2>/dev/null && rc=0 || rc=$?
 			backend_pid=

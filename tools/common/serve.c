@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <vhu/error.h>
+#include <vhu/guest_mem.h>
 #include <vhu/uring.h>
 
 #include "exit.h"
@@ -27,6 +28,22 @@ tool_serve_check_path(const char *path)
 	tool_log_err("cannot listen on %s", why);
 	tool_log_drain(1000);
 	return rc == -EADDRINUSE ? TOOL_EXIT_ADDRINUSE : TOOL_EXIT_CONNECT;
+}
+
+int
+tool_serve_prepare(void)
+{
+	int rc = tool_signals_install();
+
+	if (rc < 0) {
+		tool_log_err("cannot install signal handlers: %s", vhu_strerror(rc));
+		return rc;
+	}
+	rc = vhu_mem_sigbus_guard();
+	if (rc < 0) {
+		tool_log_err("cannot install the SIGBUS guard: %s", vhu_strerror(rc));
+	}
+	return rc;
 }
 
 int

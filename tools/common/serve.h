@@ -19,6 +19,14 @@ struct vhu_ring;
 int tool_serve_check_path(const char *path);
 
 /*
+ * What a serving tool installs before it serves: the stop signals
+ * (tool_signals_install) and the SIGBUS guard (vhu_mem_sigbus_guard: a
+ * front-end that shrinks its memory under us loses its device, not the
+ * process). \return 0, or a negative errno after logging which failed.
+ */
+int tool_serve_prepare(void);
+
+/*
  * Run ring until SIGINT, SIGTERM or SIGHUP: waiting in slices (or spinning
  * with busy_poll), writing pending log lines after each pass; logs which
  * signal stopped it. \return 0, or the ring's error (logged).

@@ -150,7 +150,9 @@ struct vhu_dev_ops {
 	/**
 	 * Optional: the device is gone (reason as vhu_conn_ops.on_close: 0,
 	 * -VHU_EDISCONNECT, a guest fault, ...). Nothing of it is in flight
-	 * any more; every mapping and fd is released; dev is freed after this.
+	 * any more; every mapping and fd is released, and the device no longer
+	 * counts against max_conns (a front-end connecting now fits in its
+	 * place); dev is freed after this.
 	 */
 	void (*close)(struct vhu_dev *dev, int reason, void *ctx);
 	/**
