@@ -419,7 +419,7 @@ struct vhu_ring {
 	struct io_uring *uring;
 	struct io_uring own;
 	bool borrowed;
-	bool defer_taskrun;		/* completions need an enter to be posted */
+	bool enter_to_reap;		/* poll() enters every time: no IORING_SQ_TASKRUN */
 	bool destroying;
 	unsigned int depth;		/* nesting of reaping passes */
 	unsigned int max_conns;

@@ -56,27 +56,39 @@ pow2_at_least(uint64_t n)
 /* ------------------------------------------------------------------ */
 /* Creation                                                            */
 
+/*
+ * A DEFER_TASKRUN ring without TASKRUN_FLAG gives no sign of completions
+ * waiting to be posted: poll() must enter every time.
+ */
+static bool
+enter_to_reap(unsigned int setup_flags)
+{
+	return (setup_flags & IORING_SETUP_DEFER_TASKRUN) && !(setup_flags & IORING_SETUP_TASKRUN_FLAG);
+}
+
 static int
 setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 {
 	/*
 	 * Flags tried in order; -EINVAL means "this kernel lacks one", so the
-	 * next, older set is tried. COOP_TASKRUN comes with TASKRUN_FLAG so that
-	 * an idle poll() can tell from IORING_SQ_TASKRUN whether to enter.
+	 * next, older set is tried. DEFER_TASKRUN posts completions in batches
+	 * when the ring enters, the cheapest way to run task work; with
+	 * TASKRUN_FLAG the kernel also sets IORING_SQ_TASKRUN whenever such
+	 * work is waiting (and again when an enter leaves some for later), so
+	 * a spinning poll() enters only when there is something to post.
+	 * COOP_TASKRUN is the fall-back: work queued without an IPI to the
+	 * ring's CPU, flagged the same way.
 	 */
 	static const unsigned int normal[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
 	};
-	/*
-	 * Spinning: COOP_TASKRUN queues completion work without an IPI to the
-	 * spinning CPU and TASKRUN_FLAG says so in the SQ flags, so poll()
-	 * enters only when there is work; no DEFER_TASKRUN, whose rings must
-	 * enter on every poll to see completions.
-	 */
+	/* Spinning: never a DEFER_TASKRUN ring that cannot say when to enter. */
 	static const unsigned int spin[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
@@ -120,7 +132,7 @@ setup_own(struct vhu_ring *r, const struct vhu_ring_opts *o)
 	}
 	r->uring = &r->own;
 	r->setup_flags = r->own.flags;
-	r->defer_taskrun = (r->own.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+	r->enter_to_reap = enter_to_reap(r->own.flags);
 	return 0;
 }
 
@@ -222,7 +234,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 		r->uring = o.borrow;
 		r->borrowed = true;
 		r->setup_flags = o.borrow->flags;
-		r->defer_taskrun = (o.borrow->flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+		r->enter_to_reap = enter_to_reap(o.borrow->flags);
 	} else {
 		ret = setup_own(r, &o);
 		if (ret < 0) {
@@ -599,11 +611,11 @@ vhu_ring_poll(struct vhu_ring *r)
 	kflags = IO_URING_READ_ONCE(*u->sq.kflags);
 
 	/*
-	 * With DEFER_TASKRUN completions are only posted when we enter; otherwise
-	 * an idle poll is a read of the CQ tail, and we enter only to submit or
-	 * when the kernel flags pending task work or an overflowed CQ.
+	 * An idle poll is a read of the SQ flags and the CQ tail: we enter only
+	 * to submit, when the kernel flags task work (completions to post) or
+	 * an overflowed CQ, or on a ring that cannot flag its task work.
 	 */
-	if (r->defer_taskrun || pending ||
+	if (r->enter_to_reap || pending ||
 	    (kflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN))) {
 		ret = io_uring_submit_and_get_events(u);
 		r->st.enters++;

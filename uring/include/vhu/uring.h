@@ -56,14 +56,16 @@ struct vhu_ring_opts {
 	unsigned int max_conns;
 	/**
 	 * Tune for a caller that spins on vhu_ring_poll() (a reactor core):
-	 * the ring is set up without DEFER_TASKRUN, with COOP_TASKRUN and
-	 * TASKRUN_FLAG, so an idle poll() is a read of the CQ tail and of the
-	 * SQ flags with no system call, and enters the kernel only when the
-	 * kernel flags completion work (IORING_SQ_TASKRUN) or there is
-	 * something to submit; the kernel never interrupts the spinning CPU
-	 * with an IPI to run that work. Without it (the default) the ring
-	 * uses SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, which is
-	 * cheapest for vhu_ring_wait() but makes every poll() enter the kernel.
+	 * an idle poll() is then a read of the CQ tail and of the SQ flags
+	 * with no system call, and enters the kernel only when the kernel
+	 * flags completion work (IORING_SQ_TASKRUN) or there is something to
+	 * submit; the kernel never interrupts the spinning CPU with an IPI to
+	 * run that work. The ring is SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG
+	 * where the kernel has them (completions posted in batches when the
+	 * ring enters), else COOP_TASKRUN|TASKRUN_FLAG. Without busy_poll (the
+	 * default) the ring is the same on kernels that have all three flags,
+	 * and may fall back to a DEFER_TASKRUN ring without TASKRUN_FLAG,
+	 * whose every poll() enters the kernel.
 	 */
 	bool busy_poll;
 	/**
