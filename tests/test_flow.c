@@ -61,6 +61,9 @@ mode_name(uint8_t mode)
 struct echo {
 	struct vhu_conn *conn;
 	bool hold;		/* answer VHU_MSG_HOLD */
+	int probe_fd;		/* > 0: the peer's end, looked at when reply probe_at is due */
+	uint64_t probe_at;
+	int probe_inq;		/* bytes readable at the peer then */
 	uint64_t next;		/* value of the next reply */
 	uint64_t eqfull;	/* replies refused */
 	unsigned int closes;
@@ -79,6 +82,9 @@ echo_message(struct vhu_conn *conn, struct vhu_msg *m, void *ctx)
 	}
 	if (m->hdr.request != VHU_REQ_GET_FEATURES) {
 		return 0;
+	}
+	if (e->probe_fd > 0 && e->next == e->probe_at) {
+		e->probe_inq = th_inq(e->probe_fd);
 	}
 	rc = vhu_conn_send(conn, &h, &e->next, 8, NULL, 0, NULL, 0);
 	if (rc == -VHU_EQFULL) {
@@ -365,6 +371,44 @@ Test(flow, deaf_peer_stops_being_read_exact)
 Test(flow, deaf_peer_stops_being_read_stream)
 {
 	deaf_then_reads(STREAM);
+}
+
+/*
+ * A pipeline that arrives in one read is handled in one pass; its first
+ * replies must not wait for the end of that pass (the peer then works on
+ * them while the rest are handled). 200 requests in one write: when the
+ * 151st is handled, at least the first 64 replies are readable at the peer.
+ */
+Test(flow, long_pipeline_replies_leave_during_the_pass)
+{
+	enum { N = 200, EARLY = 64 };
+	struct vhu_ring *ring = th_ring(0);
+	struct pipeliner *p = calloc(1, sizeof(*p));
+	static uint8_t reqs[N * VHU_HDR_SIZE];
+	struct echo e;
+
+	cr_assert_not_null(p);
+	p->fd = echo_attach(ring, STREAM, &e);
+	e.probe_fd = p->fd;
+	e.probe_at = 150;
+	e.probe_inq = -1;
+	for (size_t i = 0; i < N; i++) {
+		struct vhu_hdr h = vhu_hdr_request(VHU_REQ_GET_FEATURES, 0, false);
+
+		memcpy(reqs + i * VHU_HDR_SIZE, &h, VHU_HDR_SIZE);
+	}
+	cr_assert_eq(send(p->fd, reqs, sizeof(reqs), MSG_NOSIGNAL), (ssize_t)sizeof(reqs));
+	p->total = N;
+	p->depth = N;
+	p->sent_bytes = sizeof(reqs);
+	pipeline_run(ring, p, N, "a 200-request pipeline in one write");
+	cr_assert_eq(e.next, N);
+	cr_assert_geq(e.probe_inq, EARLY * BENCH_REPLY_SIZE,
+		      "%d bytes of replies out when request 151 was handled", e.probe_inq);
+	cr_assert_eq(e.closes, 0);
+	vhu_ring_destroy(ring);
+	close(p->fd);
+	free(p);
 }
 
 /* ------------------------------------------------------------------ */

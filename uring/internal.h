@@ -199,6 +199,14 @@ union vhu_stream_cbuf {
  */
 #define VHU_DRAIN_READS		64u
 
+/*
+ * Replies queued inside one reaping pass are submitted together at its end,
+ * except that every this many go out at once: a peer that sent a long
+ * pipeline gets its first replies while the rest are still being handled,
+ * instead of waiting for the whole pass (its wake-up overlaps our work).
+ */
+#define VHU_FLUSH_EVERY		64u
+
 /* Most iovecs one batched sendmsg uses (queued bytes are contiguous or wrap once). */
 #define VHU_SEND_IOVS		4u
 
@@ -438,6 +446,7 @@ struct vhu_ring {
 	struct vlist lreap;
 	struct vlist rearm;		/* receive sides to advance at the end of the pass, after flush */
 	struct vlist flush;		/* connections with queued, unsubmitted sends */
+	unsigned int unflushed;		/* messages queued since the flush list was last emptied */
 	struct vlist deadlines;
 	struct vlist dev_calls;		/* device queues that pushed this pass (device_queue.c) */
 	struct ring_poll poll;		/* device queues in poll mode (device_poll.c) */
@@ -504,6 +513,8 @@ void vhu__send_read_done(struct vhu_conn *c, bool more);
 void vhu__send_complete(struct vhu_conn *c, struct io_uring_cqe *cqe);
 void vhu__send_schedule(struct vhu_conn *c);
 void vhu__send_flush(struct vhu_conn *c);
+/* ring.c: submit the sends of every connection on the flush list now (inside a pass) */
+void vhu__ring_flush_early(struct vhu_ring *r);
 
 /* recv.c */
 int vhu__recv_init(struct vhu_conn *c);

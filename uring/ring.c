@@ -493,6 +493,34 @@ check_deadlines(struct vhu_ring *r)
 	}
 }
 
+static void
+flush_sends(struct vhu_ring *r)
+{
+	while (!vlist_empty(&r->flush)) {
+		struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn, flush_link);
+
+		vlist_del(&c->flush_link);
+		vhu__send_flush(c);
+	}
+	r->unflushed = 0;
+}
+
+void
+vhu__ring_flush_early(struct vhu_ring *r)
+{
+	int n;
+
+	flush_sends(r);
+	if (io_uring_sq_ready(r->uring) == 0) {
+		return;		/* each had a send in flight already */
+	}
+	n = io_uring_submit(r->uring);
+	r->st.enters++;
+	if (n > 0) {
+		r->st.sqes += (uint64_t)n;
+	}
+}
+
 void
 vhu__ring_deferred(struct vhu_ring *r)
 {
@@ -501,13 +529,7 @@ vhu__ring_deferred(struct vhu_ring *r)
 		/* Device queues that pushed completions this pass: one call each (device_queue.c). */
 		vhu__dev_pass_end(r);
 		/* Replies before receives: a reply must not wait behind a re-armed read. */
-		while (!vlist_empty(&r->flush)) {
-			struct vhu_conn *c = vhu_container_of(r->flush.next, struct vhu_conn,
-							      flush_link);
-
-			vlist_del(&c->flush_link);
-			vhu__send_flush(c);
-		}
+		flush_sends(r);
 		while (!vlist_empty(&r->rearm)) {
 			struct vhu_conn *c = vhu_container_of(r->rearm.next, struct vhu_conn,
 							      rearm_link);

@@ -271,8 +271,14 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 		q->head = off;
 	}
 	if (c->ring->depth > 0) {
-		/* Inside a reaping pass: what the pass queues goes out together at its end. */
+		/*
+		 * Inside a reaping pass: what the pass queues goes out together at
+		 * its end, or every VHU_FLUSH_EVERY messages.
+		 */
 		vhu__send_schedule(c);
+		if (++c->ring->unflushed >= VHU_FLUSH_EVERY) {
+			vhu__ring_flush_early(c->ring);
+		}
 	} else {
 		vhu__send_flush(c);
 	}
