@@ -24,8 +24,13 @@
 #define CQ_SLACK	64u	/* listeners: accepts, their timers and cancels */
 #define SQE_TRIES	64
 
-/* The ring being driven on this thread (reactors: which ring a callback runs on). */
-static __thread struct vhu_ring *current;
+/*
+ * The ring being driven on this thread (reactors: which ring a callback
+ * runs on). Initial-exec: read on every poll(), it must not cost a
+ * __tls_get_addr call (one pointer of the static TLS surplus, which a
+ * dlopen()ed libvhu gets too).
+ */
+static __thread struct vhu_ring *current __attribute__((tls_model("initial-exec")));
 
 struct vhu_ring *
 vhu__ring_current(void)
