@@ -23,6 +23,8 @@ const char *const bench_transport_names[BENCH_NTRANSPORTS] = {
 	[BENCH_TR_BLOCKING] = "blocking",
 	[BENCH_TR_URING_EXACT] = "uring-exact",
 	[BENCH_TR_URING_STREAM] = "uring-stream",
+	[BENCH_TR_URING_EXACT_SPIN] = "uring-exact+spin",
+	[BENCH_TR_URING_STREAM_SPIN] = "uring-stream+spin",
 	[BENCH_TR_URING_EXACT_POLL] = "uring-exact+poll",
 	[BENCH_TR_URING_STREAM_POLL] = "uring-stream+poll",
 	[BENCH_TR_RAW] = "raw",
@@ -500,6 +502,9 @@ bench_usage(FILE *f, const char *prog)
 		"                     a thread per connection\n"
 		"  uring-exact        io_uring engine, exact reads (header, then body)\n"
 		"  uring-stream       io_uring engine, reads into provided buffers\n"
+		"  uring-exact+spin   uring-exact whose server spins up to 50 us before it\n"
+		"                     sleeps (vhu_ring_opts.wait_spin_us)\n"
+		"  uring-stream+spin  uring-stream, the same\n"
 		"  uring-exact+poll   uring-exact with a busy-polling server (vhu_ring_poll spin)\n"
 		"  uring-stream+poll  uring-stream with a busy-polling server\n"
 		"  raw                plain recv/send of the same bytes, no framing, no\n"

@@ -154,6 +154,7 @@ struct bench_transport {
 	const struct bench_server_ops *server;		/**< NULL: an outside back-end */
 	uint8_t recv_mode;	/**< engine servers: enum vhu_recv_mode */
 	bool busy_poll;		/**< the server spins */
+	unsigned int wait_spin_us;	/**< engine servers: vhu_ring_opts.wait_spin_us */
 	bool validate;		/**< the bulk client checks every reply */
 	const char *path;	/**< --connect: the back-end's socket */
 };

@@ -108,6 +108,7 @@ make_ring(const struct bench_transport *t, unsigned int max_conns, struct vhu_ri
 	struct vhu_ring_opts ropts = {
 		.max_conns = max_conns,
 		.busy_poll = t->busy_poll,
+		.wait_spin_us = t->wait_spin_us,
 	};
 	int ret = vhu_ring_create(&ropts, out);
 

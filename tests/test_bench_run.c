@@ -141,7 +141,8 @@ ok_or_no_cpu(const char *line)
 }
 
 static const char *const all_transports[] = {
-	"blocking", "uring-exact", "uring-stream", "uring-exact+poll", "uring-stream+poll",
+	"blocking", "uring-exact", "uring-stream", "uring-exact+spin", "uring-stream+spin",
+	"uring-exact+poll", "uring-stream+poll",
 	"raw", "raw+poll",
 };
 #define NTR (sizeof(all_transports) / sizeof(all_transports[0]))

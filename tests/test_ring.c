@@ -292,6 +292,76 @@ Test(ring, default_ring_round_trip_by_polling)
 	round_trip_by_polling(false);
 }
 
+/*
+ * wait_spin_us: once a wait has returned work, the next one spins before
+ * it blocks, and a message that comes meanwhile is taken by a spinning
+ * pass (wait_spin_hits), not after a sleep. A wait that found nothing
+ * makes the next one block at once; a ring without the option never spins.
+ */
+static void
+spin_round_trip(struct vhu_ring *r, struct vhu_conn *conn, struct ctx *c, struct vhu_endpoint *ep,
+		int timeout_ms)
+{
+	struct vhu_hdr req = vhu_hdr_request(VHU_REQ_GET_FEATURES, 0, false);
+	struct vhu_hdr rep;
+	uint64_t v = 0;
+	unsigned int want = c->msgs + 1;
+	int i;
+
+	cr_assert_eq(vhu_endpoint_send_header(ep, &req, NULL, 0), 0);
+	for (i = 0; i < MAX_ROUNDS && c->msgs < want; i++) {
+		cr_assert_geq(vhu_ring_wait(r, timeout_ms), 0);
+	}
+	cr_assert_eq(c->msgs, want);
+	/* The reply out by polling, which leaves the waits' record alone. */
+	for (i = 0; i < 100000000 && vhu_conn_sendq_len(conn) > 0; i++) {
+		cr_assert_geq(vhu_ring_poll(r), 0);
+	}
+	cr_assert_eq(vhu_endpoint_recv_body(ep, &rep, &v, sizeof(v), NULL), 0);
+	cr_assert_eq(v, FEATURES);
+}
+
+Test(ring, wait_spins_only_after_work)
+{
+	/* 10 s: long enough that the message always comes within the spin */
+	struct vhu_ring_opts o = { .max_conns = 4, .wait_spin_us = 10u * 1000u * 1000u };
+	struct vhu_ring_stats st;
+	struct vhu_endpoint *ep;
+	struct vhu_ring *r = NULL;
+	struct vhu_conn *conn;
+	struct ctx c = { 0 };
+
+	cr_assert_eq(vhu_ring_create(&o, &r), 0);
+	conn = attach_pair(r, VHU_RECV_STREAM, &c, &ep);
+	spin_round_trip(r, conn, &c, ep, 100);	/* the first: nothing found before, no spin */
+	vhu_ring_get_stats(r, &st);
+	cr_assert_eq(st.wait_spin_hits, 0);
+	/* The reply went out on a wait that found work: the next wait spins and takes the request. */
+	spin_round_trip(r, conn, &c, ep, -1);
+	vhu_ring_get_stats(r, &st);
+	cr_assert_eq(st.wait_spin_hits, 1);
+	/* A wait that finds nothing (the reply's send completion is not work) ends the spinning. */
+	while (vhu_ring_wait(r, 0) > 0) {
+	}
+	cr_assert_eq(vhu_ring_wait(r, 1), 0);
+	spin_round_trip(r, conn, &c, ep, 100);
+	vhu_ring_get_stats(r, &st);
+	cr_assert_eq(st.wait_spin_hits, 1, "a wait after an idle one spun");
+	vhu_ring_destroy(r);
+	vhu_endpoint_destroy(ep);
+
+	/* Without the option: never. */
+	r = make_ring(false);
+	memset(&c, 0, sizeof(c));
+	conn = attach_pair(r, VHU_RECV_STREAM, &c, &ep);
+	spin_round_trip(r, conn, &c, ep, 100);
+	spin_round_trip(r, conn, &c, ep, 100);
+	vhu_ring_get_stats(r, &st);
+	cr_assert_eq(st.wait_spin_hits, 0);
+	vhu_ring_destroy(r);
+	vhu_endpoint_destroy(ep);
+}
+
 /* Borrowed ring ---------------------------------------------------- */
 
 struct foreign {

@@ -428,6 +428,8 @@ struct vhu_ring {
 	struct io_uring own;
 	bool borrowed;
 	bool enter_to_reap;		/* poll() enters every time: no IORING_SQ_TASKRUN */
+	bool wait_found;		/* the last vhu_ring_wait() returned work */
+	uint64_t wait_spin_ns;		/* vhu_ring_opts.wait_spin_us */
 	bool destroying;
 	unsigned int depth;		/* nesting of reaping passes */
 	unsigned int max_conns;

@@ -212,6 +212,7 @@ vhu_ring_create(const struct vhu_ring_opts *opts, struct vhu_ring **out)
 		return -ENOMEM;
 	}
 	r->max_conns = o.max_conns ? o.max_conns : DEFAULT_CONNS;
+	r->wait_spin_ns = (uint64_t)o.wait_spin_us * 1000u;
 	r->nbufs = o.stream_bufs ? o.stream_bufs : VHU_NBUFS;
 	r->buf_stride = o.stream_buf_size ? o.stream_buf_size : VHU_BUF_STRIDE;
 	if (r->nbufs < VHU_NBUFS_MIN || r->nbufs > VHU_NBUFS_MAX ||
@@ -680,8 +681,47 @@ deadline_ms(struct vhu_ring *r)
 	return (long long)((first - now + 999999u) / 1000000u);
 }
 
+/*
+ * vhu_ring_opts.wait_spin_us: poll passes until work turns up or the
+ * interval (at most the caller's timeout) has passed. \return what the
+ * pass that found work returned, or 0.
+ */
+static int
+wait_spin(struct vhu_ring *r, int timeout_ms)
+{
+	uint64_t spin = r->wait_spin_ns, end;
+
+	if (timeout_ms > 0 && spin > (uint64_t)timeout_ms * 1000000u) {
+		spin = (uint64_t)timeout_ms * 1000000u;
+	}
+	end = vhu__now_ns() + spin;
+	do {
+		int ret = vhu_ring_poll(r);
+
+		if (ret != 0) {
+			if (ret > 0) {
+				r->st.wait_spin_hits++;
+			}
+			return ret;
+		}
+	} while (vhu__now_ns() < end);
+	return 0;
+}
+
+static int
+wait_block(struct vhu_ring *r, int timeout_ms);
+
 int
 vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
+{
+	int ret = wait_block(r, timeout_ms);
+
+	r->wait_found = ret > 0;
+	return ret;
+}
+
+static int
+wait_block(struct vhu_ring *r, int timeout_ms)
 {
 	struct io_uring *u = r->uring;
 	struct __kernel_timespec ts, *tsp = NULL;
@@ -709,6 +749,12 @@ vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
 	early = run_queued(r);
 	if (early > 0) {
 		ms = 0;		/* something happened already: do not wait */
+	} else if (r->wait_spin_ns > 0 && r->wait_found && timeout_ms != 0 && r->poll.n == 0 &&
+		   !r->enter_to_reap) {
+		ret = wait_spin(r, timeout_ms);
+		if (ret != 0) {
+			return ret;
+		}
 	}
 	dl = deadline_ms(r);
 	pending = io_uring_sq_ready(u);

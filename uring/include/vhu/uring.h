@@ -100,6 +100,19 @@ struct vhu_ring_opts {
 	 * the CQ is sized for them on top of the connections' (0: none).
 	 */
 	unsigned int max_ops;
+	/**
+	 * vhu_ring_wait(): spin this many microseconds (vhu_ring_poll()
+	 * passes, which make no system call while the kernel flags nothing)
+	 * before blocking, when the previous wait returned work; 0 (the
+	 * default) blocks at once. Where a wake-up is dear (a VM whose idle
+	 * vCPUs halt: the waker pays an IPI, the woken 10 µs or more), a
+	 * server whose next message usually comes within the interval takes
+	 * it without either, and so does its peer. The cost: up to this much
+	 * CPU each time traffic stops; a ring that found nothing blocks at
+	 * once. Not used with device poll mode (vhu_dev_opts.poll), which has
+	 * its own interval, nor where every poll enters the kernel.
+	 */
+	unsigned int wait_spin_us;
 };
 
 /** Counters, for benchmarks and tests. */
@@ -119,6 +132,8 @@ struct vhu_ring_stats {
 	uint64_t poll_sleeps;	/**< device poll mode: fall-backs from spinning to waiting */
 	/** device poll mode: returns to spinning (a kick, a push, or a request the fall-back's re-check found) */
 	uint64_t poll_wakes;
+	/** vhu_ring_opts.wait_spin_us: waits whose work came while spinning (no sleep) */
+	uint64_t wait_spin_hits;
 };
 
 /**
