@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vhu/uring.h>
@@ -358,6 +359,30 @@ Test(ring, wait_spins_only_after_work)
 	spin_round_trip(r, conn, &c, ep, 100);
 	vhu_ring_get_stats(r, &st);
 	cr_assert_eq(st.wait_spin_hits, 0);
+	vhu_ring_destroy(r);
+	vhu_endpoint_destroy(ep);
+}
+
+/* The spin is part of the wait's timeout, not added to it. */
+Test(ring, wait_spin_counts_toward_the_timeout)
+{
+	struct vhu_ring_opts o = { .max_conns = 4, .wait_spin_us = 10u * 1000u * 1000u };
+	struct vhu_endpoint *ep;
+	struct vhu_ring *r = NULL;
+	struct vhu_conn *conn;
+	struct ctx c = { 0 };
+	struct timespec t0, t1;
+	double ms;
+
+	cr_assert_eq(vhu_ring_create(&o, &r), 0);
+	conn = attach_pair(r, VHU_RECV_STREAM, &c, &ep);
+	spin_round_trip(r, conn, &c, ep, 100);	/* the last wait found work: the next spins */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(vhu_ring_wait(r, 1000), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	/* spin and sleep together: about 1000 ms (2000 if the spin came on top) */
+	cr_assert(ms >= 990 && ms < 1800, "a 1000 ms wait took %.0f ms", ms);
 	vhu_ring_destroy(r);
 	vhu_endpoint_destroy(ep);
 }

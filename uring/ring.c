@@ -62,13 +62,15 @@ pow2_at_least(uint64_t n)
 /* Creation                                                            */
 
 /*
- * A DEFER_TASKRUN ring without TASKRUN_FLAG gives no sign of completions
- * waiting to be posted: poll() must enter every time.
+ * A DEFER_TASKRUN or COOP_TASKRUN ring without TASKRUN_FLAG (a borrowed
+ * one) gives no sign of completions waiting to be posted: poll() must
+ * enter every time.
  */
 static bool
 enter_to_reap(unsigned int setup_flags)
 {
-	return (setup_flags & IORING_SETUP_DEFER_TASKRUN) && !(setup_flags & IORING_SETUP_TASKRUN_FLAG);
+	return (setup_flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN)) &&
+	       !(setup_flags & IORING_SETUP_TASKRUN_FLAG);
 }
 
 static int
@@ -559,6 +561,8 @@ vhu__ring_deferred(struct vhu_ring *r)
 			vhu__ulistener_free(l);
 		}
 	}
+	/* A pass whose connections closed before their flush leaves no count behind. */
+	r->unflushed = 0;
 }
 
 static int
@@ -683,29 +687,27 @@ deadline_ms(struct vhu_ring *r)
 
 /*
  * vhu_ring_opts.wait_spin_us: poll passes until work turns up or the
- * interval (at most the caller's timeout) has passed. \return what the
- * pass that found work returned, or 0.
+ * interval (at most the caller's timeout) has passed; *spun is the time
+ * spent. \return what the pass that found work returned, or 0.
  */
 static int
-wait_spin(struct vhu_ring *r, int timeout_ms)
+wait_spin(struct vhu_ring *r, int timeout_ms, uint64_t *spun)
 {
-	uint64_t spin = r->wait_spin_ns, end;
+	uint64_t spin = r->wait_spin_ns, start = vhu__now_ns(), now;
+	int ret;
 
 	if (timeout_ms > 0 && spin > (uint64_t)timeout_ms * 1000000u) {
 		spin = (uint64_t)timeout_ms * 1000000u;
 	}
-	end = vhu__now_ns() + spin;
 	do {
-		int ret = vhu_ring_poll(r);
-
-		if (ret != 0) {
-			if (ret > 0) {
-				r->st.wait_spin_hits++;
-			}
-			return ret;
-		}
-	} while (vhu__now_ns() < end);
-	return 0;
+		ret = vhu_ring_poll(r);
+		now = vhu__now_ns();
+	} while (ret == 0 && now - start < spin);
+	if (ret > 0) {
+		r->st.wait_spin_hits++;
+	}
+	*spun = now - start;
+	return ret;
 }
 
 static int
@@ -726,8 +728,9 @@ wait_block(struct vhu_ring *r, int timeout_ms)
 	struct io_uring *u = r->uring;
 	struct __kernel_timespec ts, *tsp = NULL;
 	struct io_uring_cqe *cqe;
-	long long ms = timeout_ms;
+	long long ns = timeout_ms < 0 ? -1 : (long long)timeout_ms * 1000000;
 	long long dl;
+	uint64_t spun = 0;
 	unsigned int pending;
 	int early, ret;
 
@@ -748,22 +751,25 @@ wait_block(struct vhu_ring *r, int timeout_ms)
 	}
 	early = run_queued(r);
 	if (early > 0) {
-		ms = 0;		/* something happened already: do not wait */
+		ns = 0;		/* something happened already: do not wait */
 	} else if (r->wait_spin_ns > 0 && r->wait_found && timeout_ms != 0 && r->poll.n == 0 &&
 		   !r->enter_to_reap) {
-		ret = wait_spin(r, timeout_ms);
+		ret = wait_spin(r, timeout_ms, &spun);
 		if (ret != 0) {
 			return ret;
+		}
+		if (ns > 0) {
+			ns = ns > (long long)spun ? ns - (long long)spun : 0;	/* the spin was part of it */
 		}
 	}
 	dl = deadline_ms(r);
 	pending = io_uring_sq_ready(u);
-	if (dl >= 0 && (ms < 0 || dl < ms)) {
-		ms = dl;
+	if (dl >= 0 && (ns < 0 || dl * 1000000 < ns)) {
+		ns = dl * 1000000;
 	}
-	if (ms >= 0) {
-		ts.tv_sec = ms / 1000;
-		ts.tv_nsec = (ms % 1000) * 1000000;
+	if (ns >= 0) {
+		ts.tv_sec = ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
 		tsp = &ts;
 	}
 	ret = io_uring_submit_and_wait_timeout(u, &cqe, 1, tsp, NULL);

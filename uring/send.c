@@ -273,10 +273,11 @@ vhu_conn_send(struct vhu_conn *c, const struct vhu_hdr *hdr, const void *body, s
 	if (c->ring->depth > 0) {
 		/*
 		 * Inside a reaping pass: what the pass queues goes out together at
-		 * its end, or every VHU_FLUSH_EVERY messages.
+		 * its end, or as soon as VHU_FLUSH_EVERY are queued (not on a
+		 * borrowed ring, whose SQ the application may be filling).
 		 */
 		vhu__send_schedule(c);
-		if (++c->ring->unflushed >= VHU_FLUSH_EVERY) {
+		if (++c->ring->unflushed >= VHU_FLUSH_EVERY && !c->ring->borrowed) {
 			vhu__ring_flush_early(c->ring);
 		}
 	} else {

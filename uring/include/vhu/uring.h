@@ -109,8 +109,9 @@ struct vhu_ring_opts {
 	 * server whose next message usually comes within the interval takes
 	 * it without either, and so does its peer. The cost: up to this much
 	 * CPU each time traffic stops; a ring that found nothing blocks at
-	 * once. Not used with device poll mode (vhu_dev_opts.poll), which has
-	 * its own interval, nor where every poll enters the kernel.
+	 * once. The spin counts toward vhu_ring_wait()'s timeout. Not used
+	 * with device poll mode (vhu_dev_opts.poll), which has its own
+	 * interval, nor where every poll enters the kernel.
 	 */
 	unsigned int wait_spin_us;
 };
@@ -231,9 +232,11 @@ struct vhu_op {
 /**
  * Start an operation: an SQE of vhu's ring whose completion will call
  * op->done. Prepare it with any io_uring_prep_*() (they leave user_data
- * alone); do not set its user_data. It is submitted by the next
- * vhu_ring_poll() / vhu_ring_wait() (at the end of the current reaping
- * pass when called from a callback). Buffers the operation reads or writes
+ * alone); do not set its user_data. Prepare it at once, before calling
+ * any other vhu function: vhu may submit what the SQ holds at any of
+ * them (a full SQ, replies sent in the middle of a pass). It is submitted
+ * at the latest by the next vhu_ring_poll() / vhu_ring_wait() (at the end
+ * of the current reaping pass when called from a callback). Buffers the operation reads or writes
  * must stay valid until done runs. The ring's CQ is sized for
  * vhu_ring_opts.max_ops such operations in flight at once; beyond that the
  * kernel keeps the overflow (IORING_FEAT_NODROP) and nothing is lost, it
