@@ -201,9 +201,10 @@ union vhu_stream_cbuf {
 
 /*
  * Replies queued inside one reaping pass are submitted together at its end,
- * except that every this many go out at once: a peer that sent a long
- * pipeline gets its first replies while the rest are still being handled,
- * instead of waiting for the whole pass (its wake-up overlaps our work).
+ * except that as soon as this many are queued they go out at once: a peer
+ * that sent a long pipeline gets its first replies while the rest are still
+ * being handled, instead of waiting for the whole pass (its wake-up
+ * overlaps our work).
  */
 #define VHU_FLUSH_EVERY		64u
 

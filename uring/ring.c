@@ -711,18 +711,6 @@ wait_spin(struct vhu_ring *r, int timeout_ms, uint64_t *spun)
 }
 
 static int
-wait_block(struct vhu_ring *r, int timeout_ms);
-
-int
-vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
-{
-	int ret = wait_block(r, timeout_ms);
-
-	r->wait_found = ret > 0;
-	return ret;
-}
-
-static int
 wait_block(struct vhu_ring *r, int timeout_ms)
 {
 	struct io_uring *u = r->uring;
@@ -780,6 +768,15 @@ wait_block(struct vhu_ring *r, int timeout_ms)
 	}
 	ret = reap(r);
 	return ret < 0 ? ret : ret + early;
+}
+
+int
+vhu_ring_wait(struct vhu_ring *r, int timeout_ms)
+{
+	int ret = wait_block(r, timeout_ms);
+
+	r->wait_found = ret > 0;
+	return ret;
 }
 
 int

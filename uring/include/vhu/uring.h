@@ -236,11 +236,11 @@ struct vhu_op {
  * any other vhu function: vhu may submit what the SQ holds at any of
  * them (a full SQ, replies sent in the middle of a pass). It is submitted
  * at the latest by the next vhu_ring_poll() / vhu_ring_wait() (at the end
- * of the current reaping pass when called from a callback). Buffers the operation reads or writes
- * must stay valid until done runs. The ring's CQ is sized for
- * vhu_ring_opts.max_ops such operations in flight at once; beyond that the
- * kernel keeps the overflow (IORING_FEAT_NODROP) and nothing is lost, it
- * is only slower.
+ * of the current reaping pass when called from a callback). Buffers the
+ * operation reads or writes must stay valid until done runs. The ring's CQ
+ * is sized for vhu_ring_opts.max_ops such operations in flight at once;
+ * beyond that the kernel keeps the overflow (IORING_FEAT_NODROP) and
+ * nothing is lost, it is only slower.
  * 
 eturn the SQE, or NULL if op is already in flight (op->done unset, or a
  *         busy op: a caller bug) or the submission queue stays full (the
