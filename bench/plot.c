@@ -59,6 +59,13 @@ find(const struct bench_result *res, size_t n, const char *label, const char *tr
 	return NULL;
 }
 
+/* One colour per bar of a cluster: the 9 built-in transports, then --connect targets. */
+static const char *const palette[] = {
+	"#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10", "#000000",
+	"#a0a0a0", "#8b4513", "#ff69b4", "#2e8b57", "#4682b4", "#daa520", "#708090", "#dc143c",
+	"#00ced1",
+};
+
 void
 bench_plot_script(FILE *f, const char *path, const struct bench_run_info *info,
 		  const struct bench_result *res, size_t n)
@@ -80,6 +87,11 @@ bench_plot_script(FILE *f, const char *path, const struct bench_run_info *info,
 	fprintf(f, "\nset title 'vhu-bench: messages per second (log scale; median of %u "
 		"repetitions); kernel %s, client CPU %d, server CPU %d'\n", info->reps,
 		info->kernel, info->cpu_client, info->cpu_server);
+	/* gnuplot's own colours repeat after 8; the built-in transports alone are 9 */
+	for (size_t t = 0; t < sizeof(palette) / sizeof(palette[0]); t++) {
+		fprintf(f, "set linetype %zu lc rgb '%s'\n", t + 1, palette[t]);
+	}
+	fprintf(f, "set linetype cycle %zu\n", sizeof(palette) / sizeof(palette[0]));
 	fputs("set style data histogram\n"
 	      "set style histogram clustered gap 1\n"
 	      "set style fill solid 0.9 border -1\n"

@@ -993,5 +993,7 @@ Test(bench, plot_script_has_a_row_per_case)
 	cr_assert(strstr(text, "\"rt\" 20000 40000\n"), "%s", text);
 	cr_assert(strstr(text, "\"pipe\" 300000 -\n"), "a failed run is a gap: %s", text);
 	cr_assert(strstr(text, "plot for [i=2:3]"), "%s", text);
+	/* gnuplot repeats its colours after 8: the 9 built-in transports need their own */
+	cr_assert(strstr(text, "set linetype 9 lc rgb '#"), "%s", text);
 	free(text);
 }
