@@ -157,7 +157,8 @@ bool th_done_readable(void *arg);
 
 /*
  * A front-end's request on ep to a device served on ring: sends it; with
- * want != NULL drives the ring until the reply is there and reads its
+ * want != NULL drives the ring until the reply is there (ring NULL: the
+ * ring runs on other threads, the reply is simply waited for) and reads its
  * body into want (failing the test on anything but that request's reply);
  * with fd != NULL the reply must carry one fd, moved to *fd. \return the
  * reply's body bytes (0 without want).
